@@ -1,0 +1,152 @@
+"""Synthetic sparse feature distributions of the paper.
+
+Each feature is zero with probability S_i (its sparsity) and otherwise uniform on [0, 1], or on
+[-1, 1] for the absolute-value task. Features come in consecutive *sets*:
+
+- ``independent``: every feature draws its own zero/non-zero decision (the paper's default);
+- ``correlated``: one draw decides whether the whole set is zero; magnitudes stay independent;
+- ``anticorrelated``: the set is zero with probability S, otherwise exactly one feature of it,
+  chosen uniformly, is active (so each feature's marginal density is (1 - S) / k).
+
+A set's density is the density of its first feature. Everything here is written in terms of the
+uniform numbers of :mod:`tms.rng`, one per feature and example: an independent feature is active if
+``u < p`` and then takes ``u / p``, which is again uniform on [0, 1); an anticorrelated set uses its
+first feature's ``u`` both to choose the active feature and, through the fractional part, its value.
+One uniform per element is what keeps the sampler cheap enough to fuse into the training step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import torch
+
+from tms import rng
+
+SetKind = Literal["independent", "correlated", "anticorrelated"]
+SET_KINDS: tuple[str, ...] = ("independent", "correlated", "anticorrelated")
+
+
+@dataclass(frozen=True)
+class FeatureSets:
+    """A partition of the features into consecutive sets: ``((kind, size), ...)``."""
+
+    sets: tuple[tuple[str, int], ...]
+
+    def __post_init__(self) -> None:
+        if not self.sets:
+            raise ValueError("feature sets: at least one set is required")
+        for kind, size in self.sets:
+            if kind not in SET_KINDS:
+                raise ValueError(f"feature sets: unknown kind {kind!r}; expected one of {SET_KINDS}")
+            if int(size) < 1:
+                raise ValueError(f"feature sets: size must be >= 1, got {size} for a {kind} set")
+
+    @classmethod
+    def independent(cls, n: int) -> "FeatureSets":
+        """All ``n`` features independent."""
+        if n < 1:
+            raise ValueError(f"n_features must be >= 1, got {n}")
+        return cls((("independent", int(n)),))
+
+    @classmethod
+    def parse(cls, spec: Sequence[dict] | None, n: int) -> "FeatureSets":
+        """From config: a list of ``{kind, size, count}`` entries (count defaults to 1).
+
+        ``None`` means all independent. The sizes must add up to ``n``.
+        """
+        if not spec:
+            return cls.independent(n)
+        sets: list[tuple[str, int]] = []
+        for i, entry in enumerate(spec):
+            for _ in range(int(entry.get("count", 1))):
+                sets.append((str(entry["kind"]), int(entry["size"])))
+        out = cls(tuple(sets))
+        if out.n_features != n:
+            raise ValueError(f"feature_sets: sizes add up to {out.n_features}, but n_features is {n}")
+        return out
+
+    @property
+    def n_features(self) -> int:
+        return sum(size for _, size in self.sets)
+
+    @property
+    def all_independent(self) -> bool:
+        return all(kind == "independent" or size == 1 for kind, size in self.sets)
+
+    def set_index(self) -> list[int]:
+        """For each feature, the index of its set."""
+        return [s for s, (_, size) in enumerate(self.sets) for _ in range(size)]
+
+    def tables(self) -> dict[str, list]:
+        """Per-feature lookup tables used by :func:`sample`."""
+        lead, pos, size, kind = [], [], [], []
+        start = 0
+        for k, sz in self.sets:
+            for j in range(sz):
+                lead.append(start)
+                pos.append(j)
+                size.append(sz)
+                kind.append(SET_KINDS.index(k) if sz > 1 else 0)
+            start += sz
+        return {"lead": lead, "pos": pos, "size": size, "kind": kind}
+
+
+def sample(u: torch.Tensor, density: torch.Tensor, sets: FeatureSets, signed: bool = False) -> torch.Tensor:
+    """Turn uniforms ``u`` of shape ``[N, B, n]`` into feature vectors.
+
+    ``density`` (1 - S) broadcasts against ``[N, 1, n]``. ``signed`` maps active values to
+    uniform on [-1, 1) (the absolute-value task).
+    """
+    zero = torch.zeros((), dtype=u.dtype, device=u.device)
+    if sets.all_independent:
+        active = u < density
+        value = u / density
+    else:
+        t = sets.tables()
+        n = u.shape[-1]
+        dev = u.device
+        lead = torch.tensor(t["lead"], device=dev)
+        pos = torch.tensor(t["pos"], device=dev, dtype=u.dtype)
+        size = torch.tensor(t["size"], device=dev, dtype=u.dtype)
+        kind = torch.tensor(t["kind"], device=dev)
+        dens = density.expand(*density.shape[:-1], n) if density.shape[-1] == 1 else density
+        u_lead = u.index_select(-1, lead)
+        p_lead = dens.index_select(-1, lead)
+        is_lead = torch.arange(n, device=dev) == lead
+        active = u_lead < p_lead
+        frac_lead = u_lead / p_lead
+        # independent and correlated: the leader's u/p is its value; other members use their own u
+        value_corr = torch.where(is_lead, frac_lead, u)
+        # anticorrelated: v in [0, k) chooses the member (integer part) and its value (fraction)
+        v = frac_lead * size
+        chosen = torch.floor(v)
+        value_anti = torch.where(chosen == pos, v - chosen, zero)
+        value = torch.where(kind == 2, value_anti, value_corr)
+        is_indep = kind == 0
+        active = torch.where(is_indep, u < dens, active)
+        value = torch.where(is_indep, u / dens, value)
+        active = active & ((kind != 2) | (chosen == pos))
+    if signed:
+        value = 2.0 * value - 1.0
+    return torch.where(active, value, zero)
+
+
+def draw(
+    keys: torch.Tensor,
+    counter: int | torch.Tensor,
+    batch: int,
+    density: torch.Tensor,
+    sets: FeatureSets,
+    signed: bool = False,
+) -> torch.Tensor:
+    """A batch ``[N, batch, n]`` for instances ``keys`` from stream ``counter``."""
+    n = sets.n_features
+    u = rng.uniform(keys, int(counter), (batch, n))
+    return sample(u, density.view(density.shape[0], 1, -1), sets, signed)
+
+
+def expected_value(density: float, signed: bool = False) -> float:
+    """E[x_i] for a feature of the given density (the optimal bias of an unrepresented feature)."""
+    return 0.0 if signed else density / 2.0

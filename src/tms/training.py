@@ -1,0 +1,514 @@
+"""The vectorised trainer: every instance of an experiment trains as one fused tensor program.
+
+One training step (drawing the batch from the counter-based generator, the forward pass, a
+hand-derived backward pass and the optimiser update) is a single function compiled with
+``torch.compile``; the loop around it makes no host-device synchronisation except a NaN/inf check
+every ``check_every`` steps. Instances never interact: the loss is a sum of per-instance losses,
+each instance has its own random stream, so results do not depend on which instances share a
+chunk, and chunking bounds memory at any scale.
+
+For models with very few features and hidden dimensions (the phase diagrams: n=2, m=1 or n=3, m=2)
+batched matrix products waste almost all their work, so a second formulation puts the instance
+axis last and unrolls the products into broadcast multiply-adds; both compute the same function
+and are tested against the autograd reference in :mod:`tms.models`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from tms import data as data_mod
+from tms import models, optim, rng
+from tms.data import FeatureSets
+from tms.models import ModelKind
+
+log = logging.getLogger("tms.training")
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised when a loss becomes NaN or infinite; the message names the experiment and instance."""
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """How to train (shared by every instance of an experiment)."""
+
+    steps: int = 10_000
+    batch_size: int = 1024
+    optimizer: optim.OptimizerSpec = field(default_factory=optim.OptimizerSpec)
+    l1: float = 0.0
+    init_std: float | None = None
+    eval_batch: int = 16_384
+    snapshots: int = 0
+    loss_points: int = 100
+    chunk_size: int | None = None
+    max_chunk_mb: int = 512
+    device: str = "auto"
+    compile: bool = True
+    check_every: int = 1000
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "eval_batch"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.l1 < 0 or not math.isfinite(self.l1):
+            raise ValueError(f"l1 must be a finite number >= 0, got {self.l1}")
+
+
+@dataclass
+class Problem:
+    """What to train: N independent instances of one model kind and size."""
+
+    kind: ModelKind
+    n: int
+    m: int
+    keys: torch.Tensor  # [N] int64
+    density: torch.Tensor  # [N, n] probability that a feature (set) is non-zero, 1 - S
+    importance: torch.Tensor  # [N, n]
+    sets: FeatureSets | None = None
+    name: str = "experiment"
+    describe: Callable[[int], str] | None = None  # instance index -> words, for error messages
+
+    def __post_init__(self) -> None:
+        self.kind = ModelKind(self.kind)
+        if self.n < 1:
+            raise ValueError(f"n_features must be >= 1, got {self.n}")
+        if self.m < 1:
+            raise ValueError(f"n_hidden must be >= 1, got {self.m}")
+        if self.m > self.n and self.kind is not ModelKind.COMPUTATION:
+            raise ValueError(f"n_hidden (m={self.m}) must not exceed n_features (n={self.n})")
+        if self.sets is None:
+            self.sets = FeatureSets.independent(self.n)
+        if self.sets.n_features != self.n:
+            raise ValueError(f"feature sets cover {self.sets.n_features} features, n_features is {self.n}")
+        N = self.keys.shape[0]
+        if N < 1:
+            raise ValueError("a problem needs at least one instance")
+        self.density = _per_feature(self.density, N, self.n, "density")
+        self.importance = _per_feature(self.importance, N, self.n, "importance")
+        if ((self.density < 0) | (self.density > 1)).any():
+            raise ValueError("density (1 - sparsity) must lie in [0, 1]")
+        if (self.importance < 0).any():
+            raise ValueError("importance must be >= 0")
+
+    @property
+    def n_instances(self) -> int:
+        return int(self.keys.shape[0])
+
+    def label(self, i: int) -> str:
+        return self.describe(i) if self.describe else f"instance {i}"
+
+
+def _per_feature(v: torch.Tensor | float, N: int, n: int, what: str) -> torch.Tensor:
+    t = torch.as_tensor(v, dtype=torch.float32)
+    if t.numel() == 0:
+        raise ValueError(f"{what} is empty")
+    if t.dim() <= 1 and t.numel() in (1, N) and not (t.numel() == n and N != n):
+        t = t.reshape(-1, 1) if t.numel() == N else t.reshape(1, 1)
+    try:
+        t = t.expand(N, n) if t.dim() == 2 else t.reshape(1, n).expand(N, n)
+    except RuntimeError as err:
+        raise ValueError(f"{what} of shape {tuple(t.shape)} does not fit {N} instances x {n} features") from err
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{what} contains NaN or infinite values")
+    return t.contiguous().clone()
+
+
+@dataclass
+class TrainResult:
+    """Everything a training run produced, as numpy arrays on the host."""
+
+    params: dict[str, np.ndarray]  # final parameters, [N, ...]
+    final_loss: np.ndarray  # [N] on a fresh evaluation batch of spec.eval_batch examples
+    loss_steps: np.ndarray  # [K] steps at which per-instance training losses were recorded
+    loss_history: np.ndarray  # [K, N]
+    mean_loss: np.ndarray  # [steps] training loss averaged over instances, every step
+    snapshot_steps: np.ndarray  # [S] (0 = initialisation, steps = end)
+    snapshots: dict[str, np.ndarray]  # name -> [S, N, ...]
+    device: str
+    wall_time: float
+    compile_time: float
+    layout: str
+
+    @property
+    def model_steps_per_second(self) -> float:
+        steps = len(self.mean_loss)
+        return self.final_loss.shape[0] * steps / max(self.wall_time - self.compile_time, 1e-9)
+
+
+# --------------------------------------------------------------------------------------------
+# Schedules and devices
+
+
+def log_steps(steps: int, k: int, include_end: bool = False) -> np.ndarray:
+    """About ``k`` distinct, log-spaced step indices in [0, steps) (or [0, steps] with the end)."""
+    top = steps if include_end else steps - 1
+    if k <= 0 or top < 0:
+        return np.zeros(0, dtype=np.int64)
+    pts = np.unique(np.round(np.geomspace(1, top + 1, num=max(k, 2))).astype(np.int64) - 1)
+    pts = np.unique(np.concatenate([[0], pts, [top]]))
+    return pts[(pts >= 0) & (pts <= top)]
+
+
+def resolve_device(requested: str = "auto") -> torch.device:
+    """``auto``: CUDA if it is present and usable, else CPU. ``cuda`` without a usable GPU falls
+    back to CPU with a warning rather than failing the job (a SLURM job may land on such a node)."""
+    if requested not in ("auto", "cpu", "cuda") and not requested.startswith("cuda:"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {requested!r}")
+    if requested == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        try:
+            dev = torch.device("cuda" if requested == "auto" else requested)
+            torch.ones(1, device=dev).add_(1).item()
+            return dev
+        except Exception as err:  # a broken driver or a busy/disabled device
+            log.warning("CUDA is present but not usable (%s); training on CPU", err)
+            return torch.device("cpu")
+    if requested != "auto":
+        log.warning("device %r requested but CUDA is not available; training on CPU", requested)
+    return torch.device("cpu")
+
+
+# --------------------------------------------------------------------------------------------
+# Loss and hand-derived gradients, instance axis first (batched matrix products)
+
+
+def loss_and_grads(
+    kind: ModelKind, params: list[torch.Tensor], x: torch.Tensor, imp: torch.Tensor, l1: float
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Per-instance loss ``[N]`` and gradients of its sum, for ``x [N, B, n]``, ``imp [N, 1, n]``.
+
+    The backward pass is written out by hand (it is short for these models) so the compiler sees
+    one plain tensor program with no autograd machinery.
+    """
+    B, n = x.shape[1], x.shape[2]
+    c = 2.0 / (B * n)
+    if kind is ModelKind.COMPUTATION:
+        W1, W2, b = params
+        a = torch.bmm(x, W1.transpose(1, 2))
+        h = torch.relu(a)
+        z = torch.bmm(h, W2.transpose(1, 2)) + b[:, None, :]
+        y = torch.relu(z)
+        r = y - x.abs()
+        loss = (imp * r * r).mean(dim=(1, 2))
+        e = torch.where(z > 0, (c * imp) * r, 0.0)
+        gh = torch.bmm(e, W2)
+        if l1:
+            loss = loss + l1 * h.sum(-1).mean(-1)
+            gh = gh + (l1 / B) * (h > 0).to(h.dtype)
+        ga = torch.where(a > 0, gh, 0.0)
+        return loss, [torch.bmm(ga.transpose(1, 2), x), torch.bmm(e.transpose(1, 2), h), e.sum(1)]
+    W, b = params
+    a = torch.bmm(x, W.transpose(1, 2))
+    h = torch.relu(a) if kind is ModelKind.RELU_HIDDEN else a
+    z = torch.bmm(h, W) + b[:, None, :]
+    y = z if kind is ModelKind.LINEAR else torch.relu(z)
+    r = y - x
+    loss = (imp * r * r).mean(dim=(1, 2))
+    e = (c * imp) * r
+    if kind is not ModelKind.LINEAR:
+        e = torch.where(z > 0, e, 0.0)
+    gh = torch.bmm(e, W.transpose(1, 2))
+    if l1:
+        loss = loss + l1 * h.abs().sum(-1).mean(-1)
+        gh = gh + (l1 / B) * torch.sign(h)
+    if kind is ModelKind.RELU_HIDDEN:
+        gh = torch.where(a > 0, gh, 0.0)
+    gW = torch.bmm(h.transpose(1, 2), e) + torch.bmm(gh.transpose(1, 2), x)
+    return loss, [gW, e.sum(1)]
+
+
+# --------------------------------------------------------------------------------------------
+# The same, instance axis last with unrolled products (tiny n and m, many instances)
+
+
+def loss_and_grads_tiny(
+    kind: ModelKind, params: list[torch.Tensor], x: torch.Tensor, imp: torch.Tensor, l1: float
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """As :func:`loss_and_grads` for instance-last tensors: ``x [B, n, N]``, ``imp [n, N]``,
+    W ``[m, n, N]`` (W1 ``[m, n, N]``, W2 ``[n, m, N]``), b ``[n, N]``."""
+    B, n = x.shape[0], x.shape[1]
+    c = 2.0 / (B * n)
+    xs = [x[:, i] for i in range(n)]  # each [B, N]
+    if kind is ModelKind.COMPUTATION:
+        W1, W2, b = params
+        m = W1.shape[0]
+        a = [sum(xs[i] * W1[j, i] for i in range(n)) for j in range(m)]
+        h = [torch.relu(aj) for aj in a]
+        loss = 0.0
+        gW2_rows, gb, gh = [], [], [0.0] * m
+        for i in range(n):
+            z = sum(h[j] * W2[i, j] for j in range(m)) + b[i]
+            r = torch.relu(z) - xs[i].abs()
+            loss = loss + (imp[i] * r * r).sum(0)
+            e = torch.where(z > 0, (c * imp[i]) * r, 0.0)
+            gb.append(e.sum(0))
+            gW2_rows.append(torch.stack([(e * h[j]).sum(0) for j in range(m)]))
+            gh = [gh[j] + e * W2[i, j] for j in range(m)]
+        loss = loss / (B * n)
+        if l1:
+            loss = loss + l1 * sum(hj.sum(0) for hj in h) / B
+            gh = [gh[j] + (l1 / B) * (h[j] > 0).to(x.dtype) for j in range(m)]
+        ga = [torch.where(a[j] > 0, gh[j], 0.0) for j in range(m)]
+        gW1 = torch.stack([torch.stack([(ga[j] * xs[i]).sum(0) for i in range(n)]) for j in range(m)])
+        return loss, [gW1, torch.stack(gW2_rows), torch.stack(gb)]
+    W, b = params
+    m = W.shape[0]
+    a = [sum(xs[i] * W[j, i] for i in range(n)) for j in range(m)]
+    h = [torch.relu(aj) for aj in a] if kind is ModelKind.RELU_HIDDEN else a
+    loss = 0.0
+    es, gb = [], []
+    for i in range(n):
+        z = sum(h[j] * W[j, i] for j in range(m)) + b[i]
+        y = z if kind is ModelKind.LINEAR else torch.relu(z)
+        r = y - xs[i]
+        loss = loss + (imp[i] * r * r).sum(0)
+        e = (c * imp[i]) * r
+        if kind is not ModelKind.LINEAR:
+            e = torch.where(z > 0, e, 0.0)
+        es.append(e)
+        gb.append(e.sum(0))
+    loss = loss / (B * n)
+    gh = [sum(es[i] * W[j, i] for i in range(n)) for j in range(m)]
+    if l1:
+        loss = loss + l1 * sum(hj.abs().sum(0) for hj in h) / B
+        gh = [gh[j] + (l1 / B) * torch.sign(h[j]) for j in range(m)]
+    if kind is ModelKind.RELU_HIDDEN:
+        gh = [torch.where(a[j] > 0, gh[j], 0.0) for j in range(m)]
+    gW = torch.stack(
+        [torch.stack([(h[j] * es[i] + gh[j] * xs[i]).sum(0) for i in range(n)]) for j in range(m)]
+    )
+    return loss, [gW, torch.stack(gb)]
+
+
+def use_tiny_layout(kind: ModelKind, n: int, m: int, n_instances: int) -> bool:
+    """Instance-last unrolled products pay off when the matrices are a handful of numbers."""
+    return n * m <= 8 and n <= 4 and n_instances >= 256
+
+
+# --------------------------------------------------------------------------------------------
+# The compiled step
+
+
+_STEP_CACHE: dict[tuple, Callable] = {}
+STREAM_BLOCK = 256
+
+
+def _build_step(kind: ModelKind, sets: FeatureSets, B: int, n: int, tiny: bool, spec: TrainSpec,
+                compile_: bool) -> Callable:
+    key = (kind, sets, B, n, tiny, spec.l1, spec.optimizer, spec.steps, compile_)
+    if key in _STEP_CACHE:
+        return _STEP_CACHE[key]
+    signed = kind.signed_inputs
+    opt = spec.optimizer
+    steps = spec.steps
+    l1 = spec.l1
+
+    def step(params, state, t, sblock, density, importance, weights, mean_buf):
+        # stream keys come precomputed in blocks of STREAM_BLOCK steps: computing them here would
+        # repeat their hashing for every element of the batch
+        s = sblock.index_select(0, torch.remainder(t, STREAM_BLOCK).view(1)).view(-1)
+        u = rng.uniform_from_stream(s, (B, n))
+        x = data_mod.sample(u, density, sets, signed)
+        if tiny:
+            # same draws as the instance-first layout, moved to [B, n, N]: both see the same data
+            loss, grads = loss_and_grads_tiny(kind, params, x.permute(1, 2, 0), importance, l1)
+        else:
+            loss, grads = loss_and_grads(kind, params, x, importance, l1)
+        mean_buf.index_add_(0, t.view(1), (loss * weights).sum().view(1).to(mean_buf.dtype))
+        lr = opt.lr * optim.lr_scale(opt.schedule, t, steps)
+        t.add_(1)
+        optim.apply(opt, params, grads, state, t, lr)
+        return loss
+
+    fn = torch.compile(step, fullgraph=True, dynamic=False) if compile_ else step
+    _STEP_CACHE[key] = fn
+    return fn
+
+
+# --------------------------------------------------------------------------------------------
+# Driver
+
+
+def _chunks(N: int, chunk: int) -> list[tuple[int, int]]:
+    count = max(1, math.ceil(N / chunk))
+    size = math.ceil(N / count)
+    return [(s, min(N, s + size)) for s in range(0, N, size)]
+
+
+def auto_chunk_size(problem: Problem, spec: TrainSpec) -> int:
+    """Instances per chunk so the step's working set stays under ``spec.max_chunk_mb``."""
+    if spec.chunk_size:
+        return int(spec.chunk_size)
+    n, m, B = problem.n, problem.m, spec.batch_size
+    per_instance = 4 * (B * (10 * n + 8 * m) + 12 * n * m + 8 * n)
+    return max(1, int(spec.max_chunk_mb * 2**20 // per_instance))
+
+
+class _Progress:
+    """A tqdm bar on a terminal; plain log lines (every ~10%) in a job log."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        self.total, self.done, self.desc = total, 0, desc
+        self.next_log = total // 10
+        self.bar = None
+        self.t0 = time.perf_counter()
+        if sys.stderr.isatty() and os.environ.get("TMS_NO_PROGRESS") is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="step", mininterval=0.5, leave=False)
+
+    def update(self, k: int) -> None:
+        self.done += k
+        if self.bar is not None:
+            self.bar.update(k)
+        elif self.done >= self.next_log and self.total >= 10:
+            rate = self.done / max(time.perf_counter() - self.t0, 1e-9)
+            log.info("%s: %d/%d steps (%.0f steps/s)", self.desc, self.done, self.total, rate)
+            self.next_log += max(1, self.total // 10)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def evaluate(problem: Problem, params: dict[str, torch.Tensor], examples: int, batch: int = 1024,
+             device: torch.device | None = None) -> np.ndarray:
+    """Loss of every instance on ``examples`` fresh examples (a stream no training step uses)."""
+    device = device or params[next(iter(params))].device
+    keys = problem.keys.to(device)
+    dens = problem.density.to(device)
+    imp = problem.importance.to(device)[:, None, :]
+    total = torch.zeros(problem.n_instances, dtype=torch.float64, device=device)
+    done, j = 0, 0
+    with torch.no_grad():
+        while done < examples:
+            b = min(batch, examples - done)
+            x = data_mod.draw(keys, rng.EVAL_COUNTER + j, b, dens, problem.sets, problem.kind.signed_inputs)
+            total += models.loss_per_instance(problem.kind, params, x, imp).double() * b
+            done += b
+            j += 1
+    return (total / examples).cpu().numpy()
+
+
+def train(problem: Problem, spec: TrainSpec) -> TrainResult:
+    """Train every instance of ``problem`` and evaluate it on a fresh batch."""
+    device = resolve_device(spec.device)
+    N, n, m, B = problem.n_instances, problem.n, problem.m, spec.batch_size
+    kind = problem.kind
+    tiny = use_tiny_layout(kind, n, m, N)
+    chunk = auto_chunk_size(problem, spec)
+    spans = _chunks(N, chunk)
+    # pad every chunk to the same size so one compiled step serves them all
+    width = max(e - s for s, e in spans)
+    loss_at = log_steps(spec.steps, spec.loss_points)
+    snap_at = log_steps(spec.steps, spec.snapshots, include_end=True) if spec.snapshots else np.zeros(0, np.int64)
+    loss_slot = {int(s): i for i, s in enumerate(loss_at)}
+    snap_slot = {int(s): i for i, s in enumerate(snap_at)}
+    names = kind.param_names
+
+    final: dict[str, list[np.ndarray]] = {k: [] for k in names}
+    snaps: dict[str, list[np.ndarray]] = {k: [] for k in names}
+    history: list[np.ndarray] = []
+    mean_loss = torch.zeros(spec.steps, dtype=torch.float64, device=device)
+    step_fn = _build_step(kind, problem.sets, B, n, tiny, spec, spec.compile)
+    progress = _Progress(spec.steps * len(spans), problem.name)
+    t_start = time.perf_counter()
+    compile_time = 0.0
+    try:
+        for s, e in spans:
+            idx = torch.arange(s, e)
+            if e - s < width:  # pad with copies of the last instance, dropped afterwards
+                idx = torch.cat([idx, idx[-1:].expand(width - (e - s))])
+            keys = problem.keys[idx].to(device)
+            dens = problem.density[idx].to(device)[:, None, :]
+            imp = problem.importance[idx].to(device)
+            weights = torch.zeros(width, device=device)
+            weights[: e - s] = 1.0 / N
+            p0 = models.init_params(kind, n, m, keys, spec.init_std)
+            if tiny:
+                params = [p0[k].permute(*range(1, p0[k].dim()), 0).contiguous().clone() for k in names]
+                imp_arg = imp.t().contiguous()
+            else:
+                params = [p0[k].contiguous().clone() for k in names]
+                imp_arg = imp[:, None, :].contiguous()
+            state = optim.init_state(spec.optimizer, params)
+            t = torch.zeros((), dtype=torch.int64, device=device)
+            sblock = torch.empty(STREAM_BLOCK, width, dtype=torch.int32, device=device)
+            hist = torch.zeros(len(loss_at), width, dtype=torch.float32, device=device)
+            snap = {k: torch.zeros(len(snap_at), *params[j].shape, device=device) for j, k in enumerate(names)}
+            for i in range(spec.steps):
+                if i % STREAM_BLOCK == 0:
+                    counters = torch.arange(i, i + STREAM_BLOCK, device=device)
+                    sblock.copy_(rng.stream_keys(keys, counters))
+                if i in snap_slot:
+                    for j, k in enumerate(names):
+                        snap[k][snap_slot[i]].copy_(params[j])
+                if i == 0:
+                    t0 = time.perf_counter()
+                    loss = step_fn(params, state, t, sblock, dens, imp_arg, weights, mean_loss)
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    compile_time += time.perf_counter() - t0
+                else:
+                    loss = step_fn(params, state, t, sblock, dens, imp_arg, weights, mean_loss)
+                if i in loss_slot:
+                    hist[loss_slot[i]].copy_(loss)
+                if (i + 1) % spec.check_every == 0 or i + 1 == spec.steps:
+                    _check_finite(loss[: e - s], problem, s, i)
+                    progress.update(min(spec.check_every, (i % spec.check_every) + 1))
+            if spec.steps in snap_slot:
+                for j, k in enumerate(names):
+                    snap[k][snap_slot[spec.steps]].copy_(params[j])
+            for j, k in enumerate(names):
+                p = params[j]
+                if tiny:
+                    p = p.permute(p.dim() - 1, *range(p.dim() - 1))
+                    sn = snap[k].permute(0, snap[k].dim() - 1, *range(1, snap[k].dim() - 1))
+                else:
+                    sn = snap[k]
+                final[k].append(p[: e - s].detach().cpu().numpy().copy())
+                snaps[k].append(sn[:, : e - s].detach().cpu().numpy().copy())
+            history.append(hist[:, : e - s].cpu().numpy())
+    finally:
+        progress.close()
+    params_np = {k: np.concatenate(v, axis=0) for k, v in final.items()}
+    eval_params = {k: torch.from_numpy(v).to(device) for k, v in params_np.items()}
+    final_loss = evaluate(problem, eval_params, spec.eval_batch, batch=min(B, 4096), device=device)
+    bad = ~np.isfinite(final_loss)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise TrainingDiverged(f"{problem.name}: {problem.label(i)} has a non-finite evaluation loss")
+    return TrainResult(
+        params=params_np,
+        final_loss=final_loss,
+        loss_steps=loss_at,
+        loss_history=np.concatenate(history, axis=1),
+        mean_loss=mean_loss.cpu().numpy(),
+        snapshot_steps=snap_at,
+        snapshots={k: np.concatenate(v, axis=1) for k, v in snaps.items()},
+        device=str(device),
+        wall_time=time.perf_counter() - t_start,
+        compile_time=compile_time,
+        layout="instance-last" if tiny else "instance-first",
+    )
+
+
+def _check_finite(loss: torch.Tensor, problem: Problem, offset: int, step: int) -> None:
+    finite = torch.isfinite(loss)
+    if not bool(finite.all()):
+        i = offset + int(torch.nonzero(~finite)[0, 0])
+        raise TrainingDiverged(
+            f"{problem.name}: training loss of {problem.label(i)} became {float(loss[i - offset])} "
+            f"by step {step + 1}; lower the learning rate or check the config"
+        )
