@@ -45,7 +45,6 @@ class TrainSpec:
     steps: int = 10_000
     batch_size: int = 1024
     optimizer: optim.OptimizerSpec = field(default_factory=optim.OptimizerSpec)
-    l1: float = 0.0
     init_std: float | None = None
     eval_batch: int = 16_384
     snapshots: int = 0
@@ -60,8 +59,6 @@ class TrainSpec:
         for name in ("steps", "batch_size", "eval_batch"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.l1 < 0 or not math.isfinite(self.l1):
-            raise ValueError(f"l1 must be a finite number >= 0, got {self.l1}")
 
 
 @dataclass
@@ -75,6 +72,7 @@ class Problem:
     density: torch.Tensor  # [N, n] probability that a feature (set) is non-zero, 1 - S
     importance: torch.Tensor  # [N, n]
     sets: FeatureSets | None = None
+    l1: torch.Tensor | float = 0.0  # [N] L1 penalty on hidden activations, per instance
     name: str = "experiment"
     describe: Callable[[int], str] | None = None  # instance index -> words, for error messages
 
@@ -99,6 +97,12 @@ class Problem:
             raise ValueError("density (1 - sparsity) must lie in [0, 1]")
         if (self.importance < 0).any():
             raise ValueError("importance must be >= 0")
+        l1 = torch.as_tensor(self.l1, dtype=torch.float32).reshape(-1)
+        if l1.numel() not in (1, N):
+            raise ValueError(f"l1 has {l1.numel()} values for {N} instances")
+        if not torch.isfinite(l1).all() or (l1 < 0).any():
+            raise ValueError("l1 must be finite and >= 0")
+        self.l1 = l1.expand(N).contiguous().clone()
 
     @property
     def n_instances(self) -> int:
@@ -184,9 +188,11 @@ def resolve_device(requested: str = "auto") -> torch.device:
 
 
 def loss_and_grads(
-    kind: ModelKind, params: list[torch.Tensor], x: torch.Tensor, imp: torch.Tensor, l1: float
+    kind: ModelKind, params: list[torch.Tensor], x: torch.Tensor, imp: torch.Tensor,
+    l1: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Per-instance loss ``[N]`` and gradients of its sum, for ``x [N, B, n]``, ``imp [N, 1, n]``.
+    """Per-instance loss ``[N]`` and gradients of its sum, for ``x [N, B, n]``, ``imp [N, 1, n]``
+    and an optional per-instance L1 coefficient ``l1 [N]`` on the hidden activations.
 
     The backward pass is written out by hand (it is short for these models) so the compiler sees
     one plain tensor program with no autograd machinery.
@@ -203,9 +209,9 @@ def loss_and_grads(
         loss = (imp * r * r).mean(dim=(1, 2))
         e = torch.where(z > 0, (c * imp) * r, 0.0)
         gh = torch.bmm(e, W2)
-        if l1:
+        if l1 is not None:
             loss = loss + l1 * h.sum(-1).mean(-1)
-            gh = gh + (l1 / B) * (h > 0).to(h.dtype)
+            gh = gh + (l1 / B)[:, None, None] * (h > 0).to(h.dtype)
         ga = torch.where(a > 0, gh, 0.0)
         return loss, [torch.bmm(ga.transpose(1, 2), x), torch.bmm(e.transpose(1, 2), h), e.sum(1)]
     W, b = params
@@ -219,9 +225,9 @@ def loss_and_grads(
     if kind is not ModelKind.LINEAR:
         e = torch.where(z > 0, e, 0.0)
     gh = torch.bmm(e, W.transpose(1, 2))
-    if l1:
+    if l1 is not None:
         loss = loss + l1 * h.abs().sum(-1).mean(-1)
-        gh = gh + (l1 / B) * torch.sign(h)
+        gh = gh + (l1 / B)[:, None, None] * torch.sign(h)
     if kind is ModelKind.RELU_HIDDEN:
         gh = torch.where(a > 0, gh, 0.0)
     gW = torch.bmm(h.transpose(1, 2), e) + torch.bmm(gh.transpose(1, 2), x)
@@ -233,9 +239,10 @@ def loss_and_grads(
 
 
 def loss_and_grads_tiny(
-    kind: ModelKind, params: list[torch.Tensor], x: torch.Tensor, imp: torch.Tensor, l1: float
+    kind: ModelKind, params: list[torch.Tensor], x: torch.Tensor, imp: torch.Tensor,
+    l1: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """As :func:`loss_and_grads` for instance-last tensors: ``x [B, n, N]``, ``imp [n, N]``,
+    """As :func:`loss_and_grads` for instance-last tensors: ``x [B, n, N]``, ``imp [n, N]``, ``l1 [N]``,
     W ``[m, n, N]`` (W1 ``[m, n, N]``, W2 ``[n, m, N]``), b ``[n, N]``."""
     B, n = x.shape[0], x.shape[1]
     c = 2.0 / (B * n)
@@ -256,7 +263,7 @@ def loss_and_grads_tiny(
             gW2_rows.append(torch.stack([(e * h[j]).sum(0) for j in range(m)]))
             gh = [gh[j] + e * W2[i, j] for j in range(m)]
         loss = loss / (B * n)
-        if l1:
+        if l1 is not None:
             loss = loss + l1 * sum(hj.sum(0) for hj in h) / B
             gh = [gh[j] + (l1 / B) * (h[j] > 0).to(x.dtype) for j in range(m)]
         ga = [torch.where(a[j] > 0, gh[j], 0.0) for j in range(m)]
@@ -280,7 +287,7 @@ def loss_and_grads_tiny(
         gb.append(e.sum(0))
     loss = loss / (B * n)
     gh = [sum(es[i] * W[j, i] for i in range(n)) for j in range(m)]
-    if l1:
+    if l1 is not None:
         loss = loss + l1 * sum(hj.abs().sum(0) for hj in h) / B
         gh = [gh[j] + (l1 / B) * torch.sign(h[j]) for j in range(m)]
     if kind is ModelKind.RELU_HIDDEN:
@@ -304,17 +311,16 @@ _STEP_CACHE: dict[tuple, Callable] = {}
 STREAM_BLOCK = 256
 
 
-def _build_step(kind: ModelKind, sets: FeatureSets, B: int, n: int, tiny: bool, spec: TrainSpec,
-                compile_: bool) -> Callable:
-    key = (kind, sets, B, n, tiny, spec.l1, spec.optimizer, spec.steps, compile_)
+def _build_step(kind: ModelKind, sets: FeatureSets, B: int, n: int, tiny: bool, use_l1: bool,
+                spec: TrainSpec, compile_: bool) -> Callable:
+    key = (kind, sets, B, n, tiny, use_l1, spec.optimizer, spec.steps, compile_)
     if key in _STEP_CACHE:
         return _STEP_CACHE[key]
     signed = kind.signed_inputs
     opt = spec.optimizer
     steps = spec.steps
-    l1 = spec.l1
 
-    def step(params, state, t, sblock, density, importance, weights, mean_buf):
+    def step(params, state, t, sblock, density, importance, l1, weights, mean_buf):
         # stream keys come precomputed in blocks of STREAM_BLOCK steps: computing them here would
         # repeat their hashing for every element of the batch
         s = sblock.index_select(0, torch.remainder(t, STREAM_BLOCK).view(1)).view(-1)
@@ -322,9 +328,10 @@ def _build_step(kind: ModelKind, sets: FeatureSets, B: int, n: int, tiny: bool, 
         x = data_mod.sample(u, density, sets, signed)
         if tiny:
             # same draws as the instance-first layout, moved to [B, n, N]: both see the same data
-            loss, grads = loss_and_grads_tiny(kind, params, x.permute(1, 2, 0), importance, l1)
+            loss, grads = loss_and_grads_tiny(kind, params, x.permute(1, 2, 0), importance,
+                                              l1 if use_l1 else None)
         else:
-            loss, grads = loss_and_grads(kind, params, x, importance, l1)
+            loss, grads = loss_and_grads(kind, params, x, importance, l1 if use_l1 else None)
         mean_buf.index_add_(0, t.view(1), (loss * weights).sum().view(1).to(mean_buf.dtype))
         lr = opt.lr * optim.lr_scale(opt.schedule, t, steps)
         t.add_(1)
@@ -395,10 +402,19 @@ def evaluate(problem: Problem, params: dict[str, torch.Tensor], examples: int, b
         while done < examples:
             b = min(batch, examples - done)
             x = data_mod.draw(keys, rng.EVAL_COUNTER + j, b, dens, problem.sets, problem.kind.signed_inputs)
-            total += models.loss_per_instance(problem.kind, params, x, imp).double() * b
+            total += _loss_with_l1(problem, params, x, imp).double() * b
             done += b
             j += 1
     return (total / examples).cpu().numpy()
+
+
+def _loss_with_l1(problem: Problem, params: dict[str, torch.Tensor], x: torch.Tensor,
+                  imp: torch.Tensor) -> torch.Tensor:
+    loss = models.loss_per_instance(problem.kind, params, x, imp)
+    if (problem.l1 > 0).any():
+        _, h = models.forward(problem.kind, params, x)
+        loss = loss + problem.l1.to(x.device) * h.abs().sum(-1).mean(-1)
+    return loss
 
 
 def train(problem: Problem, spec: TrainSpec) -> TrainResult:
@@ -421,7 +437,8 @@ def train(problem: Problem, spec: TrainSpec) -> TrainResult:
     snaps: dict[str, list[np.ndarray]] = {k: [] for k in names}
     history: list[np.ndarray] = []
     mean_loss = torch.zeros(spec.steps, dtype=torch.float64, device=device)
-    step_fn = _build_step(kind, problem.sets, B, n, tiny, spec, spec.compile)
+    use_l1 = bool((problem.l1 > 0).any())
+    step_fn = _build_step(kind, problem.sets, B, n, tiny, use_l1, spec, spec.compile)
     progress = _Progress(spec.steps * len(spans), problem.name)
     t_start = time.perf_counter()
     compile_time = 0.0
@@ -433,6 +450,7 @@ def train(problem: Problem, spec: TrainSpec) -> TrainResult:
             keys = problem.keys[idx].to(device)
             dens = problem.density[idx].to(device)[:, None, :]
             imp = problem.importance[idx].to(device)
+            l1 = problem.l1[idx].to(device)
             weights = torch.zeros(width, device=device)
             weights[: e - s] = 1.0 / N
             p0 = models.init_params(kind, n, m, keys, spec.init_std)
@@ -456,12 +474,12 @@ def train(problem: Problem, spec: TrainSpec) -> TrainResult:
                         snap[k][snap_slot[i]].copy_(params[j])
                 if i == 0:
                     t0 = time.perf_counter()
-                    loss = step_fn(params, state, t, sblock, dens, imp_arg, weights, mean_loss)
+                    loss = step_fn(params, state, t, sblock, dens, imp_arg, l1, weights, mean_loss)
                     if device.type == "cuda":
                         torch.cuda.synchronize()
                     compile_time += time.perf_counter() - t0
                 else:
-                    loss = step_fn(params, state, t, sblock, dens, imp_arg, weights, mean_loss)
+                    loss = step_fn(params, state, t, sblock, dens, imp_arg, l1, weights, mean_loss)
                 if i in loss_slot:
                     hist[loss_slot[i]].copy_(loss)
                 if (i + 1) % spec.check_every == 0 or i + 1 == spec.steps:

@@ -1,0 +1,5 @@
+import sys
+
+from tms.cli import main
+
+sys.exit(main())

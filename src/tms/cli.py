@@ -1,0 +1,294 @@
+"""The ``tms`` command: every pipeline step also runs by hand.
+
+    tms validate CONFIG                       check a config (schema + semantics)
+    tms list CONFIG                           experiments and figures of a config
+    tms train EXPERIMENT --config CONFIG      train one experiment -> results/<experiment>/
+    tms plot FIGURE --config CONFIG           draw one figure -> figures/<figure>.{pdf,png,csv} + its claims
+    tms findings --config CONFIG              merge every figure's claims -> results/findings.json
+    tms report                                render FINDINGS.tex/.pdf/.html
+    tms freeze                                write the frozen, citable artifact
+    tms verify ARCHIVE [--build FINDINGS]     check an artifact's manifest (and a rebuild against it)
+    tms bench                                 trainer benchmark against the notebook-style baseline
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("tms")
+
+# glibc returns every array of 32 MB or more to the OS after use and faults it back in on the next
+# step; keeping them mapped is worth 1.3-2.3x on the larger training shapes (see perf notes).
+MALLOC_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": "17179869184",
+    "MALLOC_TRIM_THRESHOLD_": "17179869184",
+    "MALLOC_TOP_PAD_": "1073741824",
+}
+
+
+def _ensure_malloc_env() -> None:
+    """Re-exec once with the allocator settings (glibc reads them only at process start)."""
+    if os.environ.get("TMS_NO_REEXEC") or all(os.environ.get(k) == v for k, v in MALLOC_ENV.items()):
+        return
+    env = {**os.environ, **MALLOC_ENV, "TMS_NO_REEXEC": "1"}
+    os.execve(sys.executable, [sys.executable, "-m", "tms", *sys.argv[1:]], env)
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _set_threads(threads: int | None) -> None:
+    import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
+def _experiment_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], int, str, str]:
+    """(experiment config with defaults, seed, device, config name)."""
+    from tms import config as config_mod
+
+    if args.spec:
+        exp = json.loads(args.spec)
+        seed = args.seed if args.seed is not None else 0
+        return exp, seed, args.device or "auto", args.config_name or ""
+    if not args.config:
+        raise SystemExit("tms train: give --config CONFIG (or --spec JSON --seed S)")
+    cfg = config_mod.load(args.config)
+    exp = config_mod.experiment(cfg, args.experiment)
+    seed = args.seed if args.seed is not None else int(cfg["seed"])
+    return exp, seed, args.device or cfg.get("device", "auto"), cfg.get("name", Path(args.config).stem)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from tms import config as config_mod
+
+    cfg = config_mod.load(args.config)
+    print(f"{args.config}: OK ({len(cfg['experiments'])} experiments, {len(cfg['figures'])} figures)")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from tms import config as config_mod
+
+    cfg = config_mod.load(args.config)
+    for name in cfg["experiments"]:
+        print(f"experiment {name}")
+    for name, spec in cfg["figures"].items():
+        print(f"figure {name}: {', '.join(spec['experiments'])}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tms import config as config_mod
+    from tms import experiments
+
+    _set_threads(args.threads)
+    exp, seed, device, cfg_name = _experiment_from_args(args)
+    if args.spec:  # a spec from the command line gets the same checks as one from a file
+        config_mod.validate({"seed": seed, "experiments": {args.experiment: exp},
+                             "figures": {"_": {"experiments": [args.experiment]}}})
+        exp = {**exp, "train": {**config_mod.TRAIN_DEFAULTS, **exp.get("train", {})}}
+        exp.setdefault("restarts", 1)
+    out = Path(args.out or Path(args.results) / args.experiment)
+    t0 = time.perf_counter()
+    run = experiments.run(args.experiment, exp, seed, out, device=device, config_name=cfg_name)
+    tr = run.meta["training"]
+    log.info("%s: %d instances (%d cells x %d restarts) on %s in %.1f s (compile %.1f s, %.0f model-steps/s)",
+             args.experiment, tr["instances"], tr["cells"], tr["restarts"], run.meta["provenance"]["device"],
+             time.perf_counter() - t0, tr["compile_time_s"], tr["model_steps_per_second"])
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from tms import config as config_mod
+    from tms import findings, io, provenance
+    from tms.figures import FigureContext, load_all, save
+
+    t0 = time.perf_counter()
+    registry = load_all()
+    if args.figure not in registry:
+        raise SystemExit(f"tms plot: unknown figure {args.figure!r}; registered: {', '.join(sorted(registry))}")
+    if args.config:
+        cfg = config_mod.load(args.config)
+        if args.figure not in cfg["figures"]:
+            raise SystemExit(f"tms plot: figures.{args.figure} is not in {args.config}")
+        fspec = cfg["figures"][args.figure]
+        cfg_name = cfg.get("name", Path(args.config).stem)
+    else:
+        fspec = json.loads(args.figure_spec)
+        cfg_name = args.config_name or ""
+    spec = registry[args.figure]
+    ctx = FigureContext(args.figure, fspec["experiments"], fspec.get("options"), args.results)
+    out = spec.build(ctx)
+    stem = Path(args.out) / args.figure
+    save(out, stem)
+    found = findings.evaluate(args.figure, ctx, fspec["experiments"], cfg_name)
+    findings.write(found, Path(args.results) / "claims" / f"{args.figure}.json")
+    runs = {}
+    for name in fspec["experiments"]:
+        meta = io.read_json(Path(args.results) / name / "meta.json")
+        runs[name] = {"config_hash": meta["provenance"]["config_hash"],
+                      "device": meta["provenance"].get("device"),
+                      "wall_time_s": meta["provenance"].get("wall_time_s"),
+                      "code": meta["provenance"]["code"]}
+    prov = provenance.record(config=fspec, wall_time=time.perf_counter() - t0, figure=args.figure,
+                             rule="figure", module=spec.module, section=spec.section, title=spec.title,
+                             caption=spec.caption, config_name=cfg_name, experiments=runs)
+    io.write_json(Path(args.results) / "provenance" / f"{args.figure}.json", prov)
+    verdicts = ", ".join(f"{f.id.split('.')[-1]}: {f.verdict}" for f in found) or "no claims registered"
+    log.info("%s written (%.1f s); %s", stem, time.perf_counter() - t0, verdicts)
+    return 0
+
+
+def cmd_findings(args: argparse.Namespace) -> int:
+    from tms import findings
+
+    claims_dir = Path(args.results) / "claims"
+    figures = args.figures or sorted(p.stem for p in claims_dir.glob("*.json"))
+    merged: list[findings.Finding] = []
+    for fig in figures:
+        path = claims_dir / f"{fig}.json"
+        if not path.exists():
+            raise SystemExit(f"tms findings: {path} is missing; build the figure first (snakemake figures/{fig}.pdf)")
+        merged.extend(findings.read(path))
+    findings.write(merged, Path(args.out))
+    counts: dict[str, int] = {}
+    for f in merged:
+        counts[f.verdict] = counts.get(f.verdict, 0) + 1
+    log.info("%d claims: %s -> %s", len(merged), ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), args.out)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from tms import report
+
+    report.build(findings_path=Path(args.findings), figures_dir=Path(args.figures), results_dir=Path(args.results),
+                 out_dir=Path(args.out), config_path=Path(args.config) if args.config else None,
+                 pdf=not args.no_pdf)
+    return 0
+
+
+def cmd_freeze(args: argparse.Namespace) -> int:
+    from tms import freeze
+
+    path = freeze.freeze(report_dir=Path(args.report), figures_dir=Path(args.figures), results_dir=Path(args.results),
+                         config_path=Path(args.config), out_dir=Path(args.out))
+    print(path)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from tms import freeze
+
+    ok = freeze.verify(Path(args.archive), build_findings=Path(args.build) if args.build else None)
+    return 0 if ok else 1
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from tms import bench
+
+    _set_threads(args.threads)
+    return bench.main(quick=args.quick, seeds=args.seeds, out=Path(args.out) if args.out else None, device=args.device)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tms", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("validate", help="check a config file")
+    s.add_argument("config")
+    s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("list", help="list a config's experiments and figures")
+    s.add_argument("config")
+    s.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("train", help="train one experiment")
+    s.add_argument("experiment")
+    s.add_argument("--config", help="config file (YAML)")
+    s.add_argument("--spec", help="the experiment's config as JSON (instead of --config)")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--config-name", help="label recorded in provenance (with --spec)")
+    s.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--results", default="results")
+    s.add_argument("--out", help="output directory (default: RESULTS/EXPERIMENT)")
+    s.add_argument("--threads", type=int)
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("plot", help="draw one figure and evaluate its claims")
+    s.add_argument("figure")
+    s.add_argument("--config", help="config file (YAML)")
+    s.add_argument("--figure-spec", help="the figure's config entry as JSON (instead of --config)")
+    s.add_argument("--config-name")
+    s.add_argument("--results", default="results")
+    s.add_argument("--out", default="figures")
+    s.set_defaults(func=cmd_plot)
+
+    s = sub.add_parser("findings", help="merge every figure's claims into one findings file")
+    s.add_argument("--results", default="results")
+    s.add_argument("--figures", nargs="*", help="figure ids (default: every results/claims/*.json)")
+    s.add_argument("--out", default="results/findings.json")
+    s.set_defaults(func=cmd_findings)
+
+    s = sub.add_parser("report", help="render the FINDINGS report (TeX -> PDF, and HTML)")
+    s.add_argument("--findings", default="results/findings.json")
+    s.add_argument("--figures", default="figures")
+    s.add_argument("--results", default="results")
+    s.add_argument("--config")
+    s.add_argument("--out", default="report/build")
+    s.add_argument("--no-pdf", action="store_true", help="render the .tex and .html only")
+    s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("freeze", help="write the frozen, citable artifact")
+    s.add_argument("--report", default="report/build")
+    s.add_argument("--figures", default="figures")
+    s.add_argument("--results", default="results")
+    s.add_argument("--config", required=True)
+    s.add_argument("--out", default="report/frozen")
+    s.set_defaults(func=cmd_freeze)
+
+    s = sub.add_parser("verify", help="verify a frozen artifact (and a rebuild against it)")
+    s.add_argument("archive")
+    s.add_argument("--build", help="a freshly built findings.json to compare with the frozen one")
+    s.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("bench", help="trainer benchmark against the notebook-style baseline")
+    s.add_argument("--quick", action="store_true", help="fewer steps (a smoke run, not for the README)")
+    s.add_argument("--seeds", type=int, default=3)
+    s.add_argument("--threads", type=int)
+    s.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    s.add_argument("--out", help="write the results as JSON here")
+    s.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command in ("train", "bench") and argv is None:
+        _ensure_malloc_env()
+    _setup_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except Exception as err:  # a clear one-line reason in the job log, then the traceback for debugging
+        from tms.config import ConfigError
+        from tms.training import TrainingDiverged
+
+        if isinstance(err, (ConfigError, TrainingDiverged, FileNotFoundError)):
+            log.error("%s", err)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""Experiments: a config entry -> instances -> training -> results on disk, and loading them back.
+
+An experiment's *cells* are the cartesian product of its sweep axes (density, relative importance
+of the last feature, density ratio of a perturbed feature, L1 penalty). Each cell is trained
+``restarts`` times from different seeds; every model is one instance (cell-major:
+``instance = cell * restarts + restart``) and the lowest evaluation loss of each cell is its
+*selected* model. All models are kept, so figures can be restyled, and sub-optimal solutions
+studied, without retraining.
+
+``results/<experiment>/`` holds:
+
+- ``run.npz``: final parameters of every instance (``W``/``b`` or ``W1``/``W2``/``b``), per-instance
+  ``density``, ``importance``, ``l1``, ``final_loss``, ``cell``, ``restart``, ``selected``; the
+  training-loss records (``loss_steps``, ``loss_history``, ``mean_loss``) and weight snapshots
+  (``snapshot_steps``, ``snap_<param>``);
+- ``cells.csv``: one row per cell (its axis values and selected instance);
+- ``metrics.csv``: one row per instance (cell, restart, axis values, loss, selected, geometry metrics);
+- ``meta.json``: the experiment config, provenance (config hash, code version, packages, device,
+  wall time) and training statistics.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tms import config as config_mod
+from tms import io, optim, provenance, rng
+from tms.data import FeatureSets
+from tms.models import ModelKind
+from tms.training import Problem, TrainResult, TrainSpec, train
+
+log = logging.getLogger("tms.experiments")
+
+AXES = ("density", "relative_importance", "perturbed_density_ratio", "l1")
+
+
+def cells_table(exp: dict[str, Any]) -> pd.DataFrame:
+    """One row per cell: the cartesian product of the sweep axes, in config order."""
+    names = list(exp["sweep"].keys())
+    values = [config_mod.axis_values(exp["sweep"][a]) for a in names]
+    rows = list(itertools.product(*values))
+    df = pd.DataFrame(rows, columns=names)
+    df.insert(0, "cell", np.arange(len(df)))
+    return df
+
+
+def build(name: str, exp: dict[str, Any], seed: int, device: str = "auto") -> tuple[Problem, TrainSpec, pd.DataFrame]:
+    """The training problem, spec and cell table of experiment ``name`` (config with defaults)."""
+    kind = ModelKind(exp["model"])
+    n, m = int(exp["n_features"]), int(exp["n_hidden"])
+    R = int(exp.get("restarts", 1))
+    cells = cells_table(exp)
+    C = len(cells)
+    base_imp = config_mod.importance_vector(exp.get("importance", {"constant": 1.0}), n)
+
+    density = np.repeat(cells["density"].to_numpy()[:, None], n, axis=1)
+    if "perturbed_density_ratio" in cells:
+        k = int(exp["perturbed_feature"])
+        density[:, k] = density[:, k] * cells["perturbed_density_ratio"].to_numpy()
+    importance = np.repeat(base_imp[None, :], C, axis=0)
+    if "relative_importance" in cells:
+        importance[:, -1] = base_imp[-1] * cells["relative_importance"].to_numpy()
+    l1 = cells["l1"].to_numpy() if "l1" in cells else np.full(C, float(exp.get("l1", 0.0)))
+
+    keys = rng.derive_keys(seed, name, C, R)
+    axis_cols = [c for c in cells.columns if c != "cell"]
+
+    def describe(i: int) -> str:
+        c, r = divmod(i, R)
+        vals = ", ".join(f"{a}={cells.at[c, a]:.4g}" for a in axis_cols)
+        return f"instance {i} (cell {c}: {vals}; restart {r})"
+
+    problem = Problem(
+        kind=kind,
+        n=n,
+        m=m,
+        keys=keys,
+        density=torch.from_numpy(np.repeat(density, R, axis=0)).float(),
+        importance=torch.from_numpy(np.repeat(importance, R, axis=0)).float(),
+        sets=FeatureSets.parse(exp.get("feature_sets"), n),
+        l1=torch.from_numpy(np.repeat(l1, R)).float(),
+        name=name,
+        describe=describe,
+    )
+    t = exp["train"]
+    spec = TrainSpec(
+        steps=int(t["steps"]),
+        batch_size=int(t["batch_size"]),
+        optimizer=optim.OptimizerSpec(
+            name=t["optimizer"], lr=float(t["lr"]), weight_decay=t.get("weight_decay"), schedule=t["schedule"]
+        ),
+        init_std=t.get("init_std"),
+        eval_batch=int(t["eval_batch"]),
+        snapshots=int(t["snapshots"]),
+        loss_points=int(t["loss_points"]),
+        chunk_size=t.get("chunk_size"),
+        max_chunk_mb=int(t["max_chunk_mb"]),
+        device=device,
+    )
+    return problem, spec, cells
+
+
+def select(final_loss: np.ndarray, cells: int, restarts: int) -> np.ndarray:
+    """Index of the lowest-loss instance of every cell."""
+    per_cell = final_loss.reshape(cells, restarts)
+    return np.arange(cells) * restarts + np.argmin(per_cell, axis=1)
+
+
+def run(name: str, exp: dict[str, Any], seed: int, out_dir: str | Path, device: str = "auto",
+        config_name: str = "") -> "RunData":
+    """Train experiment ``name`` and write its results (atomically) to ``out_dir``."""
+    from tms import metrics  # heavy-ish; only needed here
+
+    t0 = time.perf_counter()
+    problem, spec, cells = build(name, exp, seed, device)
+    result: TrainResult = train(problem, spec)
+    R = int(exp.get("restarts", 1))
+    C = len(cells)
+    best = select(result.final_loss, C, R)
+    selected = np.zeros(problem.n_instances, dtype=bool)
+    selected[best] = True
+    cell_of = np.repeat(np.arange(C), R)
+
+    arrays: dict[str, np.ndarray] = {k: v.astype(np.float32) for k, v in result.params.items()}
+    arrays.update(
+        density=problem.density.numpy(),
+        importance=problem.importance.numpy(),
+        l1=problem.l1.numpy(),
+        final_loss=result.final_loss,
+        cell=cell_of,
+        restart=np.tile(np.arange(R), C),
+        selected=selected,
+        best=best,
+        loss_steps=result.loss_steps,
+        loss_history=result.loss_history,
+        mean_loss=result.mean_loss,
+        snapshot_steps=result.snapshot_steps,
+    )
+    for k, v in result.snapshots.items():
+        if v.size:
+            arrays[f"snap_{k}"] = v.astype(np.float32)
+
+    summary = metrics.instance_summary(problem.kind, result.params)
+    inst = pd.DataFrame({"instance": np.arange(problem.n_instances), "cell": cell_of,
+                         "restart": arrays["restart"]})
+    for col in cells.columns:
+        if col != "cell":
+            inst[col] = np.repeat(cells[col].to_numpy(), R)
+    inst["loss"] = result.final_loss
+    inst["selected"] = selected
+    for k, v in summary.items():
+        inst[k] = v
+    cells = cells.copy()
+    cells["selected_instance"] = best
+    cells["loss"] = result.final_loss[best]
+
+    out = Path(out_dir)
+    wall = time.perf_counter() - t0
+    meta = {
+        "experiment": name,
+        "config_name": config_name,
+        "seed": seed,
+        "spec": exp,
+        "provenance": provenance.record(config={"seed": seed, "experiment": exp}, device=result.device,
+                                        wall_time=wall),
+        "training": {
+            "instances": problem.n_instances,
+            "cells": C,
+            "restarts": R,
+            "layout": result.layout,
+            "train_wall_time_s": round(result.wall_time, 3),
+            "compile_time_s": round(result.compile_time, 3),
+            "model_steps_per_second": round(result.model_steps_per_second, 1),
+        },
+    }
+    # run.npz last: it is the rule's declared output, so it appears only when everything else has
+    io.write_json(out / "meta.json", meta)
+    io.atomic_write_text(out / "cells.csv", cells.to_csv(index=False, float_format="%.8g"))
+    io.atomic_write_text(out / "metrics.csv", inst.to_csv(index=False, float_format="%.8g"))
+    io.save_npz(out / "run.npz", arrays)
+    return RunData(out, exp, cells, inst, arrays, meta)
+
+
+@dataclass
+class RunData:
+    """One experiment's results, loaded from ``results/<experiment>/``."""
+
+    path: Path
+    spec: dict[str, Any]
+    cells: pd.DataFrame
+    instances: pd.DataFrame
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any]
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunData":
+        path = Path(path)
+        npz = path / "run.npz"
+        if not npz.exists():
+            raise FileNotFoundError(f"{npz} does not exist: train the experiment first (snakemake {npz})")
+        meta = io.read_json(path / "meta.json")
+        return cls(path, meta["spec"], pd.read_csv(path / "cells.csv"), pd.read_csv(path / "metrics.csv"),
+                   io.load_npz(npz), meta)
+
+    @property
+    def name(self) -> str:
+        return str(self.meta["experiment"])
+
+    @property
+    def kind(self) -> ModelKind:
+        return ModelKind(self.spec["model"])
+
+    @property
+    def restarts(self) -> int:
+        return int(self.spec.get("restarts", 1))
+
+    @property
+    def best(self) -> np.ndarray:
+        """Selected (lowest-loss) instance of every cell."""
+        return self.arrays["best"]
+
+    def params(self, instances: np.ndarray | list[int] | int | None = None) -> dict[str, np.ndarray]:
+        """Final parameters of the given instances (default: the selected model of every cell)."""
+        idx = self.best if instances is None else instances
+        return {k: self.arrays[k][idx] for k in self.kind.param_names}
+
+    def cell(self, **axis_values: float) -> int:
+        """The cell whose axis values are nearest (in log space for positive axes) to those given."""
+        dist = np.zeros(len(self.cells))
+        for axis, value in axis_values.items():
+            if axis not in self.cells:
+                raise KeyError(f"{self.name} has no sweep axis {axis!r} (axes: {list(self.cells.columns[1:])})")
+            col = self.cells[axis].to_numpy(dtype=float)
+            if value > 0 and (col > 0).all():
+                dist += (np.log(col) - np.log(value)) ** 2
+            else:
+                dist += (col - value) ** 2
+        return int(np.argmin(dist))
+
+    def instances_of(self, cell: int) -> np.ndarray:
+        """All instances (restarts) of a cell."""
+        R = self.restarts
+        return np.arange(cell * R, (cell + 1) * R)
+
+    def snapshots(self, name: str) -> np.ndarray:
+        """Weight snapshots ``[S, N, ...]`` of parameter ``name`` (steps in ``arrays['snapshot_steps']``)."""
+        key = f"snap_{name}"
+        if key not in self.arrays:
+            raise KeyError(f"{self.name} kept no snapshots; set train.snapshots in its config")
+        return self.arrays[key]
+
+
+def load_config_experiment(config_path: str | Path, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(whole config, experiment config with defaults) from a config file."""
+    cfg = config_mod.load(config_path)
+    return cfg, config_mod.experiment(cfg, name)

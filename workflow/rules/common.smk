@@ -1,0 +1,82 @@
+# Shared helpers: config validation, experiment/figure lists, resource sizing.
+
+import json
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from tms import config as tms_config
+
+# Our own validator first: it names the offending key (and checks what a schema cannot: m > n,
+# feature sets that do not add up, figures naming unknown experiments). Then Snakemake's standard
+# check against the same schema.
+tms_config.validate(config)
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+
+CONFIG_NAME = config.get("name", "default")
+EXPERIMENTS = list(config["experiments"])
+FIGURES = list(config["figures"])
+DEVICE = config.get("device", "auto")
+
+FINDINGS_JSON = "results/findings.json"
+FINDINGS_TEX = "report/build/FINDINGS.tex"
+FINDINGS_PDF = "report/build/FINDINGS.pdf"
+FINDINGS_HTML = "report/build/FINDINGS.html"
+FROZEN_ARCHIVE = f"report/frozen/tms-findings-{CONFIG_NAME}.tar.gz"
+
+
+wildcard_constraints:
+    experiment="|".join(EXPERIMENTS),
+    figure="|".join(FIGURES),
+
+
+def experiment_spec(wildcards):
+    """The experiment's config (defaults filled in) as JSON: a change retrains exactly this experiment."""
+    return json.dumps(tms_config.experiment(config, wildcards.experiment), sort_keys=True)
+
+
+def figure_spec(wildcards):
+    return json.dumps(config["figures"][wildcards.figure], sort_keys=True)
+
+
+def figure_inputs(wildcards):
+    return [f"results/{e}/run.npz" for e in config["figures"][wildcards.figure]["experiments"]]
+
+
+def _work(name):
+    """Model-steps x batch x (n + m) of an experiment: what its training time scales with."""
+    exp = tms_config.experiment(config, name)
+    cells = len(tms_config_cells(exp))
+    inst = cells * exp["restarts"]
+    t = exp["train"]
+    return inst, inst * t["steps"] * t["batch_size"] * (exp["n_features"] + exp["n_hidden"])
+
+
+def tms_config_cells(exp):
+    import itertools
+
+    axes = [tms_config.axis_values(v) for v in exp["sweep"].values()]
+    return list(itertools.product(*axes))
+
+
+def train_mem_mb(wildcards, attempt):
+    """Memory: the trainer bounds its working set by chunking (max_chunk_mb); add the process
+    baseline (torch, compiled kernels) and the results kept on the host."""
+    exp = tms_config.experiment(config, wildcards.experiment)
+    inst, _ = _work(wildcards.experiment)
+    n, m = exp["n_features"], exp["n_hidden"]
+    params = 3 * n * m + 2 * n
+    kept = inst * params * 4 * (1 + max(exp["train"]["snapshots"], 0)) + inst * 4 * exp["train"]["loss_points"]
+    mb = 900 + exp["train"]["max_chunk_mb"] + 3 * kept / 2**20
+    return int(min(4000, mb) * (1 + 0.5 * (attempt - 1)))
+
+
+def train_runtime(wildcards, attempt):
+    """Minutes (SLURM -t): a generous bound from the work estimate (~2e9 element-updates/s on
+    one slow CPU core), at least 10 minutes, doubled on each retry."""
+    _, work = _work(wildcards.experiment)
+    minutes = 10 + work / 2e9 / 60
+    return int(minutes * 2 ** (attempt - 1))

@@ -1,0 +1,27 @@
+# One training job per experiment: results/<experiment>/ (weights of every model, metrics, provenance).
+
+
+rule train:
+    output:
+        run="results/{experiment}/run.npz",
+        meta="results/{experiment}/meta.json",
+        metrics="results/{experiment}/metrics.csv",
+        cells="results/{experiment}/cells.csv",
+    params:
+        spec=experiment_spec,
+        seed=config["seed"],
+        device=DEVICE,
+        config_name=CONFIG_NAME,
+    log:
+        "logs/train/{experiment}.log",
+    benchmark:
+        "benchmarks/train/{experiment}.tsv"
+    threads: 2
+    resources:
+        mem_mb=train_mem_mb,
+        runtime=train_runtime,
+        gpu=1,
+    shell:
+        "tms train {wildcards.experiment:q} --spec {params.spec:q} --seed {params.seed} "
+        "--device {params.device} --config-name {params.config_name:q} --threads {threads} "
+        "--out results/{wildcards.experiment:q} > {log:q} 2>&1"
