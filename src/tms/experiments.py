@@ -105,6 +105,7 @@ def build(name: str, exp: dict[str, Any], seed: int, device: str = "auto") -> tu
         chunk_size=t.get("chunk_size"),
         max_chunk_mb=int(t["max_chunk_mb"]),
         device=device,
+        compile=t.get("compile", "auto"),
     )
     return problem, spec, cells
 
@@ -177,6 +178,7 @@ def run(name: str, exp: dict[str, Any], seed: int, out_dir: str | Path, device: 
             "cells": C,
             "restarts": R,
             "layout": result.layout,
+            "compiled": result.compiled,
             "train_wall_time_s": round(result.wall_time, 3),
             "compile_time_s": round(result.compile_time, 3),
             "model_steps_per_second": round(result.model_steps_per_second, 1),

@@ -52,7 +52,7 @@ class TrainSpec:
     chunk_size: int | None = None
     max_chunk_mb: int = 512
     device: str = "auto"
-    compile: bool = True
+    compile: bool | str = "auto"  # True, False, or "auto": compile unless eager is cheaper overall
     check_every: int = 1000
 
     def __post_init__(self) -> None:
@@ -142,6 +142,7 @@ class TrainResult:
     wall_time: float
     compile_time: float
     layout: str
+    compiled: bool = True
 
     @property
     def model_steps_per_second(self) -> float:
@@ -347,6 +348,25 @@ def _build_step(kind: ModelKind, sets: FeatureSets, B: int, n: int, tiny: bool, 
 # Driver
 
 
+# Calibration of should_compile (2-core CPU): compiling a step costs ~10 s cold; an eager step costs
+# about EAGER_STEP_S of Python/dispatch overhead plus EAGER_ELEMENT_S per batch element, and the
+# compiled step is several times cheaper per element.
+COMPILE_COST_S = 10.0
+EAGER_STEP_S = 1.5e-3
+EAGER_ELEMENT_S = 2.0e-8
+
+
+def should_compile(spec: TrainSpec, n_instances: int, n: int, m: int, device: torch.device) -> bool:
+    """Whether compiling the step pays for itself (``spec.compile == "auto"``)."""
+    if spec.compile != "auto":
+        return bool(spec.compile)
+    if device.type == "cuda":
+        return True
+    elements = n_instances * spec.batch_size * (n + m)
+    eager = spec.steps * (EAGER_STEP_S + elements * EAGER_ELEMENT_S)
+    return eager > 2 * COMPILE_COST_S
+
+
 def _chunks(N: int, chunk: int) -> list[tuple[int, int]]:
     count = max(1, math.ceil(N / chunk))
     size = math.ceil(N / count)
@@ -438,7 +458,8 @@ def train(problem: Problem, spec: TrainSpec) -> TrainResult:
     history: list[np.ndarray] = []
     mean_loss = torch.zeros(spec.steps, dtype=torch.float64, device=device)
     use_l1 = bool((problem.l1 > 0).any())
-    step_fn = _build_step(kind, problem.sets, B, n, tiny, use_l1, spec, spec.compile)
+    compiled = should_compile(spec, N, n, m, device)
+    step_fn = _build_step(kind, problem.sets, B, n, tiny, use_l1, spec, compiled)
     progress = _Progress(spec.steps * len(spans), problem.name)
     t_start = time.perf_counter()
     compile_time = 0.0
@@ -519,6 +540,7 @@ def train(problem: Problem, spec: TrainSpec) -> TrainResult:
         wall_time=time.perf_counter() - t_start,
         compile_time=compile_time,
         layout="instance-last" if tiny else "instance-first",
+        compiled=compiled,
     )
 
 
