@@ -1,0 +1,83 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tms import config as cfg_mod
+from tms import experiments
+from tms.experiments import RunData
+
+
+def _exp(**over):
+    exp = {
+        "model": "relu_output",
+        "n_features": 5,
+        "n_hidden": 2,
+        "importance": {"constant": 1.0},
+        "sweep": {"density": [0.5, 0.05], "perturbed_density_ratio": [0.5, 1.0, 2.0]},
+        "perturbed_feature": 4,
+        "restarts": 3,
+        "train": {"steps": 40, "batch_size": 32, "eval_batch": 128, "compile": False},
+    }
+    exp.update(over)
+    return cfg_mod.experiment({"experiments": {"x": exp}}, "x")
+
+
+def test_cells_are_the_product_of_the_axes():
+    cells = experiments.cells_table(_exp())
+    assert list(cells.columns) == ["cell", "density", "perturbed_density_ratio"]
+    assert len(cells) == 6 and cells.loc[5, "density"] == 0.05 and cells.loc[5, "perturbed_density_ratio"] == 2.0
+
+
+def test_build_expands_cells_and_restarts():
+    prob, spec, cells = experiments.build("x", _exp(), seed=1)
+    assert prob.n_instances == 18
+    d = prob.density.numpy()
+    np.testing.assert_allclose(d[0], [0.5, 0.5, 0.5, 0.5, 0.25])  # cell 0, ratio 0.5
+    np.testing.assert_allclose(d[17], [0.05, 0.05, 0.05, 0.05, 0.1])  # cell 5, ratio 2
+    assert "cell 5: density=0.05, perturbed_density_ratio=2; restart 2" in prob.label(17)
+    assert spec.steps == 40 and spec.batch_size == 32
+
+
+def test_relative_importance_and_l1_axes():
+    exp = _exp(sweep={"density": [0.1], "relative_importance": [0.5, 2.0], "l1": [0.0, 0.1]})
+    del exp["perturbed_feature"]
+    prob, _, cells = experiments.build("x", exp, seed=0)
+    imp = prob.importance.numpy().reshape(4, 3, 5)[:, 0]
+    np.testing.assert_allclose(imp[:, -1], [0.5, 0.5, 2.0, 2.0])
+    np.testing.assert_allclose(imp[:, :-1], 1.0)
+    np.testing.assert_allclose(prob.l1.numpy().reshape(4, 3)[:, 0], [0.0, 0.1, 0.0, 0.1])
+
+
+def test_select_picks_lowest_loss_per_cell():
+    loss = np.array([3.0, 1.0, 2.0, 0.5, 0.7, 0.1])
+    assert list(experiments.select(loss, 2, 3)) == [1, 5]
+
+
+def test_run_writes_results_and_loads_back(tmp_path):
+    out = tmp_path / "x"
+    run = experiments.run("x", _exp(), seed=0, out_dir=out, config_name="unit")
+    for f in ("run.npz", "meta.json", "metrics.csv", "cells.csv"):
+        assert (out / f).exists()
+    assert not list(out.glob(".*.tmp"))  # no stray temporaries
+    loaded = RunData.load(out)
+    assert loaded.name == "x" and loaded.restarts == 3
+    assert loaded.arrays["W"].shape == (18, 2, 5)
+    np.testing.assert_array_equal(loaded.best, run.best)
+    assert loaded.instances["selected"].sum() == 6
+    sel = loaded.instances[loaded.instances.selected]
+    per_cell_min = loaded.instances.groupby("cell")["loss"].min().to_numpy()
+    np.testing.assert_allclose(sel["loss"].to_numpy(), per_cell_min)
+    assert loaded.cell(density=0.05, perturbed_density_ratio=1.9) == 5
+    assert list(loaded.instances_of(2)) == [6, 7, 8]
+    assert loaded.params()["W"].shape == (6, 2, 5)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["provenance"]["config_hash"] and meta["training"]["instances"] == 18
+    with pytest.raises(KeyError, match="kept no snapshots"):
+        loaded.snapshots("W")
+
+
+def test_load_missing_results_says_how_to_make_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train the experiment first"):
+        RunData.load(tmp_path / "nothing")

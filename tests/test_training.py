@@ -1,0 +1,193 @@
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from tms import data, models, rng, training
+from tms.data import FeatureSets
+from tms.models import ModelKind
+from tms.training import Problem, TrainSpec
+
+
+def _problem(kind=ModelKind.RELU_OUTPUT, N=4, n=6, m=3, density=0.3, decay=0.8, l1=0.0, name="test", **kw):
+    keys = torch.tensor([rng.derive_key("train-test", i) for i in range(N)])
+    imp = torch.tensor(decay ** np.arange(n), dtype=torch.float32)
+    return Problem(kind, n, m, keys, torch.tensor(density), imp, l1=l1, name=name, **kw)
+
+
+def _spec(**kw):
+    base = dict(steps=60, batch_size=32, eval_batch=256, loss_points=5, compile=False)
+    base.update(kw)
+    return TrainSpec(**base)
+
+
+# ---- gradients -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", list(ModelKind))
+@pytest.mark.parametrize("l1", [None, 0.05])
+def test_hand_gradients_match_autograd_in_both_layouts(kind, l1):
+    N, B, n, m = 5, 64, 6, 3
+    keys = torch.tensor([rng.derive_key("g", i) for i in range(N)])
+    p = models.init_params(kind, n, m, keys)
+    p["b"] = 0.1 * rng.normal(keys, 5, (n,))
+    x = data.draw(keys, 0, B, torch.full((N, n), 0.5), FeatureSets.independent(n), kind.signed_inputs)
+    imp = torch.rand(N, n, generator=torch.Generator().manual_seed(0))
+    l1v = None if l1 is None else torch.linspace(0.0, l1, N)
+    ref = {k: v.clone().requires_grad_(True) for k, v in p.items()}
+    loss_ref = models.loss_per_instance(kind, ref, x, imp)
+    if l1v is not None:
+        _, h = models.forward(kind, ref, x)
+        loss_ref = loss_ref + l1v * h.abs().sum(-1).mean(-1)
+    loss_ref.sum().backward()
+    names = kind.param_names
+    loss, grads = training.loss_and_grads(kind, [p[k] for k in names], x, imp[:, None, :], l1v)
+    torch.testing.assert_close(loss, loss_ref.detach(), rtol=1e-5, atol=1e-7)
+    for g, k in zip(grads, names):
+        torch.testing.assert_close(g, ref[k].grad, rtol=1e-4, atol=1e-7)
+    last = [p[k].permute(*range(1, p[k].dim()), 0).contiguous() for k in names]
+    loss_t, grads_t = training.loss_and_grads_tiny(kind, last, x.permute(1, 2, 0), imp.t(), l1v)
+    torch.testing.assert_close(loss_t, loss_ref.detach(), rtol=1e-5, atol=1e-7)
+    for g, k in zip(grads_t, names):
+        torch.testing.assert_close(g.permute(g.dim() - 1, *range(g.dim() - 1)), ref[k].grad, rtol=1e-4, atol=1e-7)
+
+
+# ---- equivalences ---------------------------------------------------------------------------
+
+
+def test_instance_alone_matches_instance_in_batch_and_chunks():
+    prob = _problem(N=6)
+    full = training.train(prob, _spec())
+    chunked = training.train(prob, _spec(chunk_size=4))  # chunks of 3 + 3 (balanced), padded equal
+    alone = training.train(
+        Problem(prob.kind, prob.n, prob.m, prob.keys[4:5], prob.density[4:5], prob.importance[4:5], name="x"),
+        _spec(),
+    )
+    np.testing.assert_allclose(full.params["W"], chunked.params["W"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(full.params["W"][4], alone.params["W"][0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(full.final_loss[4], alone.final_loss[0], rtol=1e-5)
+
+
+def test_tiny_layout_matches_instance_first_layout():
+    N = 300  # enough instances for the instance-last layout
+    prob = _problem(N=N, n=2, m=1, decay=1.0)
+    assert training.use_tiny_layout(prob.kind, 2, 1, N)
+    big = training.train(prob, _spec())
+    assert big.layout == "instance-last"
+    few = training.train(
+        Problem(prob.kind, 2, 1, prob.keys[:3], prob.density[:3], prob.importance[:3], name="x"), _spec()
+    )
+    assert few.layout == "instance-first"
+    np.testing.assert_allclose(big.params["W"][:3], few.params["W"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(big.params["b"][:3], few.params["b"], rtol=1e-5, atol=1e-6)
+
+
+def test_reruns_are_bit_identical():
+    a = training.train(_problem(), _spec())
+    b = training.train(_problem(), _spec())
+    assert np.array_equal(a.params["W"], b.params["W"]) and np.array_equal(a.final_loss, b.final_loss)
+
+
+@pytest.mark.parametrize("kind", [ModelKind.RELU_OUTPUT, ModelKind.COMPUTATION])
+def test_compiled_step_matches_eager(kind):
+    prob = _problem(kind=kind, N=3, n=5, m=4 if kind is ModelKind.RELU_OUTPUT else 6, l1=0.01)
+    eager = training.train(prob, _spec(steps=30))
+    compiled = training.train(prob, _spec(steps=30, compile=True))
+    assert compiled.compiled and not eager.compiled
+    for k in prob.kind.param_names:
+        np.testing.assert_allclose(eager.params[k], compiled.params[k], rtol=1e-4, atol=1e-6)
+
+
+# ---- outputs ----------------------------------------------------------------------------------
+
+
+def test_records_snapshots_and_loss_history():
+    res = training.train(_problem(), _spec(steps=100, snapshots=8, loss_points=10))
+    S = len(res.snapshot_steps)
+    assert res.snapshot_steps[0] == 0 and res.snapshot_steps[-1] == 100
+    assert res.snapshots["W"].shape == (S, 4, 3, 6)
+    np.testing.assert_array_equal(res.snapshots["W"][-1], res.params["W"])
+    init = models.init_params(ModelKind.RELU_OUTPUT, 6, 3, _problem().keys)["W"].numpy()
+    np.testing.assert_allclose(res.snapshots["W"][0], init)
+    assert res.loss_history.shape == (len(res.loss_steps), 4)
+    assert res.mean_loss.shape == (100,)
+    np.testing.assert_allclose(res.mean_loss[res.loss_steps], res.loss_history.mean(1), rtol=1e-5)
+
+
+def test_log_steps():
+    s = training.log_steps(10_000, 50)
+    assert s[0] == 0 and s[-1] == 9999 and np.all(np.diff(s) > 0)
+    assert 40 <= len(s) <= 52
+    e = training.log_steps(100, 10, include_end=True)
+    assert e[-1] == 100
+
+
+# ---- what training achieves -------------------------------------------------------------------
+
+
+def test_dense_linear_model_learns_exactly_the_top_m_features():
+    """Dense data, decaying importance: the linear model is PCA-like (top m features, norm 1)."""
+    prob = _problem(kind=ModelKind.LINEAR, N=3, n=8, m=3, density=1.0, decay=0.7)
+    spec = _spec(steps=3000, batch_size=256, optimizer=training.optim.OptimizerSpec("adam", lr=3e-3), eval_batch=4096)
+    res = training.train(prob, spec)
+    norms = np.linalg.norm(res.params["W"], axis=1)  # [N, n]
+    assert (norms[:, :3] > 0.9).all(), norms
+    assert (norms[:, 3:] < 0.1).all(), norms
+
+
+# ---- bad input and faults ---------------------------------------------------------------------
+
+
+def test_divergence_names_experiment_and_instance():
+    prob = _problem(name="blowup")
+    with pytest.raises(training.TrainingDiverged, match=r"blowup: .*instance 0"):
+        training.train(prob, _spec(init_std=1e25, check_every=10))
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(n=3, m=5), "n_hidden .*m=5.* must not exceed n_features"),
+        (dict(density=-0.1), "density"),
+        (dict(density=1.5), "density"),
+        (dict(m=0), "n_hidden must be >= 1"),
+        (dict(n=0), "n_features must be >= 1"),
+        (dict(l1=-1.0), "l1"),
+    ],
+)
+def test_bad_problem_arguments_name_the_argument(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _problem(**kwargs)
+
+
+def test_empty_importance_is_rejected():
+    keys = torch.tensor([1])
+    with pytest.raises(ValueError, match="importance is empty"):
+        Problem(ModelKind.RELU_OUTPUT, 3, 2, keys, torch.tensor(0.5), torch.tensor([]))
+
+
+def test_bad_spec_arguments():
+    with pytest.raises(ValueError, match="steps"):
+        TrainSpec(steps=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainSpec(batch_size=0)
+
+
+def test_cuda_request_without_cuda_falls_back_with_warning(caplog):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with caplog.at_level(logging.WARNING, logger="tms.training"):
+        dev = training.resolve_device("cuda")
+    assert dev.type == "cpu" and "CUDA is not available" in caplog.text
+    assert training.resolve_device("auto").type == "cpu"
+    with pytest.raises(ValueError, match="device"):
+        training.resolve_device("tpu")
+
+
+def test_should_compile_heuristic():
+    dev = torch.device("cpu")
+    assert not training.should_compile(TrainSpec(steps=200, batch_size=64), 5, 5, 2, dev)
+    assert training.should_compile(TrainSpec(steps=10_000, batch_size=1024), 20, 400, 30, dev)
+    assert training.should_compile(TrainSpec(steps=10, compile=True), 1, 2, 1, dev)
+    assert not training.should_compile(TrainSpec(steps=10**6, compile=False), 10**5, 2, 1, dev)
