@@ -178,20 +178,21 @@ def test_live_trainer_forms_a_pentagon_under_node(tmp_path):
     script = tmp_path / "run.js"
     script.write_text(f"""
 const api = require({json.dumps(str(js))});
-function train(density, steps, lr) {{
-  const m = new api.ToyModel({{density: density, lr: lr || 5e-3, batch: 256, seed: 1}});
+function train(density, steps, lr, decay) {{
+  const importance = [0, 1, 2, 3, 4].map(i => Math.pow(decay || 1, i));
+  const m = new api.ToyModel({{density: density, lr: lr || 3e-3, batch: 256, seed: 1, importance: importance}});
   let loss = 0;
   for (let s = 0; s < steps; s++) loss = m.step();
   return {{loss: loss, finite: m.finite(), info: api.describe(m.columns()), w: Array.from(m.W)}};
 }}
-console.log(JSON.stringify({{sparse: train(0.05, 1000), again: train(0.05, 1000), dense: train(1, 3000),
+console.log(JSON.stringify({{sparse: train(0.05, 1000), again: train(0.05, 1000), dense: train(1, 2000, 0, 0.7),
                             hot: train(0.05, 300, 1.0)}}));
 """)
     out = json.loads(subprocess.run([NODE, str(script)], capture_output=True, text=True, check=True,
                                     timeout=60).stdout)
     assert out["sparse"]["info"] == {"represented": 5, "shape": "regular pentagon"}
     assert out["sparse"]["w"] == out["again"]["w"]  # seeded: the same picture every time
-    assert out["dense"]["info"]["represented"] == 2  # dense features: only two get a direction
+    assert out["dense"]["info"] == {"represented": 2, "shape": "2 orthogonal features"}  # dense: no superposition
     assert all(r["finite"] for r in out.values())  # even a huge learning rate does not produce NaN here
 
 
@@ -248,7 +249,7 @@ def _chromium(args: list[str], tmp: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
-def page_state(html: Path, tmp: Path, budget_ms: int = 8000) -> dict[str, str]:
+def page_state(html: Path, tmp: Path, budget_ms: int = 12000) -> dict[str, str]:
     """The attributes the page's own checks left on <html> after ``budget_ms`` of virtual time."""
     proc = _chromium([f"--virtual-time-budget={budget_ms}", "--dump-dom", html.resolve().as_uri()], tmp)
     parser = _RootAttrs()

@@ -167,7 +167,7 @@
     var done = false;
     var go = function () { if (!done) { done = true; fn(); } };
     window.requestAnimationFrame(go);
-    window.setTimeout(go, 50);
+    window.setTimeout(go, 30);
   }
 
   function tick(id) {

@@ -1,0 +1,277 @@
+"""Tests of tms.freeze: the deterministic archive, its manifest, CITATION.cff, and ``tms verify``."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from report_fixtures import FIGURES, make_inputs
+from tms import cli, freeze, report
+
+EPOCH = "1700000000"
+
+
+@pytest.fixture(autouse=True)
+def _fixed_date(monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
+
+
+@pytest.fixture(scope="module")
+def frozen(tmp_path_factory):
+    """(inputs, report dir, archive): a report rendered without TeX, with a placeholder PDF."""
+    root = tmp_path_factory.mktemp("freeze")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SOURCE_DATE_EPOCH", EPOCH)
+        inputs = make_inputs(root / "pipeline")
+        build = root / "build"
+        report.build(inputs.findings, inputs.figures, inputs.results, build, inputs.config, pdf=False)
+        (build / "FINDINGS.pdf").write_bytes(b"%PDF-1.5\n% placeholder: the PDF is compiled in the slow tests\n")
+        archive = freeze.freeze(build, inputs.figures, inputs.results, inputs.config, root / "frozen")
+    return inputs, build, archive
+
+
+def _members(archive: Path) -> dict[str, bytes]:
+    return freeze.read_archive(archive)
+
+
+def _repack(archive: Path, out: Path, edit) -> Path:
+    """A copy of ``archive`` with its members passed through ``edit(name, data) -> data | None``."""
+    src = tarfile.open(archive, "r:gz")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as dst:
+        for m in src.getmembers():
+            data = src.extractfile(m).read() if m.isfile() else None
+            if data is not None:
+                data = edit(m.name.split("/", 1)[1], data)
+                if data is None:
+                    continue
+                m.size = len(data)
+            dst.addfile(m, io.BytesIO(data) if data is not None else None)
+    out.write_bytes(gzip.compress(buf.getvalue()))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the archive
+
+
+def test_archive_contents(frozen):
+    inputs, _, archive = frozen
+    assert archive.name == "tms-findings-testcfg.tar.gz"
+    files = _members(archive)
+    expected = {"FINDINGS.pdf", "FINDINGS.html", "FINDINGS.tex", "findings.json", "environment.txt",
+                "provenance.json", "CITATION.cff", "MANIFEST.sha256", "config/testcfg.yaml", "config/resolved.json",
+                "results/test_exp/meta.json", "results/test_exp/metrics.csv", "results/test_exp/cells.csv"}
+    for fid in FIGURES:
+        expected |= {f"figures/{fid}.{ext}" for ext in ("pdf", "png", "csv")} | {f"results/provenance/{fid}.json"}
+    assert set(files) == expected
+    assert not any(name.endswith(".npz") for name in files)  # weights are left out
+    # every member is in the manifest with its hash
+    lines = dict(reversed(line.split("  ")) for line in files["MANIFEST.sha256"].decode().splitlines())
+    assert set(lines) == expected - {"MANIFEST.sha256"}
+    assert all(hashlib.sha256(files[n]).hexdigest() == h for n, h in lines.items())
+    # the resolved config has the training defaults filled in
+    resolved = json.loads(files["config/resolved.json"])
+    assert resolved["experiments"]["test_exp"]["train"]["batch_size"] > 0
+    assert "jinja2==" in files["environment.txt"].decode().lower()
+    # the TeX source and the figures it includes sit side by side: the archive rebuilds the PDF
+    assert b"figures/test_pentagon.pdf" in files["FINDINGS.tex"]
+    sidecar = archive.with_name(archive.name + ".sha256").read_text()
+    assert sidecar == f"{hashlib.sha256(archive.read_bytes()).hexdigest()}  {archive.name}\n"
+
+
+def test_archive_metadata_is_fixed(frozen):
+    _, _, archive = frozen
+    raw = archive.read_bytes()
+    assert raw[4:8] == b"\0\0\0\0"  # gzip mtime 0
+    with tarfile.open(archive) as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members if m.isfile()] == sorted(m.name for m in members if m.isfile())
+    assert all(m.mtime == int(EPOCH) and m.uid == 0 and m.gid == 0 and m.uname == "" for m in members)
+    assert all(m.name.startswith("tms-findings-testcfg") for m in members)
+
+
+def test_freeze_is_deterministic(frozen, tmp_path):
+    inputs, build, archive = frozen
+    again = freeze.freeze(build, inputs.figures, inputs.results, inputs.config, tmp_path / "elsewhere")
+    assert again.read_bytes() == archive.read_bytes()
+
+
+def test_citation_cff(frozen):
+    cff = yaml.safe_load(_members(frozen[2])["CITATION.cff"])
+    assert cff["cff-version"] == "1.2.0" and cff["type"] == "dataset"
+    assert cff["title"].startswith("Test report: 50% of W_i")  # unicode and specials survive YAML
+    assert cff["authors"] == [{"given-names": "Ada", "family-names": "Lovelace"}, {"name": "The Test Team"}]
+    assert cff["date-released"] == "2023-11-14"  # from SOURCE_DATE_EPOCH
+    ref = cff["references"][0]
+    assert ref["title"] == "Toy Models of Superposition" and ref["year"] == 2022
+    assert ref["authors"][0] == {"given-names": "Nelson", "family-names": "Elhage"} and len(ref["authors"]) == 16
+
+
+def test_missing_report_file_is_an_error(frozen, tmp_path):
+    inputs, build, _ = frozen
+    partial = tmp_path / "build"
+    shutil.copytree(build, partial)
+    (partial / "FINDINGS.pdf").unlink()
+    with pytest.raises(FileNotFoundError, match="FINDINGS.pdf"):
+        freeze.freeze(partial, inputs.figures, inputs.results, inputs.config, tmp_path / "frozen")
+
+
+# ---------------------------------------------------------------------------------------------
+# verify: the manifest
+
+
+def test_verify_untouched_archive(frozen, capsys):
+    assert freeze.verify(frozen[2]) is True
+    out = capsys.readouterr().out
+    assert "everything matches" in out and "[OK] manifest" in out
+
+
+def test_verify_names_a_file_with_one_changed_byte(frozen, tmp_path, capsys):
+    def flip(name, data):
+        if name == "figures/test_phase.png":
+            return data[:100] + bytes([data[100] ^ 1]) + data[101:]
+        return data
+
+    bad = _repack(frozen[2], tmp_path / "tampered.tar.gz", flip)
+    assert freeze.verify(bad) is False
+    out = capsys.readouterr().out
+    assert "changed: figures/test_phase.png" in out
+    assert "test_pentagon.png" not in out  # only the changed file is named
+
+
+def test_verify_names_missing_and_extra_files(frozen, tmp_path, capsys):
+    def drop(name, data):
+        return None if name == "results/test_exp/cells.csv" else data
+
+    bad = _repack(frozen[2], tmp_path / "dropped.tar.gz", drop)
+    assert freeze.verify(bad) is False
+    assert "missing: results/test_exp/cells.csv" in capsys.readouterr().out
+
+    buf = io.BytesIO()  # rename a member: one file missing, one extra
+    with tarfile.open(frozen[2]) as tin, tarfile.open(fileobj=buf, mode="w") as tout:
+        for m in tin.getmembers():
+            data = tin.extractfile(m).read() if m.isfile() else None
+            if m.name.endswith("/environment.txt"):
+                m.name = m.name.replace("environment.txt", "env-renamed.txt")
+            tout.addfile(m, io.BytesIO(data) if data is not None else None)
+    renamed = tmp_path / "renamed.tar.gz"
+    renamed.write_bytes(gzip.compress(buf.getvalue()))
+    assert freeze.verify(renamed) is False
+    out = capsys.readouterr().out
+    assert "missing: environment.txt" in out and "extra: env-renamed.txt" in out
+
+
+def test_verify_rejects_a_non_archive(tmp_path, capsys):
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_bytes(b"not a tar file")
+    assert freeze.verify(junk) is False
+    assert "not a readable" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------
+# verify: a rebuild's findings against the frozen ones
+
+
+def _rebuild(frozen, tmp_path, edit) -> Path:
+    found = json.loads(frozen[0].findings.read_text())
+    edit(found)
+    path = tmp_path / "findings.json"
+    path.write_text(json.dumps(found))
+    return path
+
+
+def test_verify_identical_rebuild(frozen, tmp_path, capsys):
+    assert freeze.verify(frozen[2], build_findings=_rebuild(frozen, tmp_path, lambda f: None)) is True
+    assert "5 frozen findings compared" in capsys.readouterr().out
+
+
+def test_verify_names_a_changed_finding(frozen, tmp_path, capsys):
+    def change(found):
+        for f in found:
+            if f["id"] == "test_pentagon.norms":
+                f["measured"]["norms"][1] *= 1.01
+
+    assert freeze.verify(frozen[2], build_findings=_rebuild(frozen, tmp_path, change)) is False
+    out = capsys.readouterr().out
+    assert "finding test_pentagon.norms: measured['norms'][1]" in out
+    assert "test_pentagon.pentagon:" not in out
+
+
+def test_verify_tolerates_tiny_float_noise(frozen, tmp_path):
+    def nudge(found):
+        for f in found:
+            if isinstance(f["measured"], float):
+                f["measured"] *= 1 + 1e-9
+
+    assert freeze.verify(frozen[2], build_findings=_rebuild(frozen, tmp_path, nudge)) is True
+
+
+def test_verify_reports_verdict_missing_and_new_findings(frozen, tmp_path, capsys):
+    def edit(found):
+        found[0]["verdict"] = "not reproduced"
+        del found[-1]
+        found.append({**found[1], "id": "test_phase.brand_new"})
+
+    assert freeze.verify(frozen[2], build_findings=_rebuild(frozen, tmp_path, edit)) is False
+    out = capsys.readouterr().out
+    assert "verdict 'reproduced' -> 'not reproduced'" in out
+    assert "test_phase.flag: missing from the rebuild" in out
+    assert "test_phase.brand_new: new in the rebuild" in out
+
+
+@pytest.mark.parametrize("a,b,same", [
+    (1.0, 1.0 + 1e-9, True), (1.0, 1.001, False), (0.0, 1e-12, True), ({"a": [1, 2]}, {"a": [1, 2.0]}, True),
+    ({"a": 1}, {"b": 1}, False), ([1, 2], [1, 2, 3], False), ("x", "x", True), ("x", "y", False),
+    (None, None, True), (None, 0.0, False), (True, 1, False), ([0.5, {"k": "v"}], [0.5, {"k": "v"}], True),
+])
+def test_value_diff(a, b, same):
+    assert (freeze.value_diff(a, b) is None) is same
+
+
+def test_cli_verify_exit_codes(frozen, tmp_path):
+    assert cli.main(["verify", str(frozen[2])]) == 0
+    changed = _rebuild(frozen, tmp_path, lambda found: found[0].update(measured=0.5))
+    assert cli.main(["verify", str(frozen[2]), "--build", str(changed)]) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# the archive rebuilds its own PDF (needs TeX Live)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("latexmk") is None, reason="latexmk not installed (CI installs TeX Live)")
+def test_archive_tex_source_rebuilds_the_same_pdf(tmp_path):
+    inputs = make_inputs(tmp_path / "pipeline")
+    build = tmp_path / "build"
+    report.build(inputs.findings, inputs.figures, inputs.results, build, inputs.config, pdf=True)
+    archive = freeze.freeze(build, inputs.figures, inputs.results, inputs.config, tmp_path / "frozen")
+    out = tmp_path / "unpacked"
+    with tarfile.open(archive) as tar:
+        tar.extractall(out, filter="data")
+    src = out / "tms-findings-testcfg"
+    frozen_pdf = (src / "FINDINGS.pdf").read_bytes()
+    (src / "FINDINGS.pdf").unlink()
+    env = report.latex_env(int(EPOCH))
+    subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-quiet", "FINDINGS.tex"],
+                   cwd=src, env=env, check=True, capture_output=True, timeout=300)
+    assert (src / "FINDINGS.pdf").read_bytes() == frozen_pdf == (build / "FINDINGS.pdf").read_bytes()
+
+
+def test_top_level_citation_names_the_archive(frozen, tmp_path):
+    inputs, _, archive = frozen
+    out = freeze.write_citation(inputs.config, tmp_path / "CITATION.cff", archive=archive)
+    cff = yaml.safe_load(out.read_text())
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert cff["identifiers"] == [{"type": "other", "value": f"sha256:{digest}",
+                                   "description": f"SHA-256 of the frozen artifact {archive.name}"}]
+    assert "identifiers" not in yaml.safe_load(_members(archive)["CITATION.cff"])
