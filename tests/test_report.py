@@ -216,6 +216,21 @@ def test_pdf_compiles_and_is_byte_identical(inputs, tmp_path):
 
 @pytest.mark.slow
 @needs_latex
+def test_empty_build_compiles(tmp_path):
+    """No figures and no findings yet (the start of a project): still a valid PDF that says so."""
+    (tmp_path / "results").mkdir()
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "results" / "findings.json").write_text("[]\n")
+    config = tmp_path / "empty.yaml"
+    config.write_text("name: empty\nseed: 0\nexperiments: {}\nfigures: {}\n")
+    report.build(tmp_path / "results" / "findings.json", tmp_path / "figures", tmp_path / "results",
+                 tmp_path / "out", config, pdf=True)
+    assert (tmp_path / "out" / "FINDINGS.pdf").read_bytes().startswith(b"%PDF-")
+    assert "No claims were evaluated" in (tmp_path / "out" / "FINDINGS.tex").read_text()
+
+
+@pytest.mark.slow
+@needs_latex
 def test_latex_error_is_reported_with_the_log(inputs, tmp_path, monkeypatch):
     templates = tmp_path / "templates"
     shutil.copytree(report.templates_dir(), templates)

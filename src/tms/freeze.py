@@ -151,6 +151,8 @@ def collect(report_dir: Path, figures_dir: Path, results_dir: Path, config_path:
         prov = results_dir / "provenance" / f"{fid}.json"
         if prov.exists():
             files[f"results/provenance/{fid}.json"] = prov.read_bytes()
+        else:
+            log.warning("figure %s has no provenance record (%s); the archive will lack it", fid, prov)
     files["findings.json"] = _read(results_dir / "findings.json", "run: tms findings")
     for exp in cfg.get("experiments", {}):
         for name in RESULT_TABLES:

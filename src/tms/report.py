@@ -457,7 +457,7 @@ def collect(findings_path: Path, figures_dir: Path, results_dir: Path, config_pa
     counts["total"] = len(rows)
     experiments = _experiments(cfg, results_dir, entries)
     report_cfg = cfg.get("report", {}) or {}
-    names = sorted({f.config for f in found if f.config} | {(e.provenance or {}).get("config_name", "") for e in entries} - {""})
+    names = sorted(({f.config for f in found} | {(e.provenance or {}).get("config_name", "") for e in entries}) - {""})
     epoch = source_date_epoch()
     return ReportData(
         title=report_cfg.get("title", DEFAULT_TITLE),
