@@ -126,6 +126,21 @@ def test_missing_figure_file_is_an_error_naming_it(inputs, tmp_path):
         report.build(inputs.findings, figs, inputs.results, tmp_path / "out", inputs.config, pdf=False)
 
 
+def test_build_into_the_pipeline_directory_keeps_its_figures(inputs, tmp_path):
+    """``--out .`` makes out_dir/figures the pipeline's figures directory: nothing may be deleted."""
+    shutil.copytree(inputs.figures, tmp_path / "figures")
+    before = sorted(p.name for p in (tmp_path / "figures").iterdir())
+    report.build(inputs.findings, tmp_path / "figures", inputs.results, tmp_path, inputs.config, pdf=False)
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == before
+
+
+def test_stale_figure_pdfs_are_removed(inputs, tmp_path):
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "old_figure.pdf").write_bytes(b"%PDF stale")
+    report.build(inputs.findings, inputs.figures, inputs.results, tmp_path, inputs.config, pdf=False)
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == sorted(f"{f}.pdf" for f in FIGURES)
+
+
 def test_registry_title_and_caption_win(inputs, tmp_path, monkeypatch):
     spec = figures_base.FigureSpec("test_phase", "phase_change", "Registered title", "Registered caption 50%.",
                                    lambda ctx: None, "tms.figures.example")

@@ -573,12 +573,7 @@ def build(findings_path: Path, figures_dir: Path, results_dir: Path, out_dir: Pa
     """Write out_dir/FINDINGS.tex (+ out_dir/figures/*.pdf), FINDINGS.pdf (unless pdf=False) and FINDINGS.html."""
     findings_path, figures_dir, results_dir, out_dir = map(Path, (findings_path, figures_dir, results_dir, out_dir))
     data = collect(findings_path, figures_dir, results_dir, Path(config_path) if config_path else None)
-    fig_out = out_dir / "figures"
-    if fig_out.exists():  # only this build's figures: the TeX source dir must match the report exactly
-        shutil.rmtree(fig_out)
-    fig_out.mkdir(parents=True)
-    for fig in data.figures:
-        shutil.copyfile(fig.pdf, fig_out / fig.pdf.name)
+    _copy_figures(data.figures, figures_dir, out_dir / "figures")
     tex_path = out_dir / "FINDINGS.tex"
     atomic_write_text(tex_path, render_tex(data))
     log.info("wrote %s (%d figures, %d findings)", tex_path, len(data.figures), data.counts["total"])
@@ -587,6 +582,22 @@ def build(findings_path: Path, figures_dir: Path, results_dir: Path, out_dir: Pa
     html_path = out_dir / "FINDINGS.html"
     atomic_write_text(html_path, render_html(data))
     log.info("wrote %s", html_path)
+
+
+def _copy_figures(figures: list[FigureEntry], figures_dir: Path, fig_out: Path) -> None:
+    """Copy the figure PDFs the .tex includes next to it, and drop stale PDFs of earlier builds.
+
+    Never deletes anything when ``out_dir/figures`` is the pipeline's own figures directory.
+    """
+    fig_out.mkdir(parents=True, exist_ok=True)
+    if fig_out.resolve() == figures_dir.resolve():
+        return
+    keep = {f.pdf.name for f in figures}
+    for old in fig_out.glob("*.pdf"):
+        if old.name not in keep:
+            old.unlink()
+    for fig in figures:
+        shutil.copyfile(fig.pdf, fig_out / fig.pdf.name)
 
 
 def figure_report_meta(figure_id: str) -> dict[str, str]:
