@@ -284,7 +284,12 @@ def main(argv: list[str] | None = None) -> int:
         from tms.config import ConfigError
         from tms.training import TrainingDiverged
 
-        if isinstance(err, (ConfigError, TrainingDiverged, FileNotFoundError)):
+        known: tuple[type[BaseException], ...] = (ConfigError, TrainingDiverged, FileNotFoundError)
+        if args.command == "report":
+            from tms.report import ReportError
+
+            known += (ReportError,)
+        if isinstance(err, known):
             log.error("%s", err)
             return 2
         raise

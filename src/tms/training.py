@@ -311,6 +311,13 @@ def use_tiny_layout(kind: ModelKind, n: int, m: int, n_instances: int) -> bool:
 _STEP_CACHE: dict[tuple, Callable] = {}
 STREAM_BLOCK = 256
 
+# Every compiled step shares one code object, so one process that trains many shapes (tests, the
+# benchmark, a notebook) recompiles it once per shape; dynamo's default limit of 8 would turn the
+# ninth shape into a hard error under fullgraph=True.
+for _name in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit", "accumulated_cache_size_limit"):
+    if hasattr(torch._dynamo.config, _name):
+        setattr(torch._dynamo.config, _name, max(getattr(torch._dynamo.config, _name), 256))
+
 
 def _build_step(kind: ModelKind, sets: FeatureSets, B: int, n: int, tiny: bool, use_l1: bool,
                 spec: TrainSpec, compile_: bool) -> Callable:

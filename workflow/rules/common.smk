@@ -1,6 +1,7 @@
 # Shared helpers: config validation, experiment/figure lists, resource sizing.
 
 import json
+from functools import lru_cache
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -40,6 +41,22 @@ def experiment_spec(wildcards):
 
 def figure_spec(wildcards):
     return json.dumps(config["figures"][wildcards.figure], sort_keys=True)
+
+
+@lru_cache(maxsize=None)
+def figure_meta(figure):
+    """Title, caption and paper section of a figure, from the figure registry."""
+    from tms.report import figure_report_meta
+
+    return figure_report_meta(figure)
+
+
+def figure_section(wildcards):
+    return figure_meta(wildcards.figure)["section"]
+
+
+def figure_labels(wildcards):
+    return {"figure": wildcards.figure, "title": figure_meta(wildcards.figure)["title"]}
 
 
 def figure_inputs(wildcards):

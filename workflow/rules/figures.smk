@@ -5,23 +5,30 @@ rule figure:
     input:
         figure_inputs,
     output:
-        pdf=report(
-            "figures/{figure}.pdf",
+        pdf="figures/{figure}.pdf",
+        png=report(
+            "figures/{figure}.png",
             caption="../report/figure.rst",
-            category="Figures",
-            labels={"figure": "{figure}"},
+            category=figure_section,
+            labels=figure_labels,
         ),
-        png="figures/{figure}.png",
         csv="figures/{figure}.csv",
         claims="results/claims/{figure}.json",
         provenance="results/provenance/{figure}.json",
     params:
         spec=figure_spec,
         config_name=CONFIG_NAME,
+        # title, caption and section are read by the --report caption; as params, editing a
+        # caption in the figure module re-runs exactly that figure
+        title=lambda wc: figure_meta(wc.figure)["title"],
+        caption=lambda wc: figure_meta(wc.figure)["caption"],
+        section=lambda wc: figure_meta(wc.figure)["section"],
     log:
         "logs/figure/{figure}.log",
     benchmark:
         "benchmarks/figure/{figure}.tsv"
+    conda:
+        "../../environment.yml"
     threads: 1
     resources:
         mem_mb=2000,

@@ -10,6 +10,8 @@ rule findings:
         "logs/findings.log",
     benchmark:
         "benchmarks/findings.tsv"
+    conda:
+        "../../environment.yml"
     threads: 1
     resources:
         mem_mb=500,
@@ -28,12 +30,14 @@ rule report:
         config=workflow.configfiles[-1],
     output:
         tex=FINDINGS_TEX,
-        pdf=FINDINGS_PDF,
-        html=FINDINGS_HTML,
+        pdf=report(FINDINGS_PDF, caption="../report/findings.rst", category="Report"),
+        html=report(FINDINGS_HTML, caption="../report/findings.rst", category="Report"),
     log:
         "logs/report.log",
     benchmark:
         "benchmarks/report.tsv"
+    conda:
+        "../../environment.yml"
     threads: 1
     resources:
         mem_mb=1000,
@@ -53,6 +57,8 @@ rule freeze:
         "logs/freeze.log",
     benchmark:
         "benchmarks/freeze.tsv"
+    conda:
+        "../../environment.yml"
     threads: 1
     resources:
         mem_mb=1000,

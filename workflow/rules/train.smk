@@ -16,6 +16,8 @@ rule train:
         "logs/train/{experiment}.log",
     benchmark:
         "benchmarks/train/{experiment}.tsv"
+    conda:
+        "../../environment.yml"
     threads: 2
     resources:
         mem_mb=train_mem_mb,
