@@ -8,6 +8,7 @@
     tms report                                render FINDINGS.tex/.pdf/.html
     tms freeze                                write the frozen, citable artifact
     tms verify ARCHIVE [--build FINDINGS]     check an artifact's manifest (and a rebuild against it)
+    tms timings                               wall time and peak memory per rule (benchmark files)
     tms bench                                 trainer benchmark against the notebook-style baseline
 """
 
@@ -201,6 +202,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.main(quick=args.quick, seeds=args.seeds, out=Path(args.out) if args.out else None, device=args.device)
 
 
+def cmd_timings(args: argparse.Namespace) -> int:
+    from tms import timings
+
+    df = timings.read_benchmarks(args.dir)
+    if df.empty:
+        raise SystemExit(f"tms timings: no benchmark files under {args.dir}/ (run the pipeline first)")
+    print(timings.markdown(df, per_job=args.jobs), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tms", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -262,6 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("archive")
     s.add_argument("--build", help="a freshly built findings.json to compare with the frozen one")
     s.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("timings", help="wall time and peak memory per rule, from Snakemake's benchmark files")
+    s.add_argument("--dir", default="benchmarks")
+    s.add_argument("--jobs", action="store_true", help="one row per job instead of per rule")
+    s.set_defaults(func=cmd_timings)
 
     s = sub.add_parser("bench", help="trainer benchmark against the notebook-style baseline")
     s.add_argument("--quick", action="store_true", help="fewer steps (a smoke run, not for the README)")

@@ -1,0 +1,174 @@
+"""The Snakemake workflow: lint, the DAG, bad input, faults, and the quick config end to end."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+QUICK = REPO / "workflow" / "config" / "quick.yaml"
+
+# The stable public figure ids (issues #4, #5, #6): each is a target `snakemake figures/<id>.pdf`.
+FIGURE_IDS = {
+    "intro_pentagon", "interference_worked_example", "linear_vs_relu_n20_m5", "linear_vs_relu_n80_m20",
+    "dstar_stickiness", "feature_dimensionality", "pentagon_perturbation", "correlated_features",
+    "local_orthogonal_bases", "pca_collapse",
+    "phase_diagram_2x1", "phase_diagram_3x2", "phase_training_loss", "energy_level_jumps",
+    "geometric_transformations",
+    "privileged_basis", "abs_value_small", "abs_value_superposition", "asymmetric_motif",
+    "adversarial_vulnerability", "l1_removes_superposition", "nonlinear_compression",
+}
+
+
+def snakemake(*args: str, cwd: Path = REPO, timeout: int = 1800, check: bool = True,
+              env: dict | None = None) -> subprocess.CompletedProcess:
+    cmd = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), *args]
+    e = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "TMS_NO_PROGRESS": "1", **(env or {})}
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=e)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_lint_is_clean():
+    out = snakemake("--lint")
+    assert "Congratulations, your workflow is in a good condition" in out.stdout + out.stderr
+
+
+def _job_counts(text: str) -> dict[str, int]:
+    block = text.split("Job stats:")[1]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
+
+
+@pytest.mark.parametrize("config", ["default", "quick"])
+def test_dry_run_lists_every_figure(config, tmp_path):
+    cfg = yaml.safe_load((REPO / "workflow/config" / f"{config}.yaml").read_text())
+    missing = FIGURE_IDS - set(cfg["figures"])
+    assert not missing, f"{config}.yaml has no entry for figures {sorted(missing)}"
+    args = ["-n", "--cores", "2"] + ([] if config == "default" else ["--configfile", str(QUICK)])
+    out = snakemake(*args, cwd=tmp_path)
+    counts = _job_counts(out.stdout + out.stderr)
+    assert counts.get("figure") == len(cfg["figures"])
+    assert counts.get("train") == len(cfg["experiments"])
+    for rule in ("findings", "report", "freeze", "all"):
+        assert counts.get(rule) == 1
+    for fid in FIGURE_IDS:
+        assert f"figures/{fid}.pdf" in out.stdout + out.stderr
+
+
+def test_every_configured_figure_is_registered():
+    from tms.figures import load_all
+
+    registry = load_all()
+    for config in ("default", "quick"):
+        cfg = yaml.safe_load((REPO / "workflow/config" / f"{config}.yaml").read_text())
+        assert set(cfg["figures"]) <= set(registry), set(cfg["figures"]) - set(registry)
+
+
+def test_bad_config_fails_before_any_job(tmp_path):
+    cfg = yaml.safe_load(QUICK.read_text())
+    name = next(iter(cfg["experiments"]))
+    cfg["experiments"][name]["n_hidden"] = cfg["experiments"][name]["n_features"] + 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    out = snakemake("--cores", "1", "--configfile", str(bad), cwd=tmp_path, check=False)
+    assert out.returncode != 0
+    assert f"experiments.{name}.n_hidden" in out.stdout + out.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def _tiny_config(tmp_path: Path, **train) -> Path:
+    cfg = {
+        "name": "tiny", "seed": 0,
+        "experiments": {"tiny": {"model": "relu_output", "n_features": 5, "n_hidden": 2,
+                                 "sweep": {"density": [0.1]},
+                                 "train": {"steps": 50, "batch_size": 64, "eval_batch": 256, **train}}},
+        "figures": {"intro_pentagon": {"experiments": ["tiny"]}},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.slow
+def test_failing_job_log_names_the_experiment_and_instance(tmp_path):
+    cfg = _tiny_config(tmp_path, init_std=1e25)
+    out = snakemake("results/tiny/run.npz", "--cores", "1", "--configfile", str(cfg), cwd=tmp_path, check=False)
+    assert out.returncode != 0
+    log = (tmp_path / "logs/train/tiny.log").read_text()
+    assert re.search(r"tiny: .*instance 0 \(cell 0: density=0\.1; restart 0\)", log), log
+    assert "Error in rule train" in out.stdout + out.stderr
+    assert not (tmp_path / "results/tiny/run.npz").exists()
+
+
+@pytest.mark.slow
+def test_interrupted_training_leaves_nothing_complete_and_is_redone(tmp_path):
+    cfg = _tiny_config(tmp_path, steps=200_000, compile=False)
+    cmd = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), "results/tiny/run.npz", "--cores", "1",
+           "--configfile", str(cfg)]
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "TMS_NO_PROGRESS": "1"}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tmp_path / "logs/train/tiny.log"
+    deadline = time.time() + 180
+    while time.time() < deadline and not (log.exists() and "steps/s" in log.read_text()):
+        time.sleep(1)
+    assert log.exists() and "steps/s" in log.read_text(), "training never started"
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
+    proc.wait(timeout=120)
+    assert not (tmp_path / "results/tiny/run.npz").exists()
+    assert not (tmp_path / "results/tiny/meta.json").exists()
+    # the rerun redoes exactly the interrupted job
+    out = snakemake("results/tiny/run.npz", "-n", "--cores", "1", "--configfile", str(cfg), cwd=tmp_path)
+    assert _job_counts(out.stdout + out.stderr) == {"train": 1, "total": 1}
+
+
+@pytest.mark.slow
+def test_quick_pipeline_end_to_end_is_reproducible(tmp_path):
+    """The whole quick config twice from nothing: every output, identical findings, identical PDF."""
+    builds = []
+    for name in ("a", "b"):
+        work = tmp_path / name
+        work.mkdir()
+        t0 = time.time()
+        snakemake("--cores", "2", "--configfile", str(QUICK), cwd=work, timeout=3600)
+        elapsed = time.time() - t0
+        print(f"quick pipeline build {name}: {elapsed:.0f} s")
+        cfg = yaml.safe_load(QUICK.read_text())
+        for fid in cfg["figures"]:
+            for ext in ("pdf", "png", "csv"):
+                assert (work / "figures" / f"{fid}.{ext}").stat().st_size > 0
+        for exp in cfg["experiments"]:
+            assert (work / "results" / exp / "run.npz").exists()
+        findings = json.loads((work / "results/findings.json").read_text())
+        assert {f["figure"] for f in findings} == set(cfg["figures"]), "every figure registers claims"
+        for f in findings:
+            assert f["verdict"] in ("reproduced", "not reproduced", "inconclusive")
+        for out in ("FINDINGS.tex", "FINDINGS.pdf", "FINDINGS.html"):
+            assert (work / "report/build" / out).stat().st_size > 0
+        archive = work / "report/frozen/tms-findings-quick.tar.gz"
+        verify = subprocess.run([str(BIN / "tms"), "verify", str(archive), "--build", str(work / "results/findings.json")],
+                                capture_output=True, text=True, cwd=work)
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        builds.append(work)
+    a, b = builds
+    assert (a / "results/findings.json").read_bytes() == (b / "results/findings.json").read_bytes()
+    assert _sha(a / "report/build/FINDINGS.pdf") == _sha(b / "report/build/FINDINGS.pdf")
+    # nothing left to do: a rerun is a no-op
+    out = snakemake("-n", "--cores", "2", "--configfile", str(QUICK), cwd=a)
+    assert "Nothing to be done" in out.stdout + out.stderr
