@@ -87,7 +87,8 @@ def train_mem_mb(wildcards, attempt):
     n, m = exp["n_features"], exp["n_hidden"]
     params = 3 * n * m + 2 * n
     kept = inst * params * 4 * (1 + max(exp["train"]["snapshots"], 0)) + inst * 4 * exp["train"]["loss_points"]
-    mb = 900 + exp["train"]["max_chunk_mb"] + 3 * kept / 2**20
+    # 1500 MB baseline: the Python process with torch and compiled kernels (more on a CUDA host)
+    mb = 1500 + exp["train"]["max_chunk_mb"] + 3 * kept / 2**20
     return int(min(4000, mb) * (1 + 0.5 * (attempt - 1)))
 
 
