@@ -53,12 +53,15 @@ class TrainSpec:
     max_chunk_mb: int = 512
     device: str = "auto"
     compile: bool | str = "auto"  # True, False, or "auto": compile unless eager is cheaper overall
+    layout: str = "auto"  # "auto", "instance-first" (batched matmuls) or "instance-last" (unrolled)
     check_every: int = 1000
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "eval_batch"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.layout not in ("auto", "instance-first", "instance-last"):
+            raise ValueError(f"layout must be auto, instance-first or instance-last, got {self.layout!r}")
 
 
 @dataclass
@@ -301,7 +304,7 @@ def loss_and_grads_tiny(
 
 def use_tiny_layout(kind: ModelKind, n: int, m: int, n_instances: int) -> bool:
     """Instance-last unrolled products pay off when the matrices are a handful of numbers."""
-    return n * m <= 8 and n <= 4 and n_instances >= 256
+    return n * m <= 16 and n <= 8 and n_instances >= 256
 
 
 # --------------------------------------------------------------------------------------------
@@ -449,7 +452,7 @@ def train(problem: Problem, spec: TrainSpec) -> TrainResult:
     device = resolve_device(spec.device)
     N, n, m, B = problem.n_instances, problem.n, problem.m, spec.batch_size
     kind = problem.kind
-    tiny = use_tiny_layout(kind, n, m, N)
+    tiny = use_tiny_layout(kind, n, m, N) if spec.layout == "auto" else spec.layout == "instance-last"
     chunk = auto_chunk_size(problem, spec)
     spans = _chunks(N, chunk)
     # pad every chunk to the same size so one compiled step serves them all

@@ -18,7 +18,7 @@ rule train:
         "benchmarks/train/{experiment}.tsv"
     conda:
         "../../environment.yml"
-    threads: 2
+    threads: train_threads
     resources:
         mem_mb=train_mem_mb,
         runtime=train_runtime,
