@@ -93,16 +93,20 @@ class FeatureSets:
         return {"lead": lead, "pos": pos, "size": size, "kind": kind}
 
 
-def sample(u: torch.Tensor, density: torch.Tensor, sets: FeatureSets, signed: bool = False) -> torch.Tensor:
+def sample(u: torch.Tensor, density: torch.Tensor, sets: FeatureSets, signed: bool = False,
+           inv_density: torch.Tensor | None = None) -> torch.Tensor:
     """Turn uniforms ``u`` of shape ``[N, B, n]`` into feature vectors.
 
     ``density`` (1 - S) broadcasts against ``[N, 1, n]``. ``signed`` maps active values to
-    uniform on [-1, 1) (the absolute-value task).
+    uniform on [-1, 1) (the absolute-value task). ``inv_density`` (``1 / density``, same shape) may
+    be passed precomputed: the compiled training step then multiplies instead of dividing for every
+    element; the result is bit-identical either way.
     """
     zero = torch.zeros((), dtype=u.dtype, device=u.device)
+    inv = torch.reciprocal(density) if inv_density is None else inv_density
     if sets.all_independent:
         active = u < density
-        value = u / density
+        value = u * inv
     else:
         t = sets.tables()
         n = u.shape[-1]
@@ -112,11 +116,12 @@ def sample(u: torch.Tensor, density: torch.Tensor, sets: FeatureSets, signed: bo
         size = torch.tensor(t["size"], device=dev, dtype=u.dtype)
         kind = torch.tensor(t["kind"], device=dev)
         dens = density.expand(*density.shape[:-1], n) if density.shape[-1] == 1 else density
+        inv = inv.expand(*inv.shape[:-1], n) if inv.shape[-1] == 1 else inv
         u_lead = u.index_select(-1, lead)
         p_lead = dens.index_select(-1, lead)
         is_lead = torch.arange(n, device=dev) == lead
         active = u_lead < p_lead
-        frac_lead = u_lead / p_lead
+        frac_lead = u_lead * inv.index_select(-1, lead)
         # independent and correlated: the leader's u/p is its value; other members use their own u
         value_corr = torch.where(is_lead, frac_lead, u)
         # anticorrelated: v in [0, k) chooses the member (integer part) and its value (fraction)
@@ -126,7 +131,7 @@ def sample(u: torch.Tensor, density: torch.Tensor, sets: FeatureSets, signed: bo
         value = torch.where(kind == 2, value_anti, value_corr)
         is_indep = kind == 0
         active = torch.where(is_indep, u < dens, active)
-        value = torch.where(is_indep, u / dens, value)
+        value = torch.where(is_indep, u * inv, value)
         active = active & ((kind != 2) | (chosen == pos))
     if signed:
         value = 2.0 * value - 1.0

@@ -331,12 +331,12 @@ def _build_step(kind: ModelKind, sets: FeatureSets, B: int, n: int, tiny: bool, 
     opt = spec.optimizer
     steps = spec.steps
 
-    def step(params, state, t, sblock, density, importance, l1, weights, mean_buf):
+    def step(params, state, t, sblock, density, inv_density, importance, l1, weights, mean_buf):
         # stream keys come precomputed in blocks of STREAM_BLOCK steps: computing them here would
         # repeat their hashing for every element of the batch
         s = sblock.index_select(0, torch.remainder(t, STREAM_BLOCK).view(1)).view(-1)
         u = rng.uniform_from_stream(s, (B, n))
-        x = data_mod.sample(u, density, sets, signed)
+        x = data_mod.sample(u, density, sets, signed, inv_density)
         if tiny:
             # same draws as the instance-first layout, moved to [B, n, N]: both see the same data
             loss, grads = loss_and_grads_tiny(kind, params, x.permute(1, 2, 0), importance,
@@ -480,6 +480,7 @@ def train(problem: Problem, spec: TrainSpec) -> TrainResult:
                 idx = torch.cat([idx, idx[-1:].expand(width - (e - s))])
             keys = problem.keys[idx].to(device)
             dens = problem.density[idx].to(device)[:, None, :]
+            inv_dens = torch.reciprocal(dens)
             imp = problem.importance[idx].to(device)
             l1 = problem.l1[idx].to(device)
             weights = torch.zeros(width, device=device)
@@ -505,12 +506,12 @@ def train(problem: Problem, spec: TrainSpec) -> TrainResult:
                         snap[k][snap_slot[i]].copy_(params[j])
                 if i == 0:
                     t0 = time.perf_counter()
-                    loss = step_fn(params, state, t, sblock, dens, imp_arg, l1, weights, mean_loss)
+                    loss = step_fn(params, state, t, sblock, dens, inv_dens, imp_arg, l1, weights, mean_loss)
                     if device.type == "cuda":
                         torch.cuda.synchronize()
                     compile_time += time.perf_counter() - t0
                 else:
-                    loss = step_fn(params, state, t, sblock, dens, imp_arg, l1, weights, mean_loss)
+                    loss = step_fn(params, state, t, sblock, dens, inv_dens, imp_arg, l1, weights, mean_loss)
                 if i in loss_slot:
                     hist[loss_slot[i]].copy_(loss)
                 if (i + 1) % spec.check_every == 0 or i + 1 == spec.steps:
