@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -33,12 +34,7 @@ FIGURE_IDS = {
 
 def snakemake(*args: str, cwd: Path = REPO, timeout: int = 1800, check: bool = True,
               env: dict | None = None) -> subprocess.CompletedProcess:
-    cmd = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), *args]
-    e = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "TMS_NO_PROGRESS": "1", **(env or {})}
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=e)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc
+    return run_snakemake(*args, cwd=cwd, timeout=timeout, check=check, env=env)
 
 
 def _sha(path: Path) -> str:
@@ -139,17 +135,15 @@ def test_interrupted_training_leaves_nothing_complete_and_is_redone(tmp_path):
 
 
 @pytest.mark.slow
-def test_quick_pipeline_end_to_end_is_reproducible(tmp_path):
+def test_quick_pipeline_end_to_end_is_reproducible(quick_build, tmp_path):
     """The whole quick config twice from nothing: every output, identical findings, identical PDF."""
-    builds = []
-    for name in ("a", "b"):
-        work = tmp_path / name
-        work.mkdir()
-        t0 = time.time()
-        snakemake("--cores", "2", "--configfile", str(QUICK), cwd=work, timeout=3600)
-        elapsed = time.time() - t0
-        print(f"quick pipeline build {name}: {elapsed:.0f} s")
-        cfg = yaml.safe_load(QUICK.read_text())
+    second = tmp_path / "second"
+    second.mkdir()
+    t0 = time.time()
+    snakemake("--cores", "2", "--configfile", str(QUICK), cwd=second, timeout=3600)
+    print(f"quick pipeline, second build: {time.time() - t0:.0f} s")
+    cfg = yaml.safe_load(QUICK.read_text())
+    for work in (quick_build, second):
         for fid in cfg["figures"]:
             for ext in ("pdf", "png", "csv"):
                 assert (work / "figures" / f"{fid}.{ext}").stat().st_size > 0
@@ -165,10 +159,8 @@ def test_quick_pipeline_end_to_end_is_reproducible(tmp_path):
         verify = subprocess.run([str(BIN / "tms"), "verify", str(archive), "--build", str(work / "results/findings.json")],
                                 capture_output=True, text=True, cwd=work)
         assert verify.returncode == 0, verify.stdout + verify.stderr
-        builds.append(work)
-    a, b = builds
-    assert (a / "results/findings.json").read_bytes() == (b / "results/findings.json").read_bytes()
-    assert _sha(a / "report/build/FINDINGS.pdf") == _sha(b / "report/build/FINDINGS.pdf")
+    assert (quick_build / "results/findings.json").read_bytes() == (second / "results/findings.json").read_bytes()
+    assert _sha(quick_build / "report/build/FINDINGS.pdf") == _sha(second / "report/build/FINDINGS.pdf")
     # nothing left to do: a rerun is a no-op
-    out = snakemake("-n", "--cores", "2", "--configfile", str(QUICK), cwd=a)
+    out = snakemake("-n", "--cores", "2", "--configfile", str(QUICK), cwd=second)
     assert "Nothing to be done" in out.stdout + out.stderr

@@ -13,8 +13,9 @@ skipped unless TMS_SLURM_TEST=1 (CI sets it and runs as root):
 If the cluster is already running (someone ran `local_slurm.sh start`), the tests use it and leave it
 running; otherwise they start it and stop it at the end, also when a test fails.
 
-Phase 1 runs the 3-rule smoke workflow (tests/slurm/smoke/Snakefile, whose `train` rule has the shape of
-the pipeline's). The pipeline tests at the bottom are placeholders until the pipeline exists.
+The smoke workflow (tests/slurm/smoke/Snakefile, whose `train` rule has the shape of the pipeline's)
+exercises the plugin's fault handling quickly; the tests at the bottom run the real pipeline on the quick
+config through SLURM and compare its findings with a local build.
 """
 
 from __future__ import annotations
@@ -118,7 +119,9 @@ def slurm_env():
     already = subprocess.run([LOCAL_SLURM, "status"], capture_output=True, text=True).returncode == 0
     if not already:
         for step in ("install", "start"):
-            r = subprocess.run([LOCAL_SLURM, step], capture_output=True, text=True, timeout=900)
+            # two fake GPUs: the pipeline's training jobs run two at a time, as the machine's two cores allow
+            r = subprocess.run([LOCAL_SLURM, step], capture_output=True, text=True, timeout=900,
+                               env={**os.environ, "LOCAL_SLURM_GPUS": os.environ.get("LOCAL_SLURM_GPUS", "2")})
             if r.returncode != 0:
                 # `start` stops whatever it started when it fails
                 pytest.fail(f"local_slurm.sh {step} failed:\n{r.stdout}\n{r.stderr}")
@@ -299,25 +302,72 @@ def test_shipped_profile_runs_unedited(slurm_env, tmp_path):
     assert row["Partition"] == "debug", row  # the cluster's default partition
 
 
-# ------------------------------------------------------------- phase 2: the real pipeline (placeholders)
+# --------------------------------------------------------------------------- phase 2: the pipeline
+
+QUICK = REPO / "workflow" / "config" / "quick.yaml"
+
+
+@pytest.fixture(scope="module")
+def slurm_quick(slurm_env, tmp_path_factory):
+    """workflow/config/quick.yaml built end to end through the executor plugin: (workdir, output, jobs)."""
+    work = tmp_path_factory.mktemp("slurm_quick")
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(work),
+           "--profile", str(MAIN_PROFILE), "--profile", str(CI_PROFILE), "--configfile", str(QUICK)]
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, cwd=work, env={**slurm_env, "TMS_NO_PROGRESS": "1"}, text=True,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=3 * SNAKEMAKE_TIMEOUT)
+    print(f"quick pipeline on SLURM: {time.monotonic() - t0:.0f} s")
+    assert r.returncode == 0, _tail(r.stdout, 150)
+    return work, r.stdout, submitted(r.stdout)
 
 
 @pytest.mark.slow
 @requires_cluster
-def test_quick_pipeline_end_to_end_on_slurm(slurm_env, tmp_path):
-    pytest.skip("needs the pipeline: run workflow/config/quick.yaml end to end with "
-                "`snakemake --profile workflow/profiles/slurm --profile tests/slurm/profile-ci`")
+def test_quick_pipeline_end_to_end_on_slurm(slurm_quick):
+    """Every job of the quick config ran as a SLURM job, and the report and archive were built."""
+    work, _, jobs = slurm_quick
+    cfg = yaml.safe_load(QUICK.read_text())
+    rules = [j["rule"] for j in jobs]
+    assert rules.count("train") == len(cfg["experiments"])
+    assert rules.count("figure") == len(cfg["figures"])
+    for rule in ("findings", "report", "freeze"):
+        assert rules.count(rule) == 1, rules
+    for out in ("report/build/FINDINGS.pdf", "report/build/FINDINGS.html", "report/frozen/tms-findings-quick.tar.gz"):
+        assert (work / out).stat().st_size > 0, out
 
 
 @pytest.mark.slow
 @requires_cluster
-def test_every_train_job_requested_a_gpu_and_completed(slurm_env, tmp_path):
-    pytest.skip("needs the pipeline: sacct must show one COMPLETED job per experiment of quick.yaml "
-                "with gres/gpu in AllocTRES, in partition gpu")
+def test_every_train_job_requested_a_gpu_and_completed(slurm_env, slurm_quick):
+    """sacct: one COMPLETED job per experiment, in the GPU partition, with a GPU allocated; the other
+    rules are CPU jobs without one."""
+    _, _, jobs = slurm_quick
+    acct = sacct(slurm_env, [j["id"] for j in jobs])
+    cfg = yaml.safe_load(QUICK.read_text())
+    trained = set()
+    for j in jobs:
+        row = acct[j["id"]]
+        assert row["State"] == "COMPLETED", (j, row)
+        if j["rule"] == "train":
+            trained.add(j["wildcards"])
+            assert "gres/gpu=1" in row["AllocTRES"] and row["Partition"] == "gpu", (j, row)
+            assert row["Comment"] == f"rule_train_wildcards_{j['wildcards']}", row
+        else:
+            assert "gres/gpu" not in row["AllocTRES"] and row["Partition"] == "debug", (j, row)
+    assert trained == set(cfg["experiments"])
 
 
 @pytest.mark.slow
 @requires_cluster
-def test_slurm_findings_match_local_run(slurm_env, tmp_path):
-    pytest.skip("needs the pipeline: results/findings.json from the SLURM run must equal a local "
-                "`snakemake --cores` run of quick.yaml")
+def test_slurm_findings_match_local_run(slurm_quick, quick_build):
+    """The findings of the SLURM build equal those of a local `snakemake --cores 2` build."""
+    import json
+
+    from tms.freeze import compare_findings
+
+    work, _, _ = slurm_quick
+    local = json.loads((quick_build / "results" / "findings.json").read_text())
+    remote = json.loads((work / "results" / "findings.json").read_text())
+    check = compare_findings(local, remote)
+    assert check.ok, "\n".join(check.problems)
+    assert [f["verdict"] for f in local] == [f["verdict"] for f in remote]
