@@ -8,6 +8,7 @@
     tms report                                render FINDINGS.tex/.pdf/.html
     tms freeze                                write the frozen, citable artifact
     tms verify ARCHIVE [--build FINDINGS]     check an artifact's manifest (and a rebuild against it)
+    tms summary                               the README's figure table from a build
     tms timings                               wall time and peak memory per rule (benchmark files)
     tms bench                                 trainer benchmark against the notebook-style baseline
 """
@@ -202,6 +203,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.main(quick=args.quick, seeds=args.seeds, out=Path(args.out) if args.out else None, device=args.device)
 
 
+def cmd_summary(args: argparse.Namespace) -> int:
+    from tms import summary
+
+    rows = summary.figure_rows(Path(args.config), Path(args.findings), Path(args.benchmarks))
+    print(summary.markdown(rows), end="")
+    return 0
+
+
 def cmd_timings(args: argparse.Namespace) -> int:
     from tms import timings
 
@@ -273,6 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("archive")
     s.add_argument("--build", help="a freshly built findings.json to compare with the frozen one")
     s.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("summary", help="the README's figure table (verdicts and wall times) from a build")
+    s.add_argument("--config", default="workflow/config/default.yaml")
+    s.add_argument("--findings", default="results/findings.json")
+    s.add_argument("--benchmarks", default="benchmarks")
+    s.set_defaults(func=cmd_summary)
 
     s = sub.add_parser("timings", help="wall time and peak memory per rule, from Snakemake's benchmark files")
     s.add_argument("--dir", default="benchmarks")

@@ -1,0 +1,60 @@
+"""The README's figure table, generated from a build: ``tms summary`` prints it as Markdown.
+
+One row per figure: its id (the Snakemake target), paper section, the rule and config key that build
+it, the verdicts of its claims, and the wall time of the jobs that made it on this machine (the
+figure job plus the training jobs of its experiments, from Snakemake's benchmark files).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tms import findings as findings_mod
+from tms.timings import read_benchmarks
+
+
+def figure_rows(config_path: Path, findings_path: Path, benchmarks: Path) -> list[dict[str, Any]]:
+    from tms.figures import load_all
+
+    cfg = yaml.safe_load(Path(config_path).read_text())
+    registry = load_all()
+    found = findings_mod.read(findings_path) if Path(findings_path).exists() else []
+    bench = read_benchmarks(benchmarks)
+    wall = {(r.rule, r.job): r.wall_s for r in bench.itertuples()}
+    rows = []
+    for fid, spec in cfg["figures"].items():
+        reg = registry.get(fid)
+        verdicts = Counter(f.verdict for f in found if f.figure == fid)
+        train_s = sum(wall.get(("train", e), 0.0) for e in spec["experiments"])
+        rows.append({
+            "id": fid,
+            "section": findings_mod.SECTIONS.get(reg.section, reg.section) if reg else "",
+            "experiments": spec["experiments"],
+            "claims": sum(verdicts.values()),
+            "reproduced": verdicts.get("reproduced", 0),
+            "not_reproduced": verdicts.get("not reproduced", 0),
+            "inconclusive": verdicts.get("inconclusive", 0),
+            "train_s": train_s,
+            "plot_s": wall.get(("figure", fid), float("nan")),
+        })
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    head = ("| figure id (target) | paper section | config key | claims reproduced | training (s) | plotting (s) |\n"
+            "| --- | --- | --- | --- | ---: | ---: |\n")
+    body = ""
+    for r in rows:
+        exps = ", ".join(f"`experiments.{e}`" for e in r["experiments"]) or "(analytic)"
+        claims = f"{r['reproduced']}/{r['claims']}"
+        if r["not_reproduced"]:
+            claims += f" ({r['not_reproduced']} not reproduced)"
+        if r["inconclusive"]:
+            claims += f" ({r['inconclusive']} inconclusive)"
+        body += (f"| `{r['id']}` | {r['section']} | `figures.{r['id']}`; {exps} | {claims} | "
+                 f"{r['train_s']:.0f} | {r['plot_s']:.0f} |\n")
+    return head + body
