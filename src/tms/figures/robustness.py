@@ -1,0 +1,531 @@
+"""Figures III, robustness: adversarial vulnerability, L1 on hidden activations, nonlinear compression.
+
+- ``adversarial_vulnerability`` ("Relationship to Adversarial Robustness"): the paper's analytic
+  per-feature optimal L2 attack on trained ReLU-output models across sparsity. *Relative
+  vulnerability* is the mean loss increase under the best attack (per example) divided by the same
+  quantity for the **no-superposition reference model at the same sparsity**: the m most important
+  features on dedicated unit dimensions (bias 0), every other feature dropped and replaced by its
+  mean (bias E[x_i]), attacked on the same examples with the same budget. *Features per dimension*
+  is 1/D* = ||W||_F^2 / m (the reciprocal of the paper's dimensions per feature D*, the measure of
+  its uniform-superposition plots); the mean 1/D_i of represented features is reported beside it.
+- ``l1_removes_superposition`` ("Approach 1: Creating Models Without Superposition"): superposition
+  and reconstruction loss of ReLU-output models trained with ``lambda * ||h||_1`` added to the loss.
+- ``nonlinear_compression`` (appendix "Nonlinear Compression"): the 2-to-1 code
+  ``t = (floor(Zx) + y) / Z`` with its discontinuities replaced by linear ramps, against linear
+  compression, by numerical integration (no training).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import matplotlib.colors as mcolors
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import pearsonr, spearmanr
+
+from tms import data as data_mod
+from tms import metrics, models, rng
+from tms.data import FeatureSets
+from tms.figures.base import PALETTE, SUPERPOSITION_CMAP, FigureContext, FigureOutput, figure, new_figure
+from tms.findings import Measurement, claim
+
+SUPERPOSITION_NORM = mcolors.Normalize(0.0, 1.0, clip=True)
+
+
+# ============================================================================================
+# Shared helpers
+
+
+def draw_inputs(seed: int, tag: str, density: np.ndarray, n: int, batch: int, signed: bool = False) -> torch.Tensor:
+    """Evaluation inputs ``[C, batch, n]``, one stream per cell, on counters no training step uses.
+
+    Keyed by (seed, tag, cell) so every figure build draws the same examples.
+    """
+    C = len(density)
+    keys = rng.derive_keys(seed, tag, C, 1)
+    dens = torch.as_tensor(np.repeat(np.asarray(density, dtype=np.float32)[:, None], n, axis=1))
+    return data_mod.draw(keys, rng.EVAL_COUNTER + 7919, batch, dens, FeatureSets.independent(n), signed)
+
+
+def features_per_dimension(W: np.ndarray, threshold: float = metrics.REPRESENTED_NORM) -> np.ndarray:
+    """Mean of 1/D_i over represented features (``||W_i|| > threshold``): ``[...]``; 0 if none."""
+    D = metrics.dimensionality(W)
+    rep = metrics.feature_norms(W) > threshold
+    inv = np.divide(1.0, D, out=np.zeros_like(D), where=rep & (D > 0))
+    return inv.sum(-1) / np.maximum(rep.sum(-1), 1)
+
+
+def mean_superposition(W: np.ndarray, threshold: float = metrics.REPRESENTED_NORM) -> np.ndarray:
+    """Mean over represented features of ``sum_{j != i} (W_i_hat . W_j)^2``: ``[...]``; 0 if none."""
+    sup = metrics.superposition(W)
+    rep = metrics.feature_norms(W) > threshold
+    return (sup * rep).sum(-1) / np.maximum(rep.sum(-1), 1)
+
+
+def _linthresh(values: np.ndarray) -> float:
+    """Linear threshold of a symlog axis that shows 0 beside log-spaced positive values."""
+    pos = values[values > 0]
+    return float(pos.min()) if pos.size else 1.0
+
+
+# ============================================================================================
+# Adversarial vulnerability
+
+
+def reference_model(importance: np.ndarray, m: int, density: float) -> tuple[np.ndarray, np.ndarray]:
+    """The no-superposition ReLU-output model: ``W [m, n]`` and ``b [n]``.
+
+    The m most important features (ties: lowest index) get dedicated unit dimensions and bias 0;
+    every other feature is dropped and outputs its mean ``E[x_i]`` through the bias.
+    """
+    imp = np.asarray(importance, dtype=np.float64)
+    n = imp.size
+    top = np.argsort(-imp, kind="stable")[:m]
+    W = np.zeros((m, n))
+    W[np.arange(len(top)), top] = 1.0
+    b = np.full(n, data_mod.expected_value(float(density)))
+    b[top] = 0.0
+    return W, b
+
+
+def vulnerability_table(W: np.ndarray, b: np.ndarray, importance: np.ndarray, density: np.ndarray,
+                        x: torch.Tensor, budget_fraction: float = 0.1) -> pd.DataFrame:
+    """Per cell: loss increase of the trained and the reference model under the best analytic attack.
+
+    ``W [C, m, n]``, ``b [C, n]``, ``importance [C, n]``, ``density [C]``, ``x [C, B, n]``.
+    """
+    C, m, _ = W.shape
+    refs = [reference_model(importance[c], m, density[c]) for c in range(C)]
+    W_ref = np.stack([r[0] for r in refs])
+    b_ref = np.stack([r[1] for r in refs])
+    trained = metrics.adversarial_vulnerability(W, b, x, importance, budget_fraction=budget_fraction)
+    ref = metrics.adversarial_vulnerability(W_ref, b_ref, x, importance, budget_fraction=budget_fraction)
+    return pd.DataFrame({
+        "density": density,
+        "vulnerability": trained["loss_increase"],
+        "reference_vulnerability": ref["loss_increase"],
+        "relative_vulnerability": relative(trained["loss_increase"], ref["loss_increase"]),
+        "features_per_dimension": features_per_dimension(W),
+        "inv_dstar": (W**2).sum(axis=(-2, -1)) / m,
+        "n_represented": metrics.n_represented(W),
+        "clean_loss": trained["clean_loss"],
+        "budget": trained["budget"],
+    })
+
+
+def relative(vuln: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """``vuln / ref`` (NaN where the reference is not vulnerable at all)."""
+    vuln, ref = np.asarray(vuln, float), np.asarray(ref, float)
+    return np.divide(vuln, ref, out=np.full_like(vuln, np.nan), where=ref > 0)
+
+
+def _adversarial(ctx: FigureContext) -> pd.DataFrame:
+    if "adversarial" not in ctx.cache:
+        run = ctx.run(ctx.experiments[0])
+        p = run.params()
+        best = run.best
+        density = run.cells["density"].to_numpy(dtype=float)
+        n = p["W"].shape[-1]
+        x = draw_inputs(int(run.meta["seed"]), f"{run.name}/attack", density, n,
+                        int(ctx.option("attack_examples", 8192)))
+        ctx.cache["adversarial"] = vulnerability_table(
+            p["W"], p["b"], run.arrays["importance"][best], density, x,
+            float(ctx.option("budget_fraction", 0.1)))
+    return ctx.cache["adversarial"]
+
+
+@figure("adversarial_vulnerability", section="robustness",
+        title="Adversarial vulnerability rises with superposition",
+        caption="Trained ReLU-output models across sparsity, attacked with the paper's analytic per-feature "
+                "optimal L2 attack (budget 0.1 x the mean input norm, the most harmful feature attack per "
+                "example). (a) Mean loss increase relative to the no-superposition model at the same "
+                "sparsity (the m most important features on dedicated dimensions). (b) Features per "
+                "dimension 1/D* = ||W||_F^2 / m (dashed: mean 1/D_i of represented features). (c) Relative "
+                "vulnerability against features per dimension; the dotted line is y = x.")
+def build_adversarial(ctx: FigureContext) -> FigureOutput:
+    t = _adversarial(ctx)
+    fig, axes = new_figure(1, 3, figsize=(7.2, 2.4), constrained_layout=True)
+    dens = t["density"].to_numpy()
+    a, b, c = axes
+    a.plot(dens, t["relative_vulnerability"], "o-", color=PALETTE["relu"])
+    a.axhline(1.0, color=PALETTE["theory"], lw=0.8, ls=":")
+    a.set(xscale="log", xlabel="feature density 1 - S", ylabel="relative vulnerability", title="(a) vs sparsity")
+    a.invert_xaxis()
+    b.plot(dens, t["inv_dstar"], "o-", color=PALETTE["orthogonal"], label="1/D*")
+    b.plot(dens, t["features_per_dimension"], "s--", color=PALETTE["theory"], ms=3, label="mean 1/D_i")
+    b.set(xscale="log", xlabel="feature density 1 - S", ylabel="features per dimension", title="(b) superposition")
+    b.invert_xaxis()
+    b.legend(frameon=False)
+    sc = c.scatter(t["inv_dstar"], t["relative_vulnerability"], c=np.log10(dens), cmap="viridis",
+                   s=14, zorder=3)
+    top = float(np.nanmax([t["inv_dstar"].max(), t["relative_vulnerability"].max(), 1.0])) * 1.05
+    c.plot([0, top], [0, top], ls=":", color=PALETTE["theory"], lw=0.8)
+    c.set(xlabel="features per dimension 1/D*", ylabel="relative vulnerability", title="(c) tracking",
+          xlim=(0, top), ylim=(0, top))
+    fig.colorbar(sc, ax=c, label="log10(1 - S)", shrink=0.8)
+    return FigureOutput(fig, t[["density", "relative_vulnerability", "features_per_dimension", "inv_dstar",
+                               "vulnerability", "reference_vulnerability", "n_represented", "budget"]].copy())
+
+
+def rises_by(t: pd.DataFrame, factor: float = 3.0) -> Measurement:
+    """Relative vulnerability at its peak over the densest cell's value, against ``factor``."""
+    dense = t.loc[t["density"].idxmax()]
+    peak = t.loc[t["relative_vulnerability"].idxmax()]
+    ratio = float(peak["relative_vulnerability"] / dense["relative_vulnerability"])
+    return Measurement(
+        measured={"peak_over_dense": ratio, "dense_relative": float(dense["relative_vulnerability"]),
+                  "peak_relative": float(peak["relative_vulnerability"]), "peak_density": float(peak["density"])},
+        passed=bool(np.isfinite(ratio) and ratio > factor),
+        detail=f"relative vulnerability {dense['relative_vulnerability']:.2f} at 1-S={dense['density']:.3g} "
+               f"(densest cell), peak {peak['relative_vulnerability']:.2f} at 1-S={peak['density']:.3g}: "
+               f"x{ratio:.2f} (needs > {factor:g}).")
+
+
+def tracks(t: pd.DataFrame, min_r: float = 0.9) -> Measurement:
+    """Pearson correlation across cells of relative vulnerability with features per dimension 1/D*
+    (the correlation with the mean 1/D_i of represented features is reported beside it)."""
+    ok = np.isfinite(t["relative_vulnerability"]) & np.isfinite(t["inv_dstar"])
+    if ok.sum() < 3:
+        return Measurement(measured=None, passed=None, detail="fewer than 3 cells with finite values")
+    r = float(pearsonr(t.loc[ok, "inv_dstar"], t.loc[ok, "relative_vulnerability"])[0])
+    r_di = float(pearsonr(t.loc[ok, "features_per_dimension"], t.loc[ok, "relative_vulnerability"])[0])
+    return Measurement(
+        measured={"pearson_r": r, "pearson_r_mean_inv_Di": r_di, "cells": int(ok.sum())},
+        passed=bool(r >= min_r),
+        detail=f"Pearson r = {r:.3f} between relative vulnerability and features per dimension 1/D* over "
+               f"{int(ok.sum())} cells (r = {r_di:.3f} against the mean 1/D_i of represented features); "
+               f"needs >= {min_r:g}.")
+
+
+@claim("adversarial_vulnerability.rises_3x", figure="adversarial_vulnerability", section="robustness",
+       statement="Vulnerability to adversarial examples sharply increases as superposition forms (increasing by >3x).",
+       expected="peak relative vulnerability / relative vulnerability of the densest (no-superposition) cell > 3",
+       tolerance="none: the paper's '>3x' is the threshold")
+def _(ctx) -> Measurement:
+    return rises_by(_adversarial(ctx), 3.0)
+
+
+@claim("adversarial_vulnerability.tracks_features_per_dimension", figure="adversarial_vulnerability",
+       section="robustness",
+       statement="The level of vulnerability closely tracks the number of features per dimension "
+                 "(the reciprocal of feature dimensionality).",
+       expected="Pearson r >= 0.9 across sparsity cells between relative vulnerability and features per "
+                "dimension 1/D* = ||W||_F^2 / m",
+       tolerance="'closely tracks' read as r >= 0.9")
+def _(ctx) -> Measurement:
+    return tracks(_adversarial(ctx), 0.9)
+
+
+# ============================================================================================
+# L1 penalty on hidden activations
+
+
+def reconstruction_loss(kind: str, params: dict[str, np.ndarray], importance: np.ndarray, x: torch.Tensor) -> np.ndarray:
+    """Importance-weighted MSE without the penalty term, per instance: ``[C]``."""
+    p = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in params.items()}
+    imp = torch.as_tensor(importance, dtype=torch.float32)
+    with torch.no_grad():
+        return models.loss_per_instance(models.ModelKind(kind), p, x, imp).double().numpy()
+
+
+def l1_table(W: np.ndarray, l1: np.ndarray, loss: np.ndarray) -> pd.DataFrame:
+    """Per cell: penalty, superposition measures, represented features, reconstruction loss."""
+    return pd.DataFrame({
+        "l1": l1,
+        "mean_superposition": mean_superposition(W),
+        "total_superposition": (metrics.superposition(W) * (metrics.feature_norms(W) > metrics.REPRESENTED_NORM)).sum(-1),
+        "n_represented": metrics.n_represented(W),
+        "inv_dstar": (W**2).sum(axis=(-2, -1)) / W.shape[-2],
+        "reconstruction_loss": loss,
+    }).sort_values("l1", kind="stable").reset_index(drop=True)
+
+
+@dataclass
+class L1Analysis:
+    table: pd.DataFrame  # one row per cell (penalty)
+    W: np.ndarray  # [C, m, n] selected models, in table order
+
+
+def _l1(ctx: FigureContext) -> L1Analysis:
+    if "l1" not in ctx.cache:
+        run = ctx.run(ctx.experiments[0])
+        p = run.params()
+        best = run.best
+        density = run.cells["density"].to_numpy(dtype=float)
+        n = p["W"].shape[-1]
+        x = draw_inputs(int(run.meta["seed"]), f"{run.name}/eval", density, n, int(ctx.option("eval_examples", 16384)))
+        loss = reconstruction_loss(run.spec["model"], p, run.arrays["importance"][best], x)
+        l1 = run.cells["l1"].to_numpy(dtype=float)
+        order = np.argsort(l1, kind="stable")
+        ctx.cache["l1"] = L1Analysis(l1_table(p["W"], l1, loss), p["W"][order])
+    return ctx.cache["l1"]
+
+
+@figure("l1_removes_superposition", section="strategic",
+        title="An L1 penalty on hidden activations removes superposition",
+        caption="ReLU-output models in a sparse regime trained with lambda ||h||_1 added to the loss. "
+                "(a) Mean superposition of represented features (sum_j (W_i_hat . W_j)^2) and the number of "
+                "represented features (||W_i|| > 0.5) against lambda. (b) Reconstruction loss (the "
+                "importance-weighted MSE, without the penalty). (c) Feature norms ||W_i|| coloured by "
+                "superposition at four penalties.")
+def build_l1(ctx: FigureContext) -> FigureOutput:
+    an = _l1(ctx)
+    t = an.table
+    fig = new_figure(figsize=(7.2, 4.2))[0]
+    fig.clf()
+    gs = fig.add_gridspec(2, 4, height_ratios=[1.2, 1], hspace=0.6, wspace=0.45)
+    ax_s, ax_l = fig.add_subplot(gs[0, :2]), fig.add_subplot(gs[0, 2:])
+    lam = t["l1"].to_numpy()
+    linthresh = _linthresh(lam)
+    ax_s.plot(lam, t["mean_superposition"], "o-", color=PALETTE["superposed"], mec=PALETTE["ink"], mew=0.4,
+              label="mean superposition")
+    ax_s.set_xscale("symlog", linthresh=linthresh)
+    ax_s.set(xlabel="L1 penalty lambda", ylabel="mean superposition", title="(a) superposition")
+    ax_n = ax_s.twinx()
+    ax_n.plot(lam, t["n_represented"], "s--", color=PALETTE["orthogonal"], ms=3, label="features represented")
+    ax_n.set_ylabel("features represented")
+    ax_n.spines["right"].set_visible(True)
+    ax_l.plot(lam, t["reconstruction_loss"], "o-", color=PALETTE["relu"])
+    ax_l.set_xscale("symlog", linthresh=linthresh)
+    ax_l.set(yscale="log", xlabel="L1 penalty lambda", ylabel="reconstruction loss", title="(b) loss")
+    rows = [ax_s.get_legend_handles_labels(), ax_n.get_legend_handles_labels()]
+    ax_s.legend(rows[0][0] + rows[1][0], rows[0][1] + rows[1][1], frameon=False, loc="center left")
+    shown = _panel_penalties(lam, 4)
+    bars = []
+    for k, i in enumerate(shown):
+        ax = fig.add_subplot(gs[1, k])
+        norms = metrics.feature_norms(an.W[i])
+        sup = metrics.superposition(an.W[i])
+        ax.bar(np.arange(norms.size), norms, color=SUPERPOSITION_CMAP(SUPERPOSITION_NORM(sup)), width=0.8)
+        ax.set(ylim=(0, max(1.2, float(norms.max()) * 1.05)), xlabel="feature", title=f"lambda = {lam[i]:.3g}")
+        if k == 0:
+            ax.set_ylabel("||W_i||")
+        bars.append(pd.DataFrame({"panel": "c", "l1": lam[i], "feature": np.arange(norms.size), "norm": norms,
+                                  "superposition": sup}))
+    lines = t.assign(panel="ab")
+    return FigureOutput(fig, pd.concat([lines, *bars], ignore_index=True))
+
+
+def _panel_penalties(lam: np.ndarray, k: int) -> list[int]:
+    """Indices of ``k`` penalties spread over the sweep (always the first and the last)."""
+    idx = np.unique(np.round(np.linspace(0, len(lam) - 1, min(k, len(lam)))).astype(int))
+    return [int(i) for i in idx]
+
+
+def first_superposition_free(t: pd.DataFrame, zero: float = 0.05, min_features: int = 2) -> pd.Series | None:
+    """The smallest penalty whose model has mean superposition <= ``zero`` with >= ``min_features`` represented."""
+    ok = t[(t["l1"] > 0) & (t["mean_superposition"] <= zero) & (t["n_represented"] >= min_features)]
+    return None if ok.empty else ok.iloc[0]
+
+
+def superposition_vanishes(t: pd.DataFrame, present: float = 0.1, zero: float = 0.05, min_features: int = 2
+                           ) -> Measurement:
+    """Superposition present without a penalty, and (near) zero at some penalty that keeps features."""
+    base = t[t["l1"] == 0]
+    if base.empty:
+        return Measurement(measured=None, passed=None, detail="the sweep has no lambda = 0 cell")
+    s0 = float(base["mean_superposition"].iloc[0])
+    row = first_superposition_free(t, zero, min_features)
+    rho = float(spearmanr(t["l1"], t["mean_superposition"])[0])
+    measured = {"superposition_at_0": s0, "spearman_l1_superposition": rho,
+                "lambda_free": None if row is None else float(row["l1"]),
+                "superposition_there": None if row is None else float(row["mean_superposition"]),
+                "features_there": None if row is None else int(row["n_represented"])}
+    passed = s0 >= present and row is not None
+    where = ("no penalty in the sweep gives it" if row is None else
+             f"at lambda = {row['l1']:.3g} it is {row['mean_superposition']:.3g} with "
+             f"{int(row['n_represented'])} features still represented")
+    return Measurement(measured, bool(passed),
+                       f"mean superposition {s0:.3g} at lambda = 0 (needs >= {present:g}); {where} (needs <= "
+                       f"{zero:g} with >= {min_features} features); Spearman(lambda, superposition) = {rho:.2f}.")
+
+
+def loss_rises(t: pd.DataFrame, zero: float = 0.05, min_features: int = 2, min_rho: float = 0.8) -> Measurement:
+    """Reconstruction loss where superposition is gone exceeds the unpenalised loss, and rises with lambda."""
+    base = t[t["l1"] == 0]
+    row = first_superposition_free(t, zero, min_features)
+    if base.empty or row is None:
+        return Measurement(measured=None, passed=None,
+                           detail="undecidable: no lambda = 0 cell or no superposition-free penalised model")
+    l0 = float(base["reconstruction_loss"].iloc[0])
+    rho = float(spearmanr(t["l1"], t["reconstruction_loss"])[0])
+    ratio = float(row["reconstruction_loss"]) / l0
+    return Measurement(
+        {"loss_at_0": l0, "loss_superposition_free": float(row["reconstruction_loss"]), "ratio": ratio,
+         "spearman_l1_loss": rho},
+        bool(ratio > 1.0 and rho >= min_rho),
+        f"reconstruction loss {l0:.3g} at lambda = 0, {row['reconstruction_loss']:.3g} at lambda = {row['l1']:.3g} "
+        f"(x{ratio:.2f}, needs > 1); Spearman(lambda, loss) = {rho:.2f} (needs >= {min_rho:g}).")
+
+
+@claim("l1_removes_superposition.superposition_to_zero", figure="l1_removes_superposition", section="strategic",
+       statement="Applying an L1 regularisation term to the hidden layer activations gets rid of superposition.",
+       expected="mean superposition of represented features >= 0.1 at lambda = 0, and <= 0.05 at some lambda > 0 "
+                "whose model still represents >= 2 features",
+       tolerance="'zero' read as <= 0.05 (the paper's colour scale runs from 0 to 1)")
+def _(ctx) -> Measurement:
+    return superposition_vanishes(_l1(ctx).table)
+
+
+@claim("l1_removes_superposition.loss_rises", figure="l1_removes_superposition", section="strategic",
+       statement="Superposition is removed at the cost of a higher loss.",
+       expected="reconstruction loss (MSE without the penalty) of the first superposition-free model > loss at "
+                "lambda = 0, and Spearman(lambda, loss) >= 0.8 over the sweep",
+       tolerance="none")
+def _(ctx) -> Measurement:
+    return loss_rises(_l1(ctx).table)
+
+
+# ============================================================================================
+# Nonlinear compression (appendix)
+
+
+def soft_floor(u: np.ndarray, Z: int, width: float) -> np.ndarray:
+    """``floor(u)`` on [0, Z) with every step replaced by a linear ramp of ``width`` ending at the step.
+
+    ``width = 0`` is the exact floor (clipped to 0..Z-1).
+    """
+    u = np.asarray(u, dtype=np.float64)
+    if width <= 0:
+        return np.clip(np.floor(u), 0, Z - 1)
+    k = np.arange(1, Z, dtype=np.float64)
+    return np.clip((u[..., None] - k + width) / width, 0.0, 1.0).sum(-1)
+
+
+def encode(x: np.ndarray, y: np.ndarray, Z: int, width: float) -> np.ndarray:
+    """``t = (floor(Z x) + y) / Z`` with a continuous floor (ramps ``width`` wide in units of ``Z x``)."""
+    return (soft_floor(Z * np.asarray(x), Z, width) + y) / Z
+
+
+def decode(t: np.ndarray, Z: int, width: float) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`encode`: ``x = (floor(Z t) + 1/2) / Z`` (mid-cell), ``y = fmod(Z t, 1)``, with the same ramps."""
+    v = Z * np.asarray(t)
+    q = soft_floor(v, Z, width)
+    return (q + 0.5) / Z, v - q
+
+
+def nonlinear_mse(Z: int, eps: float, grid: int = 1000, units: str = "step") -> tuple[float, float]:
+    """MSE of (x, y) after encode/decode, for x, y ~ U[0, 1): (mse_x, mse_y) by the midpoint rule.
+
+    ``units``: ``"step"`` measures ``eps`` in units of the quantisation step (the argument of floor and
+    fmod is ``Z x``, ``Z t``); ``"value"`` in units of x and t themselves (ramps ``Z eps`` steps wide).
+    """
+    if units not in ("step", "value"):
+        raise ValueError(f"units must be 'step' or 'value', got {units!r}")
+    width = eps if units == "step" else Z * eps
+    g = (np.arange(grid) + 0.5) / grid
+    x, y = np.meshgrid(g, g, indexing="ij")
+    xh, yh = decode(encode(x, y, Z, width), Z, width)
+    return float(((x - xh) ** 2).mean()), float(((y - yh) ** 2).mean())
+
+
+def linear_mse(scheme: str, grid: int = 1000) -> float:
+    """Per-dimension MSE of the linear 2-to-1 codes, numerically: ``pick_one`` keeps x (y decoded as its
+    mean 1/2), ``average`` keeps (x + y)/2 for both. Both equal 1/24 exactly."""
+    g = (np.arange(grid) + 0.5) / grid
+    x, y = np.meshgrid(g, g, indexing="ij")
+    if scheme == "pick_one":
+        xh, yh = x, np.full_like(y, 0.5)
+    elif scheme == "average":
+        xh = yh = (x + y) / 2
+    else:
+        raise ValueError(f"scheme must be 'pick_one' or 'average', got {scheme!r}")
+    return float((((x - xh) ** 2).mean() + ((y - yh) ** 2).mean()) / 2)
+
+
+def compression_table(Zs: list[int], eps: np.ndarray, grid: int) -> pd.DataFrame:
+    rows = []
+    for units in ("step", "value"):
+        for Z in Zs:
+            for e in eps:
+                if units == "value" and Z * e >= 1:  # ramps would overlap the whole step
+                    continue
+                mx, my = nonlinear_mse(Z, float(e), grid, units)
+                rows.append({"units": units, "Z": Z, "eps": float(e), "mse": (mx + my) / 2, "mse_x": mx, "mse_y": my})
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class CompressionAnalysis:
+    table: pd.DataFrame  # units, Z, eps, mse (mean over the two dimensions), mse_x, mse_y
+    linear: dict[str, float]  # scheme -> per-dimension MSE
+
+
+def _compression(ctx: FigureContext) -> CompressionAnalysis:
+    if "compression" not in ctx.cache:
+        grid = int(ctx.option("grid", 1000))
+        Zs = [int(z) for z in ctx.option("Z", [2, 3, 5, 10])]
+        eps = np.round(np.linspace(0.0, float(ctx.option("max_eps", 0.3)), int(ctx.option("eps_points", 31))), 6)
+        eps = np.unique(np.append(eps, 0.1))
+        ctx.cache["compression"] = CompressionAnalysis(
+            compression_table(Zs, eps, grid), {s: linear_mse(s, grid) for s in ("pick_one", "average")})
+    return ctx.cache["compression"]
+
+
+@figure("nonlinear_compression", section="appendix", title="Nonlinear compression beats linear compression",
+        caption="Two U[0,1) values x, y packed into one, t = (floor(Zx) + y)/Z, with the discontinuities of "
+                "floor and fmod replaced by linear ramps eps wide; MSE per dimension after decoding, by "
+                "numerical integration. (a) eps in units of the quantisation step; (b) eps in units of x "
+                "and t (ramps Z eps steps wide). Grey: linear compression (keep one dimension, or the "
+                "average), 1/24. (c) The code t(x) at Z = 3, eps = 0.1 (step units) for three values of y.")
+def build_compression(ctx: FigureContext) -> FigureOutput:
+    an = _compression(ctx)
+    t = an.table
+    fig, axes = new_figure(1, 3, figsize=(7.2, 2.4), constrained_layout=True)
+    colors = dict(zip(sorted(t["Z"].unique()), ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e"]))
+    lin = min(an.linear.values())
+    for ax, units, title in ((axes[0], "step", "(a) eps in quantisation steps"),
+                             (axes[1], "value", "(b) eps in units of x, t")):
+        for Z, g in t[t["units"] == units].groupby("Z"):
+            ax.plot(g["eps"], g["mse"], "-", color=colors[Z], label=f"Z = {Z}")
+        ax.axhline(lin, color=PALETTE["theory"], lw=1.0, ls="--", label="linear (1/24)")
+        ax.plot([0.1], [t[(t["units"] == units) & (t["Z"] == 3) & np.isclose(t["eps"], 0.1)]["mse"].iloc[0]],
+                "o", mfc="none", mec=PALETTE["ink"], ms=6)
+        ax.set(xlabel="eps", ylabel="MSE per dimension", title=title, ylim=(0, 2.2 * lin))
+    axes[0].legend(frameon=False, fontsize=6)
+    xs = np.linspace(0, 1, 601, endpoint=False)
+    curves = []
+    for yv, col in ((0.0, "#1b9e77"), (0.5, "#d95f02"), (0.99, "#7570b3")):
+        tv = encode(xs, np.full_like(xs, yv), 3, 0.1)
+        axes[2].plot(xs, tv, color=col, label=f"y = {yv:g}")
+        curves.append(pd.DataFrame({"panel": "c", "x": xs, "y": yv, "t": tv}))
+    axes[2].set(xlabel="x", ylabel="t", title="(c) code at Z = 3, eps = 0.1")
+    axes[2].legend(frameon=False, fontsize=6)
+    lines = t.assign(panel=np.where(t["units"] == "step", "a", "b"))
+    ref = pd.DataFrame({"panel": "ab", "scheme": list(an.linear), "mse": list(an.linear.values())})
+    return FigureOutput(fig, pd.concat([lines, ref, *curves], ignore_index=True))
+
+
+def beats_linear(an: CompressionAnalysis, units: str, Z: int = 3, eps: float = 0.1) -> Measurement:
+    """Nonlinear MSE at (Z, eps) against the best linear scheme."""
+    t = an.table
+    row = t[(t["units"] == units) & (t["Z"] == Z) & np.isclose(t["eps"], eps)]
+    if row.empty:
+        return Measurement(measured=None, passed=None, detail=f"no Z={Z}, eps={eps} ({units} units) in the table")
+    mse = float(row["mse"].iloc[0])
+    lin = min(an.linear.values())
+    return Measurement({"nonlinear_mse": mse, "linear_mse": lin, "ratio": mse / lin}, bool(mse < lin),
+                       f"Z={Z}, eps={eps} ({units} units): nonlinear MSE {mse:.4f} per dimension vs linear "
+                       f"{lin:.4f} (keep one dimension: {an.linear['pick_one']:.4f}, average: "
+                       f"{an.linear['average']:.4f}).")
+
+
+@claim("nonlinear_compression.beats_linear", figure="nonlinear_compression", section="appendix",
+       statement="Even with epsilons as large as 0.1 and Z values as small as 3 the nonlinear compression "
+                 "outperforms linear compression such as picking one of the dimensions or using the average.",
+       expected="MSE per dimension of the ramped code at Z = 3, eps = 0.1 < 1/24 (both linear schemes), "
+                "eps measured in quantisation steps (the argument of floor and fmod)",
+       tolerance="none")
+def _(ctx) -> Measurement:
+    return beats_linear(_compression(ctx), "step")
+
+
+@claim("nonlinear_compression.beats_linear_value_units", figure="nonlinear_compression", section="appendix",
+       statement="As nonlinear_compression.beats_linear, reading 'epsilon value wide' as a width in units of the "
+                 "values x and t (the stricter reading: at Z = 3 the ramps cover 30% of every step).",
+       expected="MSE per dimension at Z = 3, eps = 0.1 (units of x and t) < 1/24",
+       tolerance="none")
+def _(ctx) -> Measurement:
+    return beats_linear(_compression(ctx), "value")
