@@ -218,3 +218,9 @@ def test_abs_superposition_analysis_on_the_textbook_model():
     assert (row["computed"], row["sides"], row["represented"]) == (3, 6, 3)
     assert (row["monosemantic"], row["polysemantic"], row["dead"]) == (6, 0, 0)
     assert an.bars["superposition"].max() == pytest.approx(0.0)
+
+
+def test_trivial_loss_closed_form():
+    # dense signed features: Var|x| = 1/3 - 1/4 = 1/12 per unit importance
+    assert N.trivial_loss(np.ones((1, 4)), np.array([1.0]))[0] == pytest.approx(1 / 12)
+    assert N.trivial_loss(np.array([[2.0, 0.0]]), np.array([0.1]))[0] == pytest.approx((0.1 / 3 - 0.01 / 4))

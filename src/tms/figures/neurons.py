@@ -31,7 +31,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from tms import metrics
-from tms.figures.base import PALETTE, SUPERPOSITION_CMAP, FigureContext, FigureOutput, figure, new_figure
+from tms.figures.base import PALETTE, SUPERPOSITION_CMAP, FigureContext, FigureOutput, apply_style, figure, new_figure
 from tms.findings import Measurement, claim
 
 SUPERPOSITION_NORM = mcolors.Normalize(0.0, 1.0, clip=True)
@@ -155,6 +155,7 @@ def _pb(ctx: FigureContext) -> PBAnalysis:
                 "(sum_j (W_i_hat . W_j)^2, dark = none), neurons tinted monosemantic (blue) or polysemantic "
                 "(orange). Neurons ordered monosemantic first, each group by its strongest feature.")
 def build_privileged_basis(ctx: FigureContext) -> FigureOutput:
+    apply_style()  # text added after new_figure() must use the shared style too
     an = _pb(ctx)
     C, m, n = an.W.shape
     fig, axes = new_figure(2, C, figsize=(1.05 * C + 0.8, 3.6), squeeze=False, constrained_layout=True,
@@ -332,6 +333,7 @@ def _abs_small(ctx: FigureContext) -> AbsSmallAnalysis:
                 "active, against |x| (dashed): every feature has a ReLU(x) and a ReLU(-x) neuron whose outputs "
                 "W2 adds.")
 def build_abs_small(ctx: FigureContext) -> FigureOutput:
+    apply_style()  # text added after new_figure() must use the shared style too
     an = _abs_small(ctx)
     n, m = an.W2.shape
     fig, axes = new_figure(1, 3, figsize=(7.2, 2.3), constrained_layout=True,
@@ -349,9 +351,9 @@ def build_abs_small(ctx: FigureContext) -> FigureOutput:
     vals = np.linspace(-1, 1, 81)
     resp = single_feature_response(an.W1, an.W2, an.b, vals)
     for i in range(n):
-        axes[2].plot(vals, resp[i], color=FEATURE_COLORS[i], label=f"feature {i}")
+        axes[2].plot(vals, resp[i], color=FEATURE_COLORS[i], ls=("-", "--", ":")[i % 3], label=f"feature {i}")
         rows += [{"panel": "response", "feature": i, "x": x, "value": y} for x, y in zip(vals, resp[i])]
-    axes[2].plot(vals, np.abs(vals), ls="--", color=PALETTE["ink"], lw=0.8, label="|x|")
+    axes[2].plot(vals, np.abs(vals), color=PALETTE["theory"], lw=3, alpha=0.3, zorder=0, label="|x|")
     axes[2].set(xlabel="x_i (others 0)", ylabel="y_i", title="(c) single-feature response")
     axes[2].legend(frameon=False, fontsize=6)
     return FigureOutput(fig, pd.DataFrame(rows))
@@ -450,12 +452,22 @@ def mono_before_poly(primary: np.ndarray, counts: np.ndarray) -> float:
     return float(((d < 0).sum() + 0.5 * (d == 0).sum()) / d.size)
 
 
+def trivial_loss(importance: np.ndarray, density: np.ndarray) -> np.ndarray:
+    """Loss of the model that computes nothing (y_i = b_i = E|x_i| = p/2): mean_i I_i (p/3 - p^2/4), ``[C]``."""
+    p = np.asarray(density, dtype=np.float64)[:, None]
+    return (np.asarray(importance) * (p / 3 - p**2 / 4)).mean(-1)
+
+
 def _abs_super(ctx: FigureContext) -> AbsSuperAnalysis:
     if "abs_super" not in ctx.cache:
         run = ctx.run(ctx.experiments[0])
         p = run.params()
-        ctx.cache["abs_super"] = abs_superposition_analysis(p["W1"], p["W2"], p["b"],
-                                                            run.cells["density"].to_numpy(dtype=float))
+        density = run.cells["density"].to_numpy(dtype=float)
+        an = abs_superposition_analysis(p["W1"], p["W2"], p["b"], density)
+        # how far training got: the sparsest cells see few active features per feature
+        an.cells["loss"] = run.cells["loss"].to_numpy(dtype=float)
+        an.cells["loss_vs_trivial"] = an.cells["loss"] / trivial_loss(run.arrays["importance"][run.best], density)
+        ctx.cache["abs_super"] = an
     return ctx.cache["abs_super"]
 
 
@@ -466,6 +478,7 @@ def _abs_super(ctx: FigureContext) -> AbsSuperAnalysis:
                 "neurons omitted, weights below 0.02 not drawn; neurons sorted by the importance of their "
                 "strongest feature.")
 def build_abs_super(ctx: FigureContext) -> FigureOutput:
+    apply_style()  # text added after new_figure() must use the shared style too
     an = _abs_super(ctx)
     dens = an.cells["density"].to_numpy()
     C = len(dens)
@@ -483,7 +496,8 @@ def build_abs_super(ctx: FigureContext) -> FigureOutput:
         top = max(1.0, float(bottoms.add(bars["abs_weight"]).max()) if len(bars) else 1.0) * 1.05
         ax.set(xlim=(-0.5, an.m - 0.5), ylim=(0, top), ylabel="|W1|")
         ax.text(1.0, 1.0, f"1-S = {dens[c]:.3g}: {row['computed']:g} features computed ({int(row['sides'])} sides); "
-                f"{int(row['monosemantic'])} mono, {int(row['polysemantic'])} poly, {int(row['dead'])} dead neurons",
+                f"{int(row['monosemantic'])} mono, {int(row['polysemantic'])} poly, {int(row['dead'])} dead neurons"
+                + (f"; loss {row['loss_vs_trivial']:.0%} of computing nothing" if "loss_vs_trivial" in row else ""),
                 transform=ax.transAxes, ha="right", va="bottom", fontsize=6)
     axes[-1, 0].set_xlabel("neuron (sorted by importance of its strongest feature)")
     _tint_legend(fig)
@@ -506,11 +520,16 @@ def sparse_computes_more(cells: pd.DataFrame, column: str, threshold: float, wha
     best = sparse.loc[sparse[column].idxmax()]
     dense = cells.loc[cells["density"].idxmax()]
     by = {f"{d:.3g}": float(k) for d, k in zip(cells["density"], cells[column])}
-    return Measurement({"max": float(best[column]), "at_density": float(best["density"]),
-                        "dense": float(dense[column]), "threshold": threshold, "by_density": by},
-                       bool(best[column] > threshold),
+    measured = {"max": float(best[column]), "at_density": float(best["density"]), "dense": float(dense[column]),
+                "threshold": threshold, "by_density": by}
+    conv = ""
+    if "loss_vs_trivial" in cells:
+        measured["loss_vs_trivial"] = {f"{d:.3g}": float(v) for d, v in zip(cells["density"], cells["loss_vs_trivial"])}
+        conv = (" Loss as a fraction of computing nothing: "
+                + ", ".join(f"{d:.3g}: {v:.0%}" for d, v in zip(cells["density"], cells["loss_vs_trivial"])) + ".")
+    return Measurement(measured, bool(best[column] > threshold),
                        f"{what}: {float(dense[column]):g} dense, up to {float(best[column]):g} at 1-S="
-                       f"{best['density']:.3g} (needs > {threshold:g}); by density {by}.")
+                       f"{best['density']:.3g} (needs > {threshold:g}); by density {by}.{conv}")
 
 
 def important_on_mono(cells: pd.DataFrame) -> Measurement:
@@ -521,7 +540,8 @@ def important_on_mono(cells: pd.DataFrame) -> Measurement:
     frac = float((p > 0.5).mean())
     return Measurement({"cells_with_both": int(len(both)), "p_mono_more_important": [float(v) for v in p],
                         "fraction_of_cells": frac}, bool(frac > 0.5),
-                       f"{len(both)} sparsities have both kinds (1-S = {', '.join(f'{v:.3g}' for v in both['density'])}); "
+                       f"{len(both)} sparsities have both kinds "
+                       f"(1-S = {', '.join(f'{v:.3g}' for v in both['density'])}); "
                        f"P(monosemantic neuron's strongest feature more important than a polysemantic one's) = "
                        f"{', '.join(f'{v:.2f}' for v in p)}; > 0.5 in {frac:.0%} of them (needs a majority).")
 
@@ -678,6 +698,7 @@ def _motif(ctx: FigureContext) -> MotifAnalysis:
                 "against x_a (only feature a active) with and without the inhibiting neuron, and the target |x_b| = 0. "
                 "(c) Fraction of restarts showing the motif at each sparsity (filled: the lowest-loss model has it).")
 def build_motif(ctx: FigureContext) -> FigureOutput:
+    apply_style()  # text added after new_figure() must use the shared style too
     an = _motif(ctx)
     fig, axes = new_figure(1, 3, figsize=(7.2, 2.5), constrained_layout=True, gridspec_kw={"width_ratios": [1.6, 1, 1]})
     R1, R2, counts = computation_neurons(an.W1[None], an.W2[None])
@@ -697,7 +718,7 @@ def build_motif(ctx: FigureContext) -> FigureOutput:
     axes[0].set(ylim=(0, top * 1.15), xlabel="neuron", ylabel="|W1| (rescaled)",
                 title=f"(a) example, 1 - S = {an.density:.3g}")
     axes[0].legend(handles=[Patch(color=colors[i], label=f"x{i}") for i in range(n)], frameon=False, fontsize=5,
-                   ncol=2, loc="upper right")
+                   loc="upper left", bbox_to_anchor=(1.0, 1.0), handlelength=1)
     if an.example_motifs:
         mo = an.example_motifs[0]
         s_a = np.sign(an.W1[mo.j, mo.a])
@@ -722,7 +743,9 @@ def build_motif(ctx: FigureContext) -> FigureOutput:
         axes[2].plot(r["density"], r["fraction"], "o", ms=4, mec=PALETTE["ink"],
                      mfc=PALETTE["superposed"] if r["selected_has_motif"] else "white")
     axes[2].set(xscale="log", xlabel="feature density 1 - S", ylabel="fraction of restarts",
-                title=f"(c) how often ({an.with_motif}/{an.total})")
+                title=f"(c) how often ({an.with_motif}/{an.total})", ylim=(-0.03, 1.05))
+    axes[2].set_xticks(f["density"], [f"{d:.3g}" for d in f["density"]], rotation=45)
+    axes[2].minorticks_off()
     axes[2].legend(handles=[Line2D([], [], marker="o", ls="", mec=PALETTE["ink"], mfc=PALETTE["superposed"],
                                    label="lowest-loss model has it")], frameon=False, fontsize=6)
     rows += [{"panel": "c", "density": r["density"], "value": r["fraction"],
@@ -740,7 +763,8 @@ def motif_found(an: MotifAnalysis) -> Measurement:
         {"models_with_motif": an.with_motif, "models_searched": an.total, "fraction": an.with_motif / max(an.total, 1),
          "cells_whose_selected_model_has_it": n_sel, "example_instance": an.example, "example_motifs": len(mo)},
         bool(an.with_motif >= 1),
-        f"{an.with_motif} of {an.total} models ({an.with_motif / max(an.total, 1):.1%}) show the motif; the lowest-loss "
+        f"{an.with_motif} of {an.total} models ({an.with_motif / max(an.total, 1):.1%}) show the motif; "
+        f"the lowest-loss "
         f"model has it at {n_sel} of {len(an.frequency)} sparsities. Example (instance {an.example}, 1-S="
         f"{an.density:.3g}): {desc or 'none'}.")
 

@@ -28,7 +28,7 @@ from scipy.stats import pearsonr, spearmanr
 from tms import data as data_mod
 from tms import metrics, models, rng
 from tms.data import FeatureSets
-from tms.figures.base import PALETTE, SUPERPOSITION_CMAP, FigureContext, FigureOutput, figure, new_figure
+from tms.figures.base import PALETTE, SUPERPOSITION_CMAP, FigureContext, FigureOutput, apply_style, figure, new_figure
 from tms.findings import Measurement, claim
 
 SUPERPOSITION_NORM = mcolors.Normalize(0.0, 1.0, clip=True)
@@ -145,6 +145,7 @@ def _adversarial(ctx: FigureContext) -> pd.DataFrame:
                 "dimension 1/D* = ||W||_F^2 / m (dashed: mean 1/D_i of represented features). (c) Relative "
                 "vulnerability against features per dimension; the dotted line is y = x.")
 def build_adversarial(ctx: FigureContext) -> FigureOutput:
+    apply_style()  # text added after new_figure() must use the shared style too
     t = _adversarial(ctx)
     fig, axes = new_figure(1, 3, figsize=(7.2, 2.4), constrained_layout=True)
     dens = t["density"].to_numpy()
@@ -222,7 +223,8 @@ def _(ctx) -> Measurement:
 # L1 penalty on hidden activations
 
 
-def reconstruction_loss(kind: str, params: dict[str, np.ndarray], importance: np.ndarray, x: torch.Tensor) -> np.ndarray:
+def reconstruction_loss(kind: str, params: dict[str, np.ndarray], importance: np.ndarray,
+                        x: torch.Tensor) -> np.ndarray:
     """Importance-weighted MSE without the penalty term, per instance: ``[C]``."""
     p = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in params.items()}
     imp = torch.as_tensor(importance, dtype=torch.float32)
@@ -235,7 +237,8 @@ def l1_table(W: np.ndarray, l1: np.ndarray, loss: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({
         "l1": l1,
         "mean_superposition": mean_superposition(W),
-        "total_superposition": (metrics.superposition(W) * (metrics.feature_norms(W) > metrics.REPRESENTED_NORM)).sum(-1),
+        "total_superposition": (metrics.superposition(W)
+                                * (metrics.feature_norms(W) > metrics.REPRESENTED_NORM)).sum(-1),
         "n_represented": metrics.n_represented(W),
         "inv_dstar": (W**2).sum(axis=(-2, -1)) / W.shape[-2],
         "reconstruction_loss": loss,
@@ -266,45 +269,44 @@ def _l1(ctx: FigureContext) -> L1Analysis:
 @figure("l1_removes_superposition", section="strategic",
         title="An L1 penalty on hidden activations removes superposition",
         caption="ReLU-output models in a sparse regime trained with lambda ||h||_1 added to the loss. "
-                "(a) Mean superposition of represented features (sum_j (W_i_hat . W_j)^2) and the number of "
-                "represented features (||W_i|| > 0.5) against lambda. (b) Reconstruction loss (the "
-                "importance-weighted MSE, without the penalty). (c) Feature norms ||W_i|| coloured by "
+                "(a) Mean superposition of represented features (sum_j (W_i_hat . W_j)^2), (b) the number of "
+                "represented features (||W_i|| > 0.5) and (c) the reconstruction loss (the importance-weighted "
+                "MSE, without the penalty) against lambda. Bottom: feature norms ||W_i|| coloured by "
                 "superposition at four penalties.")
 def build_l1(ctx: FigureContext) -> FigureOutput:
+    apply_style()  # text added after new_figure() must use the shared style too
     an = _l1(ctx)
     t = an.table
     fig = new_figure(figsize=(7.2, 4.2))[0]
     fig.clf()
-    gs = fig.add_gridspec(2, 4, height_ratios=[1.2, 1], hspace=0.6, wspace=0.45)
-    ax_s, ax_l = fig.add_subplot(gs[0, :2]), fig.add_subplot(gs[0, 2:])
+    gs = fig.add_gridspec(2, 12, height_ratios=[1.1, 1], hspace=0.65, wspace=2.0)
+    ax_s, ax_n, ax_l = (fig.add_subplot(gs[0, 4 * k:4 * k + 4]) for k in range(3))
     lam = t["l1"].to_numpy()
     linthresh = _linthresh(lam)
-    ax_s.plot(lam, t["mean_superposition"], "o-", color=PALETTE["superposed"], mec=PALETTE["ink"], mew=0.4,
-              label="mean superposition")
-    ax_s.set_xscale("symlog", linthresh=linthresh)
-    ax_s.set(xlabel="L1 penalty lambda", ylabel="mean superposition", title="(a) superposition")
-    ax_n = ax_s.twinx()
-    ax_n.plot(lam, t["n_represented"], "s--", color=PALETTE["orthogonal"], ms=3, label="features represented")
-    ax_n.set_ylabel("features represented")
-    ax_n.spines["right"].set_visible(True)
+    ax_s.plot(lam, t["mean_superposition"], "o-", color=PALETTE["superposed"], mec=PALETTE["ink"], mew=0.4)
+    ax_s.set(ylabel="mean superposition", title="(a) superposition",
+             ylim=(-0.05, max(1.05, float(t["mean_superposition"].max()))))
+    ax_n.plot(lam, t["n_represented"], "s-", color=PALETTE["orthogonal"], ms=3)
+    ax_n.set(ylabel="features with ||W_i|| > 0.5", title="(b) features represented")
     ax_l.plot(lam, t["reconstruction_loss"], "o-", color=PALETTE["relu"])
-    ax_l.set_xscale("symlog", linthresh=linthresh)
-    ax_l.set(yscale="log", xlabel="L1 penalty lambda", ylabel="reconstruction loss", title="(b) loss")
-    rows = [ax_s.get_legend_handles_labels(), ax_n.get_legend_handles_labels()]
-    ax_s.legend(rows[0][0] + rows[1][0], rows[0][1] + rows[1][1], frameon=False, loc="center left")
+    ax_l.set(yscale="log", ylabel="reconstruction loss", title="(c) loss (without the penalty)")
+    for ax in (ax_s, ax_n, ax_l):
+        ax.set_xscale("symlog", linthresh=linthresh)
+        ax.set_xlim(-0.3 * linthresh, float(lam.max()) * 1.5)
+        ax.set_xlabel("L1 penalty lambda")
     shown = _panel_penalties(lam, 4)
     bars = []
     for k, i in enumerate(shown):
-        ax = fig.add_subplot(gs[1, k])
+        ax = fig.add_subplot(gs[1, 3 * k:3 * k + 3])
         norms = metrics.feature_norms(an.W[i])
         sup = metrics.superposition(an.W[i])
         ax.bar(np.arange(norms.size), norms, color=SUPERPOSITION_CMAP(SUPERPOSITION_NORM(sup)), width=0.8)
         ax.set(ylim=(0, max(1.2, float(norms.max()) * 1.05)), xlabel="feature", title=f"lambda = {lam[i]:.3g}")
         if k == 0:
             ax.set_ylabel("||W_i||")
-        bars.append(pd.DataFrame({"panel": "c", "l1": lam[i], "feature": np.arange(norms.size), "norm": norms,
+        bars.append(pd.DataFrame({"panel": "norms", "l1": lam[i], "feature": np.arange(norms.size), "norm": norms,
                                   "superposition": sup}))
-    lines = t.assign(panel="ab")
+    lines = t.assign(panel="abc")
     return FigureOutput(fig, pd.concat([lines, *bars], ignore_index=True))
 
 
@@ -400,7 +402,7 @@ def encode(x: np.ndarray, y: np.ndarray, Z: int, width: float) -> np.ndarray:
 
 
 def decode(t: np.ndarray, Z: int, width: float) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of :func:`encode`: ``x = (floor(Z t) + 1/2) / Z`` (mid-cell), ``y = fmod(Z t, 1)``, with the same ramps."""
+    """Inverse of :func:`encode`: ``x = (floor(Z t) + 1/2) / Z`` (mid-cell), ``y = fmod(Z t, 1)``, same ramps."""
     v = Z * np.asarray(t)
     q = soft_floor(v, Z, width)
     return (q + 0.5) / Z, v - q
@@ -471,6 +473,7 @@ def _compression(ctx: FigureContext) -> CompressionAnalysis:
                 "and t (ramps Z eps steps wide). Grey: linear compression (keep one dimension, or the "
                 "average), 1/24. (c) The code t(x) at Z = 3, eps = 0.1 (step units) for three values of y.")
 def build_compression(ctx: FigureContext) -> FigureOutput:
+    apply_style()  # text added after new_figure() must use the shared style too
     an = _compression(ctx)
     t = an.table
     fig, axes = new_figure(1, 3, figsize=(7.2, 2.4), constrained_layout=True)
