@@ -1,0 +1,753 @@
+"""Superposition as storage: the intro pentagon, linear vs ReLU models, D* and feature dimensionality
+(paper: Introduction, "Demonstrating Superposition", "The Geometry of Superposition").
+
+The analysis helpers here (represented features, antipodal pairs, angular gaps, plateaus, the
+line test) are pure numpy on ``W [m, n]`` (or ``[C, m, n]``) and are unit-tested on constructed
+weights; the drawing helpers (2-D arrows, ``W^T W`` with ``b``, feature-norm bars) are shared with
+:mod:`tms.figures.nonuniform` and :mod:`tms.figures.interference`.
+
+Every threshold below was fixed from the paper's wording before any model was trained:
+
+- a feature is *represented* when ``||W_i|| > 0.5`` (halfway between dropped and learned) and *not
+  embedded* ("~0") when ``||W_i|| < 0.1``;
+- two features are *orthogonal* when ``|cos| < 0.1`` (within ~6 degrees of 90) and *antipodal*
+  when ``cos < -0.9`` (within ~25 degrees of opposite), each the other's most negative partner;
+- a feature is *superposed* when ``sum_{j != i} (W_i_hat . W_j)^2 >= 0.25`` (a partner of norm 0.5
+  lying on its direction).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import matplotlib.colors as mcolors
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from tms import metrics
+from tms.figures.base import PALETTE, STYLE, SUPERPOSITION_CMAP, FigureContext, FigureOutput, figure, new_figure
+from tms.findings import Measurement, claim
+from tms.models import ModelKind
+
+REPRESENTED = metrics.REPRESENTED_NORM  # 0.5
+NOT_EMBEDDED = 0.1
+ORTHOGONAL_COS = 0.1
+ANTIPODAL_COS = -0.9
+SUPERPOSED = 0.25
+REGULAR_DEG = 5.0  # a *regular* pentagon: every angular gap within 72 +- 5 degrees
+PENTAGON_LIKE_DEG = 24.0  # "pentagon-like" (decaying importance): every gap within 72 +- 24 (a third)
+D_TOL = 0.02  # |D_i - fraction| for "at a fraction" (the tolerance used by the ECD claim test)
+STICKY_TOL = 0.03  # |D* - value| on a plateau (ECD's tolerance for the 1/2 sticky point)
+STICKY_ONE_DECADES = 0.3  # "sticky at 1": a plateau over at least a factor 2 in 1/(1-S)
+STICKY_HALF_DECADES = 0.5  # "over a wide range": a plateau over at least a factor ~3 in 1/(1-S)
+ANTIPODAL_FIRST_MIN = 0.8  # share of superposed features in antipodal pairs where extra features appear
+BIAS_REL_TOL, BIAS_ABS_TOL = 0.1, 0.001  # |b_i - E[x_i]| <= 10 % of E[x_i] + 0.001
+COUNT_DIP_TOL = 1  # represented-feature counts may dip by one feature between neighbouring densities
+SUM_D_TOL = 0.1  # |sum_i D_i / m - 1| for "sum of D_i ~ m"
+SUM_D_SHARE = 0.8  # ... at this share of the levels ("where packed": not necessarily all)
+# ECD's line rule: >= 10 features within +-0.005 of a fraction and >= 2x as many as in each
+# window of the same width centred 0.0125 away; counted over features with D_i >= 0.1 at levels
+# in superposition (D* < 0.95).
+LINE_HALF_WIDTH, LINE_FLANK, LINE_MIN_COUNT, LINE_RATIO = 0.005, 0.0125, 10, 2.0
+LINE_D_MIN, LINE_DSTAR_MAX = 0.1, 0.95
+PAPER_LINES = {"3/4": 3 / 4, "2/3": 2 / 3, "1/2": 1 / 2, "2/5": 2 / 5, "3/8": 3 / 8}
+REFERENCE_LINES = {"1": 1.0, **PAPER_LINES, "0": 0.0}
+
+
+# --------------------------------------------------------------------------------------------
+# Analysis helpers
+
+
+def cosines(W: np.ndarray) -> np.ndarray:
+    """``cos(W_i, W_j)`` for ``W [..., m, n]``: ``[..., n, n]`` (0 where a column is zero)."""
+    W = np.asarray(W, dtype=np.float64)
+    norms = np.linalg.norm(W, axis=-2)
+    U = W / np.where(norms > 0, norms, 1.0)[..., None, :]
+    return np.einsum("...ki,...kj->...ij", U, U)
+
+
+def represented(W: np.ndarray, threshold: float = REPRESENTED) -> np.ndarray:
+    """Indices of the features of ``W [m, n]`` with ``||W_i|| > threshold``."""
+    return np.flatnonzero(metrics.feature_norms(W) > threshold)
+
+
+def antipodal_pairs(W: np.ndarray, threshold: float = REPRESENTED, cos_max: float = ANTIPODAL_COS
+                    ) -> list[tuple[int, int]]:
+    """Antipodal pairs of ``W [m, n]``: represented features ``i < j`` with ``cos < cos_max`` that
+    are each other's most negative partner among the represented features."""
+    rep = represented(W, threshold)
+    if rep.size < 2:
+        return []
+    C = cosines(W)[np.ix_(rep, rep)]
+    np.fill_diagonal(C, np.inf)
+    partner = np.argmin(C, axis=1)
+    pairs = []
+    for a, b in enumerate(partner):
+        if a < b and partner[b] == a and C[a, b] < cos_max:
+            pairs.append((int(rep[a]), int(rep[b])))
+    return pairs
+
+
+def superposed(W: np.ndarray, threshold: float = REPRESENTED, level: float = SUPERPOSED) -> np.ndarray:
+    """Indices of represented features sharing their direction: superposition >= ``level``."""
+    sup = metrics.superposition(W)
+    return np.array([i for i in represented(W, threshold) if sup[i] >= level], dtype=int)
+
+
+def angular_gaps(W: np.ndarray, features: Sequence[int] | None = None) -> np.ndarray:
+    """Angles (degrees) between circularly consecutive directions of 2-D features, sorted by angle."""
+    idx = np.arange(W.shape[-1]) if features is None else np.asarray(features)
+    ang = np.sort(np.mod(np.rad2deg(metrics.angles_2d(W)[idx]), 360.0))
+    if ang.size == 0:
+        return ang
+    return np.diff(np.concatenate([ang, ang[:1] + 360.0]))
+
+
+def gap_deviation(W: np.ndarray, k: int) -> float:
+    """Largest ``|gap - 360/k|`` over the angular gaps of the represented features of a 2-D ``W``
+    (infinite unless exactly ``k`` features are represented)."""
+    rep = represented(W)
+    if rep.size != k:
+        return float("inf")
+    return float(np.abs(angular_gaps(W, rep) - 360.0 / k).max())
+
+
+def plateau(x: np.ndarray, y: np.ndarray, value: float, tol: float) -> dict[str, float]:
+    """Longest run of consecutive points (``x`` ascending) with ``|y - value| <= tol``.
+
+    Returns its width in decades of ``x`` (``log10(x_last / x_first)``, 0 for a single point), its
+    ends and its number of points (all 0 when no point is within ``tol``).
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.abs(y - value) <= tol
+    best = {"decades": 0.0, "x_from": 0.0, "x_to": 0.0, "points": 0}
+    start = None
+    for i in range(len(x) + 1):
+        if i < len(x) and ok[i]:
+            start = i if start is None else start
+            continue
+        if start is not None:
+            lo, hi = x[start], x[i - 1]
+            width = float(np.log10(hi / lo))
+            if i - start > best["points"] or width > best["decades"]:
+                best = {"decades": width, "x_from": float(lo), "x_to": float(hi), "points": i - start}
+            start = None
+    return best
+
+
+def line_test(D: np.ndarray, fraction: float, half_width: float = LINE_HALF_WIDTH, flank: float = LINE_FLANK,
+              min_count: int = LINE_MIN_COUNT, ratio: float = LINE_RATIO) -> dict[str, Any]:
+    """ECD's rule for a "line" of feature dimensionalities at ``fraction``: enough values within
+    ``half_width`` of it, and ``ratio`` times as many as in each equal window ``flank`` away."""
+    D = np.asarray(D, dtype=float)
+
+    def count(c: float) -> int:
+        return int((np.abs(D - c) <= half_width).sum())
+
+    at, below, above = count(fraction), count(fraction - flank), count(fraction + flank)
+    is_line = at >= min_count and at >= ratio * below and at >= ratio * above
+    return {"count": at, "below": below, "above": above, "line": bool(is_line)}
+
+
+def count_dips(counts: Sequence[int]) -> int:
+    """Largest decrease between neighbouring entries (0 for a non-decreasing sequence)."""
+    c = np.asarray(counts)
+    return int(max(0, -(np.diff(c).min() if c.size > 1 else 0)))
+
+
+# --------------------------------------------------------------------------------------------
+# Drawing helpers (shared with the other Figures I modules)
+
+
+GRAM_CMAP = "RdBu_r"
+LABEL_MIN_NORM = 0.25  # shorter arrows are drawn but not labelled (their labels would pile up at 0)  # diverging, white at 0 (as the paper's W^T W plots)
+
+
+def styled(build: Callable[[FigureContext], FigureOutput]) -> Callable[[FigureContext], FigureOutput]:
+    """Run a build function under the shared style, so text added after ``new_figure`` gets it too."""
+
+    @functools.wraps(build)
+    def wrapper(ctx: FigureContext) -> FigureOutput:
+        with plt.rc_context(STYLE):
+            return build(ctx)
+
+    return wrapper
+
+
+def draw_arrows_2d(ax: plt.Axes, W: np.ndarray, colors: Sequence[Any], labels: Sequence[str] | None = None,
+                   lim: float = 1.5, alpha: float = 1.0, lw: float = 1.5, circle: bool = True) -> None:
+    """Columns of a 2-D ``W [2, n]`` as arrows from the origin (the paper's feature diagrams)."""
+    if circle:
+        t = np.linspace(0, 2 * np.pi, 200)
+        ax.plot(np.cos(t), np.sin(t), color=PALETTE["grid"], lw=0.6, zorder=0)
+    for i in range(W.shape[1]):
+        x, y = W[0, i], W[1, i]
+        if np.hypot(x, y) > 1e-3:
+            ax.annotate("", xy=(x, y), xytext=(0, 0), zorder=2,
+                        arrowprops={"arrowstyle": "-|>", "color": colors[i], "lw": lw, "alpha": alpha,
+                                    "shrinkA": 0, "shrinkB": 0, "mutation_scale": 8})
+        else:
+            ax.plot([0], [0], "o", color=colors[i], ms=3, alpha=alpha, zorder=3)
+        if labels is not None and np.hypot(x, y) > LABEL_MIN_NORM:
+            r = np.hypot(x, y)
+            ax.text(x + 0.16 * x / r, y + 0.16 * y / r, labels[i], fontsize=6, ha="center", va="center",
+                    color=colors[i], alpha=alpha)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ("left", "bottom"):
+        ax.spines[side].set_visible(False)
+
+
+def draw_gram(ax: plt.Axes, W: np.ndarray, b: np.ndarray, vmax: float = 1.0):
+    """``W^T W`` with ``b`` as a separate column on its right, diverging colours centred at 0."""
+    G = metrics.gram(W)
+    n = G.shape[0]
+    img = np.full((n, n + 2), np.nan)
+    img[:, :n] = G
+    img[:, n + 1] = b
+    cmap = plt.get_cmap(GRAM_CMAP).with_extremes(bad="white")
+    im = ax.imshow(img, cmap=cmap, norm=mcolors.Normalize(-vmax, vmax), interpolation="nearest", aspect="equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ("left", "bottom"):
+        ax.spines[side].set_visible(False)
+    return im
+
+
+def draw_norm_bars(ax: plt.Axes, W: np.ndarray, xmax: float = 1.2) -> None:
+    """Horizontal bars of ``||W_i||`` (feature 0 on top), coloured by superposition (0 dark, >= 1 yellow)."""
+    norms, sup = metrics.feature_norms(W), metrics.superposition(W)
+    n = norms.size
+    ax.barh(np.arange(n), norms, height=0.85, color=SUPERPOSITION_CMAP(np.clip(sup, 0, 1)), lw=0)
+    ax.set_ylim(n - 0.5, -0.5)
+    ax.set_xlim(0, max(xmax, float(norms.max()) * 1.05))
+    ax.set_yticks([])
+    ax.axvline(1.0, color=PALETTE["grid"], lw=0.6, zorder=0)
+
+
+def importance_colors(n: int) -> list[Any]:
+    """One colour per feature, most important (index 0) dark purple to least important yellow."""
+    return [plt.get_cmap("viridis")(v) for v in np.linspace(0.0, 0.9, n)]
+
+
+def importance_label(run: Any) -> str:
+    """"I=0.7^i", "I=1" ... from an experiment's importance spec."""
+    imp = run.spec.get("importance", {"constant": 1.0})
+    if "decay" in imp:
+        return f"I={imp['decay']:g}^i"
+    return f"I={imp['constant']:g}" if "constant" in imp else "I given"
+
+
+def density_label(p: float) -> str:
+    return f"1-S = {p:.3g}"
+
+
+def _cell_model(run: Any, **axes: float) -> tuple[int, np.ndarray, np.ndarray]:
+    """(cell, W [m, n], b [n]) of the selected model of the cell nearest ``axes``."""
+    c = run.cell(**axes)
+    p = run.params()
+    return c, p["W"][c], p["b"][c]
+
+
+def _densities(run: Any) -> np.ndarray:
+    return run.cells["density"].to_numpy(dtype=float)
+
+
+# --------------------------------------------------------------------------------------------
+# Intro: five features in two dimensions
+
+
+INTRO = "intro_pentagon"
+INTRO_PANELS = (1.0, 0.2, 0.1)  # the paper's 0 %, 80 %, 90 % sparsity
+TUTORIAL_PANELS = (1.0, 0.3, 0.1, 0.03, 0.01)  # the tutorial's S = 0, 0.7, 0.9, 0.97, 0.99
+UNIFORM_DENSITY = 0.05  # the paper's regular pentagon: I = 1, 1 - S = 0.05
+
+
+def _intro_runs(ctx: FigureContext) -> tuple[Any, Any, Any]:
+    """(paper panels run, tutorial run, uniform-importance run) named by the figure's options."""
+    return (ctx.run(ctx.option("paper", "intro_pentagon")),
+            ctx.run(ctx.option("tutorial", "intro_pentagon_tutorial")),
+            ctx.run(ctx.option("uniform", "pentagon_perturbation")))
+
+
+def _uniform_model(run: Any) -> tuple[int, np.ndarray, np.ndarray]:
+    """The unperturbed cell (ratio 1, density 0.05) of the perturbation run, or the nearest cell."""
+    axes = {"density": UNIFORM_DENSITY}
+    if "perturbed_density_ratio" in run.cells:
+        axes["perturbed_density_ratio"] = 1.0
+    return _cell_model(run, **axes)
+
+
+@figure(
+    INTRO,
+    section="introduction",
+    title="Five features in two dimensions: superposition emerges with sparsity",
+    caption=(
+        "Columns W_i of ReLU-output models with n = 5 features in m = 2 dimensions (x' = ReLU(W^T W x + b)), "
+        "each the lowest-loss of several restarts, rotated so feature 0 points right. Top: the paper's panels "
+        "(I_i = 0.9^i) at 0 %, 80 % and 90 % sparsity, and the regular pentagon of uniform importance at "
+        "1-S = 0.05. Bottom: the tutorial's sweep (I_i = 0.7^i, S = 0 ... 0.99). Colour: importance rank "
+        "(dark = most important)."
+    ),
+)
+@styled
+def build_intro(ctx: FigureContext) -> FigureOutput:
+    paper, tutorial, uniform = _intro_runs(ctx)
+    panels: list[tuple[str, str, np.ndarray, float]] = []
+    for p in ctx.option("panels", list(INTRO_PANELS)):
+        c, W, _ = _cell_model(paper, density=p)
+        panels.append(("paper", f"{100 * (1 - _densities(paper)[c]):.0f}% sparsity, {importance_label(paper)}", W,
+                       _densities(paper)[c]))
+    c, W, _ = _uniform_model(uniform)
+    panels.append(("uniform", f"{importance_label(uniform)}, 1-S={_densities(uniform)[c]:.3g}", W, _densities(uniform)[c]))
+    cells = dict.fromkeys(tutorial.cell(density=p) for p in ctx.option("tutorial_densities", list(TUTORIAL_PANELS)))
+    for c in cells:
+        p = _densities(tutorial)[c]
+        panels.append(("tutorial", f"S = {1 - p:.3g}, {importance_label(tutorial)}", tutorial.params()["W"][c], p))
+
+    n_top = sum(1 for k, *_ in panels if k != "tutorial")
+    n_bottom = len(panels) - n_top
+    cols = max(n_top, n_bottom)
+    fig, axes = new_figure(2, cols, figsize=(1.9 * cols, 4.1), squeeze=False)
+    rows = []
+    top = [q for q in panels if q[0] != "tutorial"]
+    bottom = [q for q in panels if q[0] == "tutorial"]
+    for r, group in enumerate((top, bottom)):
+        for j in range(cols):
+            ax = axes[r, j]
+            if j >= len(group):
+                ax.axis("off")
+                continue
+            kind, title, W, p = group[j]
+            Wc = metrics.canonicalize_2d(W)
+            n = W.shape[1]
+            draw_arrows_2d(ax, Wc, importance_colors(n), labels=[str(i) for i in range(n)], lim=1.45)
+            ax.set_title(title, fontsize=7)
+            for i in range(n):
+                rows.append({"panel": kind, "density": p, "feature": i, "x": Wc[0, i], "y": Wc[1, i],
+                             "norm": float(np.hypot(*Wc[:, i]))})
+    fig.suptitle("colour: importance rank, feature 0 (dark) most important ... feature 4 (yellow) least; "
+                 "a dot at the centre is a feature that is not embedded", fontsize=7, y=0.02)
+    fig.tight_layout()
+    return FigureOutput(fig, pd.DataFrame(rows))
+
+
+def measure_dense_orthogonal(W: np.ndarray) -> Measurement:
+    """Dense panel: exactly features 0 and 1 represented, orthogonal, the rest ~0."""
+    norms = metrics.feature_norms(W)
+    rep = represented(W).tolist()
+    cos01 = float(cosines(W)[0, 1])
+    rest = float(norms[2:].max()) if norms.size > 2 else 0.0
+    ok = rep == [0, 1] and abs(cos01) < ORTHOGONAL_COS and rest < NOT_EMBEDDED
+    return Measurement(measured={"represented": rep, "cos_01": cos01, "max_norm_rest": rest}, passed=ok,
+                       detail=f"norms {np.round(norms, 3).tolist()}")
+
+
+def measure_two_antipodal_pairs(W: np.ndarray) -> Measurement:
+    """80 % panel: features 0-3 represented as two antipodal pairs, feature 4 ~0."""
+    norms = metrics.feature_norms(W)
+    pairs = antipodal_pairs(W)
+    paired = sorted(i for pr in pairs for i in pr)
+    C = cosines(W)
+    ok = represented(W).tolist() == [0, 1, 2, 3] and paired == [0, 1, 2, 3] and norms[4] < NOT_EMBEDDED
+    return Measurement(measured={"pairs": [list(p) for p in pairs], "pair_cos": [float(C[a, b]) for a, b in pairs],
+                                 "norm_4": float(norms[4])}, passed=ok,
+                       detail=f"norms {np.round(norms, 3).tolist()}")
+
+
+def measure_pentagon(W: np.ndarray, tol_deg: float) -> Measurement:
+    """All five features represented with every angular gap within ``72 +- tol_deg`` degrees."""
+    dev = gap_deviation(W, 5)
+    gaps = angular_gaps(W, represented(W))
+    D = metrics.dimensionality(W)
+    return Measurement(measured={"max_gap_deviation_deg": dev, "gaps_deg": gaps.tolist(), "D": D.tolist()},
+                       passed=bool(dev <= tol_deg),
+                       detail=f"{represented(W).size} of 5 represented; norms {np.round(metrics.feature_norms(W), 3).tolist()}")
+
+
+def measure_regular_pentagon(W: np.ndarray) -> Measurement:
+    """Uniform importance: gaps within 72 +- 5 degrees and every D_i within 0.02 of 2/5."""
+    m = measure_pentagon(W, REGULAR_DEG)
+    D = metrics.dimensionality(W)
+    d_dev = float(np.abs(D - 0.4).max())
+    m.measured["max_D_deviation"] = d_dev
+    m.passed = bool(m.passed and d_dev <= D_TOL)
+    return m
+
+
+def _intro_claim(name: str, statement: str, expected: str, tolerance: str, section: str = "introduction"):
+    return claim(f"{INTRO}.{name}", figure=INTRO, section=section, statement=statement, expected=expected,
+                 tolerance=tolerance)
+
+
+@_intro_claim("dense_orthogonal",
+              "With dense features (0% sparsity) the two most important features get dedicated orthogonal "
+              "dimensions and the other three are not embedded.",
+              "represented (||W_i|| > 0.5) = {0, 1}; |cos(W_0, W_1)| < 0.1; max ||W_i|| of features 2-4 < 0.1",
+              "cos 0.1 (~6 deg); 'not embedded' = norm < 0.1")
+def _intro_dense(ctx: FigureContext) -> Measurement:
+    _, W, _ = _cell_model(_intro_runs(ctx)[0], density=1.0)
+    return measure_dense_orthogonal(W)
+
+
+@_intro_claim("sparse80_antipodal",
+              "At 80% sparsity the four most important features are represented as antipodal pairs and the "
+              "least important is not embedded.",
+              "features 0-3 represented and paired (mutual most-negative partner, cos < -0.9); ||W_4|| < 0.1",
+              "cos -0.9 (~25 deg from opposite); 'not embedded' = norm < 0.1")
+def _intro_80(ctx: FigureContext) -> Measurement:
+    _, W, _ = _cell_model(_intro_runs(ctx)[0], density=0.2)
+    return measure_two_antipodal_pairs(W)
+
+
+@_intro_claim("sparse90_pentagon",
+              "At 90% sparsity all five features are embedded, as a pentagon (with positive interference).",
+              "5 features with ||W_i|| > 0.5; every angular gap between neighbours within 72 +- 24 degrees",
+              "24 degrees (a third of 72: 'pentagon-like' under decaying importance)")
+def _intro_90(ctx: FigureContext) -> Measurement:
+    _, W, _ = _cell_model(_intro_runs(ctx)[0], density=0.1)
+    return measure_pentagon(W, PENTAGON_LIKE_DEG)
+
+
+@_intro_claim("uniform_regular_pentagon",
+              "With uniform importance (I = 1) and density 1-S = 0.05, five features in two dimensions form a "
+              "regular pentagon: neighbours 72 degrees apart, each feature with dimensionality 2/5.",
+              "every angular gap within 72 +- 5 degrees; every D_i within 0.02 of 2/5",
+              "5 degrees; D 0.02", section="geometry")
+def _intro_uniform(ctx: FigureContext) -> Measurement:
+    _, W, _ = _uniform_model(_intro_runs(ctx)[2])
+    return measure_regular_pentagon(W)
+
+
+@_intro_claim("tutorial_s099_pentagon",
+              "(The tutorial's claim, not the paper's.) With I_i = 0.7^i at S = 0.99 all five features show up "
+              "as a regular pentagon of five equally spaced directions.",
+              "every angular gap within 72 +- 5 degrees (as for the uniform pentagon)", "5 degrees")
+def _intro_tutorial(ctx: FigureContext) -> Measurement:
+    _, W, _ = _cell_model(_intro_runs(ctx)[1], density=0.01)
+    return measure_pentagon(W, REGULAR_DEG)
+
+
+# --------------------------------------------------------------------------------------------
+# Linear vs ReLU output models over sparsity
+
+
+def _linear_relu_runs(ctx: FigureContext) -> tuple[Any, Any]:
+    """(linear run, ReLU-output run) among the figure's experiments, told apart by model kind."""
+    runs = {ctx.run(e).kind: ctx.run(e) for e in ctx.experiments}
+    return runs[ModelKind.LINEAR], runs[ModelKind.RELU_OUTPUT]
+
+
+def _sorted_cells(run: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(densities, W [C, m, n], b [C, n]) of the selected models, densest first."""
+    order = np.argsort(-_densities(run), kind="stable")
+    p = run.params()
+    return _densities(run)[order], p["W"][order], p["b"][order]
+
+
+def measure_top_m(W: np.ndarray, m: int) -> tuple[bool, list[int]]:
+    """Whether exactly features ``0 .. m-1`` are represented, and the represented set."""
+    rep = represented(W).tolist()
+    return rep == list(range(m)), rep
+
+
+def measure_counts(Ws: np.ndarray, m: int) -> Measurement:
+    """Represented-feature counts (densest first): non-decreasing up to a one-feature dip, > m at the end."""
+    counts = [int(represented(W).size) for W in Ws]
+    dip = count_dips(counts)
+    ok = dip <= COUNT_DIP_TOL and counts[-1] > m
+    return Measurement(measured={"counts": counts, "largest_dip": dip}, passed=ok,
+                       detail=f"features with ||W_i|| > 0.5, densest to sparsest; m = {m}")
+
+
+def measure_antipodal_first(densities: np.ndarray, Ws: np.ndarray, m: int) -> Measurement:
+    """At the first density where more than ``m`` features are represented, the share of superposed
+    features that sit in antipodal pairs."""
+    for p, W in zip(densities, Ws):
+        if represented(W).size > m:
+            sup = superposed(W)
+            paired = {i for pr in antipodal_pairs(W) for i in pr}
+            share = len(paired & set(sup.tolist())) / max(sup.size, 1)
+            return Measurement(measured={"density": float(p), "superposed": sup.tolist(), "in_pairs": sorted(paired),
+                                         "share": share}, passed=bool(sup.size > 0 and share >= ANTIPODAL_FIRST_MIN),
+                               detail=f"first density with more than m = {m} represented features")
+    return Measurement(measured=None, passed=False, detail=f"no density has more than m = {m} represented features")
+
+
+def measure_bias(densities: np.ndarray, Ws: np.ndarray, bs: np.ndarray) -> dict[str, Any]:
+    """Worst ``|b_i - E[x_i]| - tolerance`` over not-embedded features (``||W_i|| < 0.1``); E[x_i] = (1-S)/2."""
+    worst, count, bad = -np.inf, 0, 0
+    for p, W, b in zip(densities, Ws, bs):
+        idx = np.flatnonzero(metrics.feature_norms(W) < NOT_EMBEDDED)
+        if idx.size == 0:
+            continue
+        err = np.abs(b[idx] - p / 2)
+        tol = BIAS_REL_TOL * p / 2 + BIAS_ABS_TOL
+        worst = max(worst, float((err - tol).max()))
+        count += idx.size
+        bad += int((err > tol).sum())
+    return {"features": count, "outside_tolerance": bad, "worst_excess": worst if count else None}
+
+
+@styled
+def build_linear_vs_relu(ctx: FigureContext) -> FigureOutput:
+    """Rows: linear W^T W | b, linear norms, ReLU W^T W | b, ReLU norms; columns: densities."""
+    lin, relu = _linear_relu_runs(ctx)
+    groups = [("linear", *_sorted_cells(lin)), ("ReLU output", *_sorted_cells(relu))]
+    cols = max(len(g[1]) for g in groups)
+    n = groups[0][2].shape[-1]
+    fig, axes = new_figure(4, cols, figsize=(1.45 * cols + 0.6, 6.4), squeeze=False,
+                           gridspec_kw={"height_ratios": [1, 0.9, 1, 0.9]})
+    rows = []
+    im = None
+    for g, (label, dens, Ws, bs) in enumerate(groups):
+        for j in range(cols):
+            ax_g, ax_b = axes[2 * g, j], axes[2 * g + 1, j]
+            if j >= len(dens):
+                ax_g.axis("off")
+                ax_b.axis("off")
+                continue
+            W, b, p = Ws[j], bs[j], dens[j]
+            im = draw_gram(ax_g, W, b)
+            draw_norm_bars(ax_b, W)
+            ax_g.set_title(f"{label}\n{density_label(p)}" if j == 0 else density_label(p), fontsize=7)
+            if j == 0:
+                ax_b.set_ylabel("features (0 = most important)", fontsize=6)
+            G, norms, sup = metrics.gram(W), metrics.feature_norms(W), metrics.superposition(W)
+            for i in range(n):
+                rows.append({"model": label, "density": p, "quantity": "bias", "i": i, "j": -1, "value": b[i]})
+                rows.append({"model": label, "density": p, "quantity": "norm", "i": i, "j": -1, "value": norms[i]})
+                rows.append({"model": label, "density": p, "quantity": "superposition", "i": i, "j": -1,
+                             "value": sup[i]})
+                rows += [{"model": label, "density": p, "quantity": "WtW", "i": i, "j": k, "value": G[i, k]}
+                         for k in range(n)]
+    fig.tight_layout(rect=(0, 0, 0.93, 1))
+    cax = fig.add_axes((0.945, 0.56, 0.012, 0.3))
+    fig.colorbar(im, cax=cax, label="W$^T$W and b")
+    sax = fig.add_axes((0.945, 0.1, 0.012, 0.3))
+    fig.colorbar(plt.cm.ScalarMappable(norm=mcolors.Normalize(0, 1), cmap=SUPERPOSITION_CMAP), cax=sax,
+                 label="bar: $\\sum_{j\\neq i}(\\hat W_i\\cdot W_j)^2$ (bar length ||W$_i$||)")
+    return FigureOutput(fig, pd.DataFrame(rows))
+
+
+def _register_linear_vs_relu(fid: str, n: int, m: int, decay: float, rescaled: bool) -> None:
+    """Register the figure ``fid`` and its five claims (the n = 80 figure is "a rescaled version")."""
+    what = f"(n={n}, m={m}, I_i={decay}^i)"
+    figure(fid, section="demonstrating",
+           title=f"Linear vs ReLU-output models over sparsity, n = {n}, m = {m}",
+           caption=(f"W^T W (with b as the separate column, diverging colours centred at 0) and feature norms "
+                    f"||W_i|| (bars, coloured by superposition: dark = orthogonal, yellow >= 1) for the linear "
+                    f"model (top rows) and the ReLU-output model (bottom rows) at each feature density 1-S, "
+                    f"{what}; features ordered from most to least important. Each model is the lowest-loss of "
+                    f"its restarts."))(build_linear_vs_relu)
+    pre = "The larger model is a rescaled version of the small one: " if rescaled else ""
+
+    def reg(name: str, statement: str, expected: str, tolerance: str) -> Callable:
+        return claim(f"{fid}.{name}", figure=fid, section="demonstrating", statement=pre + statement,
+                     expected=expected, tolerance=tolerance)
+
+    @reg("linear_top_m", f"the linear model always learns the top-m most important features {what}, at every "
+         "sparsity level.", f"at every density exactly features 0..{m - 1} have ||W_i|| > 0.5",
+         "represented = ||W_i|| > 0.5")
+    def _linear(ctx: FigureContext) -> Measurement:
+        dens, Ws, _ = _sorted_cells(_linear_relu_runs(ctx)[0])
+        res = [measure_top_m(W, m) for W in Ws]
+        return Measurement(measured={f"{p:.3g}": r for p, (_, r) in zip(dens, res)},
+                           passed=all(ok for ok, _ in res), detail="represented features of each linear model")
+
+    @reg("relu_dense_top_m", f"the ReLU-output model behaves like the linear one on dense features (1-S = 1): "
+         f"it learns exactly the top-m features {what}.", f"at 1-S = 1 exactly features 0..{m - 1} have "
+         "||W_i|| > 0.5", "represented = ||W_i|| > 0.5")
+    def _relu_dense(ctx: FigureContext) -> Measurement:
+        run = _linear_relu_runs(ctx)[1]
+        c, W, _ = _cell_model(run, density=1.0)
+        ok, rep = measure_top_m(W, m)
+        return Measurement(measured=rep, passed=ok, detail=f"ReLU model at 1-S = {_densities(run)[c]:.3g}")
+
+    @reg("represented_increase", f"as sparsity increases the ReLU model represents more features, beyond m = {m} "
+         f"{what}.", f"number of features with ||W_i|| > 0.5 non-decreasing with sparsity and > {m} at the "
+         "sparsest level", f"dips of at most {COUNT_DIP_TOL} feature between neighbouring densities")
+    def _counts(ctx: FigureContext) -> Measurement:
+        _, Ws, _ = _sorted_cells(_linear_relu_runs(ctx)[1])
+        return measure_counts(Ws, m)
+
+    @reg("antipodal_first", f"superposition starts with less important features, initially arranged in antipodal "
+         f"pairs {what}.", f"at the first density with more than m = {m} represented features, >= "
+         f"{ANTIPODAL_FIRST_MIN:.0%} of the superposed features (superposition >= {SUPERPOSED}) are in "
+         "antipodal pairs (cos < -0.9)", "cos -0.9")
+    def _antipodal(ctx: FigureContext) -> Measurement:
+        dens, Ws, _ = _sorted_cells(_linear_relu_runs(ctx)[1])
+        return measure_antipodal_first(dens, Ws, m)
+
+    @reg("bias_expected_value", f"features that are not represented get a bias equal to their expected value, "
+         f"E[x_i] = (1-S)/2 {what} (linear model at every density, ReLU model where features are dropped).",
+         "|b_i - (1-S)/2| <= 10% of (1-S)/2 + 0.001 for every feature with ||W_i|| < 0.1",
+         "10% relative + 0.001 absolute (training noise at the sparsest levels)")
+    def _bias(ctx: FigureContext) -> Measurement:
+        out = {}
+        for name, run in zip(("linear", "relu"), _linear_relu_runs(ctx)):
+            out[name] = measure_bias(*_sorted_cells(run))
+        total = sum(v["features"] for v in out.values())
+        bad = sum(v["outside_tolerance"] for v in out.values())
+        return Measurement(measured=out, passed=bool(total > 0 and bad == 0),
+                           detail=f"{bad} of {total} not-embedded features outside the tolerance")
+
+
+_register_linear_vs_relu("linear_vs_relu_n20_m5", 20, 5, 0.7, rescaled=False)
+_register_linear_vs_relu("linear_vs_relu_n80_m20", 80, 20, 0.9, rescaled=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Uniform superposition: D* and feature dimensionality
+
+
+DSTAR, FEATDIM = "dstar_stickiness", "feature_dimensionality"
+
+
+def uniform_levels(ctx: FigureContext) -> pd.DataFrame:
+    """One row per level (1/(1-S) ascending): density, D*, sum of D_i; cached for the claims."""
+    if "levels" not in ctx.cache:
+        run = ctx.run(ctx.experiments[0])
+        dens = _densities(run)
+        order = np.argsort(-dens, kind="stable")
+        W = run.params()["W"][order]
+        D = metrics.dimensionality(W)
+        ctx.cache["D"] = D
+        ctx.cache["levels"] = pd.DataFrame({"density": dens[order], "inv_density": 1 / dens[order],
+                                            "dstar": metrics.dstar(W), "sum_D": D.sum(-1),
+                                            "n_represented": (metrics.feature_norms(W) > REPRESENTED).sum(-1)})
+        ctx.cache["m"] = W.shape[-2]
+    return ctx.cache["levels"]
+
+
+def _draw_dstar(ax: plt.Axes, levels: pd.DataFrame) -> None:
+    ax.plot(levels["inv_density"], levels["dstar"], "-o", color=PALETTE["ink"], ms=2.5, lw=1.0, zorder=3)
+    ax.set_xscale("log")
+    ax.set_xlabel("1/(1-S)")
+    ax.set_ylim(-0.02, 1.08)
+
+
+@figure(
+    DSTAR,
+    section="geometry",
+    title="Dimensions per feature D* = m / ||W||_F^2 is sticky at 1 and 1/2",
+    caption=(
+        "Uniform superposition (n = 400 features, m = 30 dimensions, I = 1): D* = m/||W||_F^2 of the trained "
+        "ReLU-output model at each sparsity, against 1/(1-S) on a log axis. Dashed: 1 (a dimension per "
+        "feature) and 1/2 (antipodal pairs)."
+    ),
+)
+@styled
+def build_dstar(ctx: FigureContext) -> FigureOutput:
+    levels = uniform_levels(ctx)
+    fig, ax = new_figure(figsize=(5.0, 3.0))
+    for v, lab in ((1.0, "1"), (0.5, "1/2")):
+        ax.axhline(v, ls="--", lw=0.8, color=PALETTE["theory"])
+        ax.text(levels["inv_density"].max() * 1.15, v, lab, va="center", fontsize=7, color=PALETTE["theory"])
+    _draw_dstar(ax, levels)
+    ax.set_ylabel("D* = m / ||W||$_F^2$")
+    fig.tight_layout()
+    return FigureOutput(fig, levels[["density", "inv_density", "dstar"]].copy())
+
+
+def measure_sticky(levels: pd.DataFrame, value: float, min_decades: float) -> Measurement:
+    """Widest plateau of D* within 0.03 of ``value``; passes when it spans ``min_decades``."""
+    pl = plateau(levels["inv_density"].to_numpy(), levels["dstar"].to_numpy(), value, STICKY_TOL)
+    return Measurement(measured=pl, passed=pl["decades"] >= min_decades,
+                       detail=f"longest run of consecutive levels with |D* - {value:g}| <= {STICKY_TOL}; "
+                              f"width log10 of the 1/(1-S) range it covers")
+
+
+@claim(f"{DSTAR}.sticky_at_one", figure=DSTAR, section="geometry",
+       statement="D* = m/||W||_F^2 is sticky at 1: the dense regime keeps one dimension per feature over a "
+                 "range of sparsity.",
+       expected=f"a run of consecutive levels with |D* - 1| <= {STICKY_TOL} spanning >= {STICKY_ONE_DECADES} "
+                "decades of 1/(1-S)", tolerance=f"D* +- {STICKY_TOL}; >= a factor 2 in 1/(1-S)")
+def _sticky_one(ctx: FigureContext) -> Measurement:
+    return measure_sticky(uniform_levels(ctx), 1.0, STICKY_ONE_DECADES)
+
+
+@claim(f"{DSTAR}.sticky_at_half", figure=DSTAR, section="geometry",
+       statement="D* is sticky at 1/2: antipodal pairs are used over a wide range of sparsity.",
+       expected=f"a run of consecutive levels with |D* - 1/2| <= {STICKY_TOL} spanning >= {STICKY_HALF_DECADES} "
+                "decades of 1/(1-S)", tolerance=f"D* +- {STICKY_TOL}; >= a factor ~3 in 1/(1-S)")
+def _sticky_half(ctx: FigureContext) -> Measurement:
+    return measure_sticky(uniform_levels(ctx), 0.5, STICKY_HALF_DECADES)
+
+
+@figure(
+    FEATDIM,
+    section="geometry",
+    title="Feature dimensionality D_i clusters at the fractions of uniform polytopes",
+    caption=(
+        "Every feature's dimensionality D_i = ||W_i||^2 / sum_j (W_i_hat . W_j)^2 (dots, slightly spread "
+        "horizontally) at each sparsity of the uniform-superposition models of the D* figure, with D* as the "
+        "line. Reference lines: 1, 3/4 (tetrahedron), 2/3 (triangle), 1/2 (antipodal pair), 2/5 (pentagon), "
+        "3/8 (square antiprism), 0 (not learned)."
+    ),
+)
+@styled
+def build_feature_dimensionality(ctx: FigureContext) -> FigureOutput:
+    levels = uniform_levels(ctx)
+    D = ctx.cache["D"]
+    n = D.shape[1]
+    spread = 10 ** (0.035 * ((np.arange(n) * 0.618034) % 1 - 0.5))  # deterministic horizontal spread
+    fig, ax = new_figure(figsize=(6.2, 3.8))
+    for lab, v in REFERENCE_LINES.items():
+        ax.axhline(v, lw=0.6, ls=":", color=PALETTE["theory"])
+        ax.text(levels["inv_density"].max() * 1.25, v, lab, va="center", fontsize=7, color=PALETTE["theory"])
+    x = levels["inv_density"].to_numpy()[:, None] * spread[None, :]
+    ax.scatter(x.ravel(), D.ravel(), s=2, color=PALETTE["neg"], alpha=0.25, lw=0, zorder=2)
+    _draw_dstar(ax, levels)
+    ax.set_ylabel("feature dimensionality D$_i$ (line: D*)")
+    fig.tight_layout()
+    table = pd.DataFrame({"density": np.repeat(levels["density"].to_numpy(), n), "feature": np.tile(np.arange(n), len(levels)),
+                          "x_plotted": x.ravel(), "D_i": D.ravel()})
+    curve = levels[["density", "inv_density", "dstar"]].rename(columns={"inv_density": "x_plotted", "dstar": "D_i"})
+    curve["feature"] = -1  # the D* line
+    return FigureOutput(fig, pd.concat([table, curve[table.columns]], ignore_index=True))
+
+
+def measure_lines(levels: pd.DataFrame, D: np.ndarray) -> Measurement:
+    """ECD's line rule at each of the paper's fractions (3/4, 2/3, 1/2, 2/5, 3/8)."""
+    sel = D[levels["dstar"].to_numpy() < LINE_DSTAR_MAX]
+    vals = sel[sel >= LINE_D_MIN]
+    res = {k: line_test(vals, v) for k, v in PAPER_LINES.items()}
+    found = [k for k, r in res.items() if r["line"]]
+    return Measurement(measured={"features": int(vals.size), "lines": res, "found": found},
+                       passed=len(found) == len(PAPER_LINES),
+                       detail=f"lines at {', '.join(found) or 'none'} of {', '.join(PAPER_LINES)} "
+                              f"({vals.size} features with D_i >= {LINE_D_MIN} at levels with D* < {LINE_DSTAR_MAX})")
+
+
+def measure_sum_d(levels: pd.DataFrame, m: int) -> Measurement:
+    ratio = levels["sum_D"].to_numpy() / m
+    share = float((np.abs(ratio - 1) <= SUM_D_TOL).mean())
+    return Measurement(measured={"share_within": share, "min_ratio": float(ratio.min()), "max_ratio": float(ratio.max())},
+                       passed=share >= SUM_D_SHARE,
+                       detail=f"sum_i D_i / m at each of {len(ratio)} levels")
+
+
+@claim(f"{FEATDIM}.lines_at_fractions", figure=FEATDIM, section="geometry",
+       statement="Feature dimensionalities cluster in distinct lines at 3/4 (tetrahedron), 2/3 (triangle), 1/2 "
+                 "(antipodal pair), 2/5 (pentagon) and 3/8 (square antiprism).",
+       expected="a line at every one of the five fractions: >= 10 features within +-0.005 and >= 2x each "
+                "equal window 0.0125 away (features with D_i >= 0.1 at levels with D* < 0.95)",
+       tolerance="ECD's line rule, as registered there")
+def _lines(ctx: FigureContext) -> Measurement:
+    return measure_lines(uniform_levels(ctx), ctx.cache["D"])
+
+
+@claim(f"{FEATDIM}.sum_equals_m", figure=FEATDIM, section="geometry",
+       statement="The dimensionalities of all features add up to the number of embedding dimensions when the "
+                 "features are packed efficiently.",
+       expected=f"|sum_i D_i / m - 1| <= {SUM_D_TOL} at >= {SUM_D_SHARE:.0%} of the sparsity levels",
+       tolerance=f"{SUM_D_TOL:.0%} of m; 'where packed' allows {1 - SUM_D_SHARE:.0%} of levels outside")
+def _sum_d(ctx: FigureContext) -> Measurement:
+    levels = uniform_levels(ctx)
+    return measure_sum_d(levels, ctx.cache["m"])

@@ -1,0 +1,64 @@
+"""The worked interference example (tms.figures.interference): its numbers, claims and figure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tms.figures import interference as I
+from tms.figures.base import FigureContext
+from tms.findings import evaluate
+
+
+def _ctx(**options) -> FigureContext:
+    return FigureContext(I.FIGURE, [], options)
+
+
+def test_directions_are_the_slide_decks_vectors():
+    W = I.directions(I.ANGLES_DEG)
+    s = np.sqrt(3) / 2
+    assert np.allclose(W, [[s, -s, 0], [0.5, 0.5, -1]], atol=1e-15)
+
+
+def test_worked_numbers():
+    W = I.directions(I.ANGLES_DEG)
+    assert I.projection(W, 0, 1) == pytest.approx(-0.5, abs=1e-12)
+    h, out = I.readout(W, np.array(I.ACTIVE))
+    assert h == pytest.approx([0.0, 0.9], abs=1e-12)
+    assert out == pytest.approx([0.45, 0.45, -0.9], abs=1e-12)
+    _, relu = I.readout(W, np.array(I.ACTIVE), relu=True)
+    assert relu == pytest.approx([0.45, 0.45, 0.0], abs=1e-12)
+
+
+def test_one_sparse_relu_is_exact_but_linear_is_not():
+    W = I.directions(I.ANGLES_DEG)
+    assert I.one_sparse_error(W, relu=True) == pytest.approx(0.0, abs=1e-12)
+    assert I.one_sparse_error(W, relu=False) == pytest.approx(0.5, abs=1e-12)  # -0.5 x at x = 1
+
+
+def test_claims_reproduce_on_the_example():
+    found = evaluate(I.FIGURE, _ctx(), [])
+    assert {f.id.split(".")[-1] for f in found} == {"projection", "ambiguity", "recovery", "relu_filters_one_sparse"}
+    assert all(f.verdict == "reproduced" for f in found), [(f.id, f.measured) for f in found]
+
+
+def test_claims_fail_on_another_geometry():
+    # features at 0, 90 and 225 degrees: projection 0, NC State reads -1.27, recovery 0.9
+    found = {f.id.split(".")[-1]: f for f in evaluate(I.FIGURE, _ctx(angles_deg=[0, 90, 225]), [])}
+    assert found["projection"].verdict == "not reproduced"
+    assert found["ambiguity"].verdict == "not reproduced"
+    assert found["recovery"].verdict == "not reproduced"
+    # only orthogonal or obtuse pairs: the ReLU read-out of one active feature is still exact
+    assert found["relu_filters_one_sparse"].verdict == "reproduced"
+    # an acute geometry has positive interference, which a ReLU does not remove
+    acute = {f.id.split(".")[-1]: f for f in evaluate(I.FIGURE, _ctx(angles_deg=[0, 30, 60]), [])}
+    assert acute["relu_filters_one_sparse"].verdict == "not reproduced"
+
+
+def test_build_draws_the_numbers_it_reports():
+    out = I.build(_ctx())
+    t = out.table.set_index(["quantity", "feature"])["value"]
+    assert t[("projection", "Duke on Clemson")] == pytest.approx(-0.5)
+    assert t[("two_active.linear_readout", "NC State")] == pytest.approx(-0.9)
+    assert t[("two_active.linear_readout", "Clemson")] == pytest.approx(0.45)
+    out.figure.clf()

@@ -1,0 +1,271 @@
+"""Non-uniform superposition figures (tms.figures.nonuniform): helpers and claims on constructed weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tms import metrics
+from tms.data import FeatureSets
+from tms.figures import nonuniform as U
+
+from .test_storage import PAIRS, PENTAGON, ctx_with, fake_run, rot, run_quick_figures, verdicts
+
+
+def _hexagon(order: list[int]) -> np.ndarray:
+    """Six unit features 60 degrees apart; ``order[k]`` is the feature at angle 60 k."""
+    W = np.zeros((2, 6))
+    for k, f in enumerate(order):
+        W[:, f] = [np.cos(np.pi * k / 3), np.sin(np.pi * k / 3)]
+    return W
+
+
+SIDE_BY_SIDE = _hexagon([0, 1, 2, 3, 4, 5])  # pairs (0,1), (2,3), (4,5) adjacent
+INTERLEAVED = _hexagon([0, 2, 4, 1, 3, 5])  # each pair's members 180 degrees apart
+PAIRS3 = [[0, 1], [2, 3], [4, 5]]
+
+
+def _collapsed(k: int) -> np.ndarray:
+    """Three pairs, the first ``k`` collapsed onto one direction each, the rest side by side."""
+    W = SIDE_BY_SIDE.copy()
+    for p in range(k):
+        a, b = PAIRS3[p]
+        W[:, b] = W[:, a]
+    return W
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def test_common_eval_loss_is_shared_and_deterministic():
+    sets = FeatureSets.independent(5)
+    W = np.stack([PENTAGON, PENTAGON, np.zeros((2, 5))])
+    b = np.zeros((3, 5))
+    loss = U.common_eval_loss("relu_output", W, b, np.full(5, 0.05), np.ones(5), sets, examples=2**15)
+    assert loss[0] == loss[1]  # identical models, identical examples: identical losses
+    assert loss[2] == pytest.approx(0.05 / 3, rel=0.05)  # W = 0: E[x^2] = density / 3
+    again = U.common_eval_loss("relu_output", W, b, np.full(5, 0.05), np.ones(5), sets, examples=2**15)
+    assert np.array_equal(loss, again)
+
+
+def test_classify_pentagon():
+    assert U.classify_pentagon(rot(17) @ PENTAGON) == "pentagon"
+    assert U.classify_pentagon(rot(17) @ PAIRS) == "digons"
+    crowded = PAIRS.copy()
+    crowded[:, 4] = [0.7, 0.7]  # the fifth feature squeezed 45 degrees between two others: still five apart
+    assert U.classify_pentagon(crowded) == "pentagon"
+    crowded[:, 4] = rot(10) @ crowded[:, 0]  # ... but not on top of one
+    assert U.classify_pentagon(crowded) == "other"
+    squeezed = PENTAGON.copy()
+    squeezed[:, 1], squeezed[:, 4] = rot(-24) @ squeezed[:, 1], rot(24) @ squeezed[:, 4]  # 2 and 4 nearly opposite
+    assert U.classify_pentagon(squeezed) == "pentagon"
+
+
+def test_crossing_finder():
+    x = np.array([0.2, 0.3, 0.4, 0.6, 1.0])
+    y1 = np.array([3.0, 2.0, 1.0, 0.5, 0.1])
+    y2 = np.ones(5)
+    assert U.crossing(x, y1, y2) == [pytest.approx(0.4)]
+    y1 = np.array([3.0, 2.0, 0.5, 0.5, 0.1])  # crosses between 0.3 and 0.4, log-interpolated
+    (c,) = U.crossing(x, y1, y2)
+    assert 0.3 < c < 0.4 and c == pytest.approx(np.exp(np.log(0.3) + (2 / 3) * np.log(4 / 3)))
+    assert U.crossing(x, y1 + 5, y2) == []
+    assert U.crossing(x, np.array([2, np.nan, 0.5, 0.5, 0.1]), y2) == [pytest.approx(0.2 * 2 ** (2 / 3))]
+
+
+def test_neighbour_span_and_spearman():
+    assert U.neighbour_span(PENTAGON) == pytest.approx(144)
+    W = PENTAGON.copy()
+    W[:, 1], W[:, 4] = rot(10) @ W[:, 1], rot(-10) @ W[:, 4]  # the neighbours of 0 move away
+    assert U.neighbour_span(W) == pytest.approx(164)
+    assert U.spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1)
+    assert U.spearman([1, 2, 3], [30, 20, 10]) == pytest.approx(-1)
+
+
+def test_pairs_adjacency_and_collapse():
+    assert U.side_by_side(SIDE_BY_SIDE, PAIRS3)
+    assert not U.side_by_side(INTERLEAVED, PAIRS3)
+    assert [U.collapsed_count(_collapsed(k), PAIRS3) for k in range(4)] == [0, 1, 2, 3]
+    dropped = _collapsed(1)
+    dropped[:, 4:] = 0
+    assert [U.pair_state(dropped, a, b) for a, b in PAIRS3] == ["collapsed", "separate", "dropped"]
+    assert U.adjacent_on_circle(INTERLEAVED, 0, 2) and not U.adjacent_on_circle(INTERLEAVED, 0, 4)
+
+
+def test_set_members():
+    sets = FeatureSets.parse([{"kind": "correlated", "size": 2, "count": 2}, {"kind": "independent", "size": 1}], 5)
+    assert [m.tolist() for m in U.set_members(sets)] == [[0, 1], [2, 3], [4]]
+
+
+# --------------------------------------------------------------------------------------------
+# pentagon perturbation
+
+
+RATIOS = [0.25, 0.3, 0.5, 1.0, 2.0]
+
+
+def _perturbation_run(good: bool) -> tuple:
+    """Two restarts per ratio (pentagon, digons), trained-looking: b < 0, ||W|| (1 - |b|) = 1."""
+    Ws, bs = [], []
+    for r in RATIOS:
+        pent = PENTAGON.copy()
+        if good:  # the neighbours of feature 0 move away when it is denser
+            shift = 12 * np.log2(r)
+            pent[:, 1], pent[:, 4] = rot(shift) @ pent[:, 1], rot(-shift) @ pent[:, 4]
+        dig = np.stack([[0, 1, -1, 0, 0], [0, 0, 0, 1, -1]]).astype(float)
+        Ws += [pent / 0.9, dig]
+        bs += [np.full(5, -0.1), np.array([0.025, 0, 0, 0, 0])]
+    return np.stack(Ws), np.stack(bs)
+
+
+def _perturbation_table(good: bool) -> tuple[pd.DataFrame, np.ndarray]:
+    W, _ = _perturbation_run(good)
+    rows = []
+    for c, r in enumerate(RATIOS):
+        # pentagon loss falls faster with sparsity than the digons' only above the crossing (0.4)
+        lp, ld = 1.0 + (0.4 - r if good else -0.5), 1.0
+        for k, (g, loss) in enumerate((("pentagon", lp), ("digons", ld))):
+            rows.append({"cell": c, "ratio": r, "restart": k, "instance": 2 * c + k, "geometry": g, "loss": loss})
+    df = pd.DataFrame(rows)
+    df["selected"] = df.groupby("cell")["loss"].transform("min") == df["loss"]
+    return df, W
+
+
+def test_perturbation_measures_pass_and_fail():
+    df, W = _perturbation_table(True)
+    m = U.measure_phase_change(df, W)
+    assert m.passed and m.measured["ratio"] == pytest.approx(np.sqrt(0.3 * 0.5))
+    assert U.measure_crossing(df).passed
+    assert U.measure_repel_attract(df, W).passed
+    bad, Wb = _perturbation_table(False)
+    assert not U.measure_phase_change(bad, Wb).passed  # pentagons everywhere
+    assert not U.measure_crossing(bad).passed
+    assert not U.measure_repel_attract(df, _perturbation_run(False)[0]).passed  # no deformation
+
+
+def test_norm_bias_relation():
+    assert U.measure_norm_bias(PENTAGON / 0.9, np.full(5, -0.1)).passed
+    assert not U.measure_norm_bias(PENTAGON, np.full(5, -0.1)).passed  # on the unit circle
+    assert not U.measure_norm_bias(PENTAGON / 1.1, np.full(5, 0.1)).passed  # positive bias
+
+
+def test_perturbation_claims_through_the_figure_context():
+    W, b = _perturbation_run(True)
+    run = fake_run("p", "relu_output", {"density": [0.05], "perturbed_density_ratio": RATIOS}, W, b, restarts=2,
+                   perturbed_feature=0)
+    ctx = ctx_with(U.PERTURB, {"p": run})
+    v = verdicts(U.PERTURB, ctx)
+    assert v["norm_is_one_over_one_minus_bias"] == "reproduced"
+    # the common-random-number losses of these hand-made models decide the rest; they must be computed
+    df = ctx.cache["perturb"]
+    assert set(df["geometry"]) == {"pentagon", "digons"} and df["loss"].notna().all()
+    out = U.build_perturbation(ctx)
+    assert {"solution", "loss", "best_loss"} <= set(out.table["kind"])
+    out.figure.clf()
+
+
+# --------------------------------------------------------------------------------------------
+# correlated features, local bases, PCA collapse
+
+
+def _sets_run(name: str, kind: str, W: np.ndarray, dens: list[float]) -> object:
+    n = W.shape[-1]
+    return fake_run(name, "relu_output", {"density": dens}, W, feature_sets=[{"kind": kind, "size": 2, "count": n // 2}])
+
+
+SQUARE = np.array([[1.0, 0, -1, 0], [0, 1.0, 0, -1]])  # A1 _|_ A2, B1 = -A1, B2 = -A2
+ANTI = np.array([[1.0, -1, 0, 0], [0, 0, 1.0, -1]])  # A1 = -A2, B1 = -B2
+
+
+def _corr_ctx(corr: np.ndarray, anti: np.ndarray, three: np.ndarray) -> object:
+    runs = {"correlated_2x2": _sets_run("c", "correlated", corr[None], [0.03]),
+            "anticorrelated_2x2": _sets_run("a", "anticorrelated", anti[None], [0.1]),
+            "pca_collapse": _sets_run("pca", "correlated", np.stack([three, _collapsed(3)]), [0.01, 0.5])}
+    return ctx_with(U.CORR, runs)
+
+
+def test_correlated_claims_pass_and_fail():
+    good = verdicts(U.CORR, _corr_ctx(SQUARE, ANTI, rot(33) @ SIDE_BY_SIDE))
+    assert set(good.values()) == {"reproduced"}, good
+    bad = verdicts(U.CORR, _corr_ctx(ANTI, SQUARE, INTERLEAVED))
+    assert set(bad.values()) == {"not reproduced"}, bad
+    out = U.build_correlated(_corr_ctx(SQUARE, ANTI, SIDE_BY_SIDE))
+    assert set(out.table["row"]) == {"correlated", "anticorrelated", "three pairs"}
+    out.figure.clf()
+
+
+def _local_W(orthogonal_within: bool) -> np.ndarray:
+    """Two correlated sets of 4 in m = 4: set B = -set A (orthogonal within), or a random mix."""
+    if orthogonal_within:
+        return np.concatenate([np.eye(4), -np.eye(4)], axis=1)
+    rng = np.random.default_rng(3)
+    W = rng.normal(size=(4, 8))
+    return W / np.linalg.norm(W, axis=0)
+
+
+def test_local_bases_claim():
+    for good in (True, False):
+        run = fake_run("l", "relu_output", {"density": [0.05]}, _local_W(good)[None],
+                       feature_sets=[{"kind": "correlated", "size": 4, "count": 2}])
+        v = verdicts(U.LOCAL, ctx_with(U.LOCAL, {"l": run}))
+        assert v["orthogonal_within_sets"] == ("reproduced" if good else "not reproduced")
+    stats = U.local_basis_stats(_local_W(True), FeatureSets.parse([{"kind": "correlated", "size": 4, "count": 2}], 8))
+    assert stats["within_mean_abs_cos"] == 0 and stats["across_mean_abs_cos"] == pytest.approx(0.25)
+
+
+PCA_DENS = [0.01, 0.02, 0.04, 0.06, 0.1, 0.17, 0.3, 0.7]
+
+
+def _pca_run(counts: list[int], dense: np.ndarray) -> object:
+    Ws = [_collapsed(k) for k in counts[:-1]] + [dense]
+    return _sets_run("pca", "correlated", np.stack(Ws), PCA_DENS)
+
+
+def _pca_dense() -> np.ndarray:
+    """PCA-like: two pairs collapsed onto orthogonal directions, the third dropped."""
+    W = np.zeros((2, 6))
+    W[:, 0] = W[:, 1] = [0.7, 0]
+    W[:, 2] = W[:, 3] = [0, 0.7]
+    return W
+
+
+def test_pca_collapse_claims_pass_and_fail():
+    good = _pca_run([0, 0, 0, 1, 1, 2, 3, 2], _pca_dense())
+    v = verdicts(U.PCA, ctx_with(U.PCA, {"pca": good}))
+    assert set(v.values()) == {"reproduced"}, v
+    lv = U.pca_levels(good)
+    assert lv["collapsed"].tolist()[:-1] == [0, 0, 0, 1, 1, 2, 3]
+    # all at once (0 -> 3) and too early; dense end still in superposition (a triangle of components)
+    bad = _pca_run([0, 3, 3, 3, 3, 3, 3, 3], _collapsed(3))
+    v = verdicts(U.PCA, ctx_with(U.PCA, {"pca": bad}))
+    assert set(v.values()) == {"not reproduced"}, v
+    out = U.build_pca(ctx_with(U.PCA, {"pca": good}))
+    assert (out.table["kind"] == "levels").sum() == len(PCA_DENS)
+    out.figure.clf()
+
+
+def test_dense_pca_measure():
+    assert U.measure_dense_pca(_pca_dense(), PAIRS3).passed
+    skew = _pca_dense()
+    skew[:, 2] = skew[:, 3] = [0.5, 0.5]  # components not orthogonal
+    assert not U.measure_dense_pca(skew, PAIRS3).passed
+    assert not U.measure_dense_pca(SIDE_BY_SIDE, PAIRS3).passed
+
+
+# --------------------------------------------------------------------------------------------
+# end to end on the quick config
+
+
+@pytest.mark.slow
+def test_quick_nonuniform_figures_build(tmp_path):
+    run_quick_figures(tmp_path, ["pentagon_perturbation", "correlated_features", "local_orthogonal_bases",
+                                 "pca_collapse"])
+
+
+def test_metrics_canonicalisation_is_what_the_figures_use():
+    # the figures draw canonicalised solutions: rotated and reflected copies must coincide
+    W = rot(40) @ PENTAGON * np.array([1, 1.1, 0.9, 1, 1])
+    flipped = np.diag([1, -1]) @ rot(-75) @ W
+    assert np.allclose(metrics.canonicalize_2d(W), metrics.canonicalize_2d(flipped), atol=1e-9)

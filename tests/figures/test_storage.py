@@ -1,0 +1,334 @@
+"""Superposition-as-storage figures (tms.figures.storage): analysis helpers and claims on constructed
+weights, so that every claim is seen both to pass and to fail."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tms import metrics
+from tms.experiments import RunData
+from tms.figures import storage as S
+from tms.figures.base import FigureContext
+from tms.findings import evaluate
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+# --------------------------------------------------------------------------------------------
+# fake results: a RunData built in memory from constructed weights
+
+
+def fake_run(name: str, model: str, sweep: dict, W: np.ndarray, b: np.ndarray | None = None,
+             restarts: int = 1, loss: np.ndarray | None = None, **spec) -> RunData:
+    """Results of experiment ``name`` with instances ``W [N, m, n]`` (cell-major, ``restarts`` each)."""
+    N, m, n = W.shape
+    cells = pd.DataFrame(list(itertools.product(*sweep.values())), columns=list(sweep))
+    cells.insert(0, "cell", np.arange(len(cells)))
+    C = len(cells)
+    assert C * restarts == N
+    loss = np.arange(N, dtype=float) % restarts if loss is None else np.asarray(loss, dtype=float)
+    best = np.arange(C) * restarts + np.argmin(loss.reshape(C, restarts), axis=1)
+    dens = np.repeat(cells["density"].to_numpy()[:, None], n, axis=1)
+    if "perturbed_density_ratio" in cells:
+        dens[:, spec.get("perturbed_feature", 0)] *= cells["perturbed_density_ratio"].to_numpy()
+    arrays = {"W": W.astype(np.float64), "b": np.zeros((N, n)) if b is None else b, "final_loss": loss, "best": best,
+              "density": np.repeat(dens, restarts, axis=0), "importance": np.ones((N, n))}
+    full = {"model": model, "n_features": n, "n_hidden": m, "sweep": sweep, "restarts": restarts, **spec}
+    return RunData(Path("."), full, cells, pd.DataFrame(), arrays, {"experiment": name})
+
+
+def ctx_with(fid: str, runs: dict[str, RunData], **options) -> FigureContext:
+    ctx = FigureContext(fid, list(runs), options)
+    ctx._runs.update(runs)
+    return ctx
+
+
+def verdicts(fid: str, ctx: FigureContext) -> dict[str, str]:
+    return {f.id.split(".", 1)[1]: f.verdict for f in evaluate(fid, ctx, ctx.experiments)}
+
+
+def rot(theta_deg: float) -> np.ndarray:
+    t = np.deg2rad(theta_deg)
+    return np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+
+
+PENTAGON = metrics.polytope("pentagon")  # [2, 5], unit vectors 72 degrees apart
+DENSE = np.array([[1.0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0]])
+PAIRS = np.array([[1.0, -1.0, 0, 0, 0], [0, 0, 1.0, -1.0, 0]])
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def test_antipodal_pairs_on_hand_built_weights():
+    assert S.antipodal_pairs(PAIRS) == [(0, 1), (2, 3)]
+    assert S.antipodal_pairs(rot(40) @ PAIRS) == [(0, 1), (2, 3)]  # rotation-invariant
+    W = PAIRS.copy()
+    W[:, 1] = rot(30) @ W[:, 1]  # 150 degrees apart: cos -0.87, not antipodal
+    assert S.antipodal_pairs(W) == [(2, 3)]
+    W = PAIRS * np.array([1, 0.3, 1, 1, 1])  # partner too short to be represented
+    assert S.antipodal_pairs(W) == [(2, 3)]
+    assert S.antipodal_pairs(PENTAGON) == []
+
+
+def test_represented_and_superposed():
+    assert S.represented(DENSE).tolist() == [0, 1]
+    assert S.superposed(DENSE).size == 0
+    assert S.superposed(PAIRS).tolist() == [0, 1, 2, 3]
+
+
+def test_angular_gaps_and_pentagon_deviation():
+    assert S.angular_gaps(rot(13) @ PENTAGON) == pytest.approx([72] * 5)
+    assert S.gap_deviation(PENTAGON, 5) == pytest.approx(0, abs=1e-9)
+    assert S.gap_deviation(PAIRS, 5) == np.inf
+    W = PENTAGON.copy()
+    W[:, 0] = rot(10) @ W[:, 0]
+    assert S.gap_deviation(W, 5) == pytest.approx(10)
+
+
+def test_plateau_finds_the_longest_run():
+    x = np.geomspace(1, 100, 9)  # 0.25 decades apart
+    y = np.array([1, 1, 0.99, 0.8, 0.5, 0.51, 0.49, 0.5, 0.3])
+    assert S.plateau(x, y, 1.0, 0.03)["decades"] == pytest.approx(0.5)
+    half = S.plateau(x, y, 0.5, 0.03)
+    assert half["points"] == 4 and half["decades"] == pytest.approx(0.75)
+    assert S.plateau(x, y, 0.75, 0.03)["points"] == 0
+
+
+def test_line_test_needs_a_peak_above_its_flanks():
+    rng = np.random.default_rng(0)
+    background = rng.uniform(0.1, 1.0, 400)
+    assert not S.line_test(background, 0.5)["line"]
+    peaked = np.concatenate([background, np.full(30, 0.5)])
+    assert S.line_test(peaked, 0.5)["line"]
+    smeared = np.concatenate([background, np.linspace(0.48, 0.52, 30)])  # 2x the window width
+    assert not S.line_test(smeared, 0.5)["line"]
+
+
+def test_count_dips():
+    assert S.count_dips([5, 5, 6, 9]) == 0
+    assert S.count_dips([5, 7, 6, 9]) == 1
+    assert S.count_dips([5]) == 0
+
+
+# --------------------------------------------------------------------------------------------
+# intro pentagon claims
+
+
+def _intro_ctx(paper: list[np.ndarray], uniform: np.ndarray, tutorial: np.ndarray) -> FigureContext:
+    runs = {"intro_pentagon": fake_run("intro_pentagon", "relu_output", {"density": [1.0, 0.2, 0.1]}, np.stack(paper)),
+            "intro_pentagon_tutorial": fake_run("t", "relu_output", {"density": [1.0, 0.01]}, np.stack([DENSE, tutorial])),
+            "pentagon_perturbation": fake_run("p", "relu_output", {"density": [0.05], "perturbed_density_ratio": [0.5, 1.0]},
+                                              np.stack([PAIRS, uniform]), perturbed_feature=0)}
+    return ctx_with(S.INTRO, runs)
+
+
+def test_intro_claims_pass_on_the_papers_geometries():
+    v = verdicts(S.INTRO, _intro_ctx([rot(20) @ DENSE, rot(50) @ PAIRS, 1.2 * PENTAGON], PENTAGON, PENTAGON))
+    assert set(v.values()) == {"reproduced"}, v
+
+
+def test_intro_claims_fail_on_other_geometries():
+    wrong_dense = np.array([[1.0, 0, 0.3, 0, 0], [0, 1.0, 0, 0, 0]])  # feature 2 partly embedded
+    triangle_plus = PAIRS.copy()
+    triangle_plus[:, 4] = [0.6, 0.6]  # least important embedded
+    squashed = PENTAGON.copy()
+    squashed[:, 1] = rot(-30) @ squashed[:, 1]  # a 42-degree gap
+    v = verdicts(S.INTRO, _intro_ctx([wrong_dense, triangle_plus, squashed], squashed, PAIRS))
+    assert set(v.values()) == {"not reproduced"}, v
+
+
+def test_regular_pentagon_needs_dimensionality_two_fifths():
+    stretched = PENTAGON * np.array([1.0, 1.0, 1.0, 1.0, 1.5])  # angles right, D_i not 2/5
+    assert S.measure_pentagon(stretched, S.REGULAR_DEG).passed
+    assert not S.measure_regular_pentagon(stretched).passed
+    assert S.measure_regular_pentagon(PENTAGON).passed
+
+
+def test_intro_figure_table_is_what_is_drawn():
+    ctx = _intro_ctx([DENSE, PAIRS, PENTAGON], PENTAGON, PENTAGON)
+    out = S.build_intro(ctx)
+    assert set(out.table["panel"]) == {"paper", "uniform", "tutorial"}
+    assert len(out.table) == 5 * (3 + 1 + 2)
+    out.figure.clf()
+
+
+# --------------------------------------------------------------------------------------------
+# linear vs ReLU
+
+
+DENS7 = [1.0, 0.3, 0.1, 0.03]
+
+
+def _embed(n: int, m: int, cols: dict[int, np.ndarray]) -> np.ndarray:
+    W = np.zeros((m, n))
+    for i, v in cols.items():
+        W[:, i] = v
+    return W
+
+
+def _good_linear_relu(n: int = 12, m: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The paper's picture: linear keeps the top m; ReLU adds antipodal partners as sparsity grows."""
+    eye = np.eye(m)
+    top = {i: eye[i] for i in range(m)}
+    relu = [_embed(n, m, top),
+            _embed(n, m, {**top, m: -eye[m - 1]}),  # the first extra feature: antipodal to the last kept
+            _embed(n, m, {**top, m: -eye[m - 1], m + 1: -eye[m - 2]}),
+            _embed(n, m, {i: (-1) ** i * eye[i // 2 % m] for i in range(n)})]
+    lin = np.stack([_embed(n, m, top)] * len(DENS7))
+    b = np.zeros((len(DENS7), n))
+    for c, p in enumerate(DENS7):
+        b[c, m:] = p / 2  # expected value for the dropped features
+    rb = np.stack([np.where(metrics.feature_norms(W) < 0.1, p / 2, -0.1) for W, p in zip(relu, DENS7)])
+    return lin, b, np.stack(relu), rb
+
+
+def _lvr_ctx(lin, lb, relu, rb) -> FigureContext:
+    runs = {"lin": fake_run("lin", "linear", {"density": DENS7}, lin, lb),
+            "relu": fake_run("relu", "relu_output", {"density": DENS7}, relu, rb)}
+    return ctx_with("linear_vs_relu_n20_m5", runs)
+
+
+def test_linear_vs_relu_claims_pass_on_the_papers_picture():
+    assert set(verdicts("linear_vs_relu_n20_m5", _lvr_ctx(*_good_linear_relu())).values()) == {"reproduced"}
+
+
+def test_linear_vs_relu_claims_fail():
+    lin, lb, relu, rb = _good_linear_relu()
+    lin[2, :, 4], lin[2, :, 7] = 0.0, np.eye(5)[4]  # the linear model keeps feature 7 instead of 4
+    relu[1][:, 5] = 0.8 * (np.eye(5)[0] + np.eye(5)[1]) / np.sqrt(2)  # the first extra feature not in a pair
+    relu[3] = relu[0]  # no more than m features at the sparsest level
+    lb[0, 6] = 0.2  # a dropped feature's bias is not its expected value
+    v = verdicts("linear_vs_relu_n20_m5", _lvr_ctx(lin, lb, relu, rb))
+    assert v == {"linear_top_m": "not reproduced", "relu_dense_top_m": "reproduced",
+                 "represented_increase": "not reproduced", "antipodal_first": "not reproduced",
+                 "bias_expected_value": "not reproduced"}
+
+
+def test_linear_vs_relu_table_covers_every_panel():
+    ctx = _lvr_ctx(*_good_linear_relu())
+    out = S.build_linear_vs_relu(ctx)
+    t = out.table
+    assert set(t["model"]) == {"linear", "ReLU output"}
+    assert len(t) == 2 * len(DENS7) * 12 * (3 + 12)
+    out.figure.clf()
+
+
+# --------------------------------------------------------------------------------------------
+# D* and feature dimensionality
+
+
+def _tegum(blocks: list[np.ndarray], m: int) -> np.ndarray:
+    """Polytopes in orthogonal subspaces (a tegum product), padded to ``m`` dimensions."""
+    cols, row = [], 0
+    for B in blocks:
+        d, k = B.shape
+        P = np.zeros((m, k))
+        P[row:row + d] = B
+        cols.append(P)
+        row += d
+    return np.concatenate(cols, axis=1)
+
+
+def _uniform_run(dstar_targets: list[float], m: int = 12, n: int = 60) -> RunData:
+    """One level per target: ``m`` dimensions filled with polytopes whose dimensionality is the target."""
+    shapes = {1.0: "dedicated", 0.75: "tetrahedron", 2 / 3: "triangle", 0.5: "antipodal pair", 0.4: "pentagon",
+              0.375: "square antiprism"}
+    Ws = []
+    for t in dstar_targets:
+        V = metrics.polytope(shapes[t])
+        d = V.shape[0]
+        W = _tegum([V] * (m // d), m)
+        Ws.append(np.pad(W, ((0, 0), (0, n - W.shape[1]))))
+    dens = list(1 / np.geomspace(1, 100, len(dstar_targets)))
+    return fake_run("u", "relu_output", {"density": dens}, np.stack(Ws))
+
+
+def test_dstar_and_dimensionality_claims_pass():
+    targets = [1.0, 1.0, 1.0, 0.75, 2 / 3, 0.5, 0.5, 0.5, 0.5, 0.4, 0.375]
+    run = _uniform_run(targets)
+    ctx = ctx_with(S.DSTAR, {"u": run})
+    assert set(verdicts(S.DSTAR, ctx).values()) == {"reproduced"}
+    ctx = ctx_with(S.FEATDIM, {"u": run})
+    assert set(verdicts(S.FEATDIM, ctx).values()) == {"reproduced"}
+    lv = S.uniform_levels(ctx)
+    assert lv["dstar"].to_numpy() == pytest.approx(targets)
+    assert lv["sum_D"].to_numpy() == pytest.approx(12)
+
+
+def test_dstar_and_dimensionality_claims_fail():
+    # D* falls smoothly (no plateau) and the features sit between the fractions
+    m, n, k = 12, 60, 11
+    rng = np.random.default_rng(1)
+    Ws = []
+    for j in range(k):
+        W = rng.normal(size=(m, n)) / np.sqrt(m)
+        W[:, int(m + j * 4.8):] = 0
+        Ws.append(W)
+    run = fake_run("u", "relu_output", {"density": list(1 / np.geomspace(1, 100, k))}, np.stack(Ws))
+    assert set(verdicts(S.DSTAR, ctx_with(S.DSTAR, {"u": run})).values()) == {"not reproduced"}
+    assert verdicts(S.FEATDIM, ctx_with(S.FEATDIM, {"u": run}))["lines_at_fractions"] == "not reproduced"
+    t = np.deg2rad([0, 20, 40, 90])  # four unit features crowded into one side of a plane: not packed
+    crowded = np.stack([np.cos(t), np.sin(t)])
+    assert metrics.dimensionality(crowded).sum() == pytest.approx(1.75, abs=0.01)
+    lv = pd.DataFrame({"sum_D": [metrics.dimensionality(crowded).sum()] * 5})
+    assert not S.measure_sum_d(lv, 2).passed
+    assert S.measure_sum_d(pd.DataFrame({"sum_D": [2.0, 2.05, 1.9, 2.1, 1.7]}), 2).passed  # one level of five off
+
+
+def test_dstar_figures_draw_their_tables():
+    run = _uniform_run([1.0, 0.5, 0.4])
+    ctx = ctx_with(S.DSTAR, {"u": run})
+    out = S.build_dstar(ctx)
+    assert list(out.table.columns) == ["density", "inv_density", "dstar"] and len(out.table) == 3
+    out.figure.clf()
+    ctx = ctx_with(S.FEATDIM, {"u": run})
+    out = S.build_feature_dimensionality(ctx)
+    assert len(out.table) == 3 * 60 + 3
+    out.figure.clf()
+
+
+# --------------------------------------------------------------------------------------------
+# end to end on the quick config
+
+
+STORAGE_FIGURES = ["intro_pentagon", "interference_worked_example", "linear_vs_relu_n20_m5", "linear_vs_relu_n80_m20",
+                   "dstar_stickiness", "feature_dimensionality"]
+
+
+def run_quick_figures(tmp_path: Path, figures: list[str]) -> None:
+    """Build ``figures`` with the quick config in ``tmp_path`` and check outputs and claim ids."""
+    from tms.figures import load_all
+    from tms.findings import claims_for
+
+    load_all()
+    bin_dir = Path(sys.executable).parent
+    # targets before --configfile, which takes every value after it
+    cmd = [str(bin_dir / "snakemake"), *[f"figures/{f}.pdf" for f in figures], "--snakefile", str(REPO / "Snakefile"),
+           "--cores", "2", "--configfile", str(REPO / "workflow/config/quick.yaml")]
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "TMS_NO_PROGRESS": "1", "HOME": str(tmp_path)}
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=1800, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for f in figures:
+        for ext in ("pdf", "png", "csv"):
+            assert (tmp_path / "figures" / f"{f}.{ext}").stat().st_size > 0
+        found = json.loads((tmp_path / "results" / "claims" / f"{f}.json").read_text())
+        assert {c["id"] for c in found} == {c.id for c in claims_for(f)}
+        assert all(c["verdict"] in ("reproduced", "not reproduced", "inconclusive") for c in found)
+
+
+@pytest.mark.slow
+def test_quick_storage_figures_build(tmp_path):
+    if shutil.which("snakemake", path=str(Path(sys.executable).parent)) is None:
+        pytest.skip("snakemake is not installed in this environment")
+    run_quick_figures(tmp_path, STORAGE_FIGURES)
