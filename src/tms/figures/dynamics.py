@@ -1,0 +1,533 @@
+"""Learning dynamics (paper: "Superposition and Learning Dynamics").
+
+Both figures read weight snapshots taken on a log-spaced schedule (``train.snapshots``) and the
+loss of every snapshot on one fixed evaluation batch (common random numbers: the curve is then a
+deterministic function of the weights, so its kinks are the model's, not sampling noise).
+
+Events are detected by rules fixed before looking at results:
+
+- a *plateau* of a curve is a run of at least ``min_len`` consecutive snapshots whose values stay
+  within ``tol`` of each other;
+- a *jump* of a feature's dimensionality is a change of at least ``JUMP_MIN`` between two
+  consecutive plateaus, completed within ``SUDDEN`` of the elapsed training time;
+- a *loss drop* is a run of snapshot intervals where the loss falls, per unit of log-step, at least
+  ``DROP_RATE`` times as fast as the background around it (the lower quartile of the rates within
+  half a decade of steps), removing at least ``DROP_MIN`` of the loss and at least ``NOISE_FACTOR``
+  times the curve's snapshot-to-snapshot jitter once training has settled; its extent is the run;
+- a jump and a drop *coincide* when the jump's interval overlaps the drop's extent widened by one
+  snapshot on each side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+from tms import data as data_mod
+from tms import metrics, models, rng
+from tms.figures.base import PALETTE, STYLE, FigureContext, FigureOutput, figure
+from tms.findings import Measurement, claim
+
+# detection rules (see the module docstring)
+PLATEAU_TOL = 0.05  # D values within a plateau stay within this of each other
+PLATEAU_LEN = 4  # snapshots
+JUMP_MIN = 0.15  # smallest level change that counts as a jump (the gap 2/3 -> 1/2 is 1/6)
+SUDDEN = 0.5  # a jump completes within this fraction of the steps trained so far
+DROP_RATE = 3.0  # a drop falls >= 3x faster (per log-step) than the background around it
+DROP_WINDOW = 0.5  # decades of steps on each side that define "around it"
+DROP_BASE_Q = 0.25  # the background: this quantile of the falling rates around (the plateaus)
+DROP_MIN = 0.002  # a drop removes >= 0.2 % of the loss ...
+NOISE_FACTOR = 5.0  # ... and >= 5x the curve's own snapshot-to-snapshot jitter (SGD noise in the weights)
+LEVELS = np.array([0.0, 3 / 8, 2 / 5, 1 / 2, 2 / 3, 3 / 4, 1.0])  # the paper's dimensionality lines
+LEVEL_TOL = 0.05
+#: A priori claim thresholds.
+ALIGN_MIN = 0.75  # share of jump events that coincide with a loss drop ...
+CHANCE_MARGIN = 0.2  # ... and by at least this much more than randomly placed events would
+CHANCE_FROM = 10  # random placements start at this step (no jumps are detected in the first steps)
+ATTRACTOR_MIN = 0.5  # share of runs that end in the cross-set octahedron ("a strong attractor")
+REGIMES_MIN = 3  # loss plateaus (distinct regimes) in training: >= 2 drops between them
+
+
+# --------------------------------------------------------------------------------------------
+# Event detection (pure numpy; unit-tested on synthetic curves)
+
+
+def plateaus(y: np.ndarray, tol: float = PLATEAU_TOL, min_len: int = PLATEAU_LEN) -> list[tuple[int, int]]:
+    """Maximal runs ``(first, last)`` of >= ``min_len`` consecutive values within ``tol`` of each other
+    (greedy from the left)."""
+    y = np.asarray(y, dtype=float)
+    out, i = [], 0
+    while i < len(y):
+        j, lo, hi = i, y[i], y[i]
+        while j + 1 < len(y) and max(hi, y[j + 1]) - min(lo, y[j + 1]) <= tol:
+            j += 1
+            lo, hi = min(lo, y[j]), max(hi, y[j])
+        if j - i + 1 >= min_len:
+            out.append((i, j))
+            i = j + 1
+        else:
+            i += 1
+    return out
+
+
+@dataclass(frozen=True)
+class Jump:
+    feature: int
+    start: int  # last snapshot of the plateau before
+    end: int  # first snapshot of the plateau after
+    before: float
+    after: float
+
+
+def detect_jumps(steps: np.ndarray, D: np.ndarray, jump_min: float = JUMP_MIN, sudden: float = SUDDEN,
+                 tol: float = PLATEAU_TOL, min_len: int = PLATEAU_LEN) -> list[Jump]:
+    """Jumps of every feature's dimensionality: ``D [S, n]`` at ``steps [S]``."""
+    steps = np.asarray(steps, dtype=float)
+    out = []
+    for i in range(D.shape[1]):
+        ps = plateaus(D[:, i], tol, min_len)
+        for (a0, a1), (b0, b1) in zip(ps[:-1], ps[1:]):
+            before, after = float(np.median(D[a0: a1 + 1, i])), float(np.median(D[b0: b1 + 1, i]))
+            quick = steps[b0] - steps[a1] <= sudden * max(steps[a1], 1.0)
+            if abs(after - before) >= jump_min and quick:
+                out.append(Jump(i, a1, b0, before, after))
+    return out
+
+
+@dataclass(frozen=True)
+class Drop:
+    start: int  # snapshot where the fast fall begins
+    end: int  # snapshot where it ends
+    size: float  # fraction of the loss removed
+
+
+def detect_drops(steps: np.ndarray, loss: np.ndarray, rate: float = DROP_RATE, window: float = DROP_WINDOW,
+                 min_drop: float = DROP_MIN, quantile: float = DROP_BASE_Q) -> list[Drop]:
+    """Sudden drops of a loss curve ``loss [S]`` at ``steps [S]`` (see the module docstring).
+
+    The falling rate is measured per unit of log-step (a power-law background decay is then
+    constant; step 0 counts as step 1); the background is the ``quantile`` of the rates within
+    ``window`` decades of steps on either side, so a drop as wide as the window still stands out.
+    """
+    t = np.log10(np.maximum(np.asarray(steps, dtype=float), 1.0))
+    ll = np.log(np.asarray(loss, dtype=float))
+    dt = np.diff(t)
+    g = np.where(dt > 0, -np.diff(ll) / np.where(dt > 0, dt, 1.0), 0.0)  # falling rate per interval
+    mid = (t[1:] + t[:-1]) / 2
+    fast = np.zeros(len(g), dtype=bool)
+    for k in range(len(g)):
+        near = np.abs(mid - mid[k]) <= window
+        base = max(float(np.quantile(g[near], quantile)), 0.0)
+        fast[k] = g[k] > 0 and g[k] >= rate * base
+    floor = max(min_drop, 1.0 - float(np.exp(-NOISE_FACTOR * jitter(ll))))
+    out, k = [], 0
+    while k < len(g):
+        if not fast[k]:
+            k += 1
+            continue
+        j = k
+        while j + 1 < len(g) and fast[j + 1]:
+            j += 1
+        size = 1.0 - float(np.exp(ll[j + 1] - ll[k]))
+        if size >= floor:
+            out.append(Drop(k, j + 1, size))
+        k = j + 1
+    return out
+
+
+def jitter(log_loss: np.ndarray, tail: float = 0.25) -> float:
+    """Snapshot-to-snapshot noise of a log-loss curve: the median absolute change over the last
+    ``tail`` of the snapshots (where training has settled), scaled to a standard deviation."""
+    d = np.diff(np.asarray(log_loss, dtype=float)[-max(3, int(len(log_loss) * tail)):])
+    return float(1.4826 * np.median(np.abs(d - np.median(d)))) if d.size else 0.0
+
+
+def group_jumps(jumps: list[Jump]) -> list[tuple[int, int, list[Jump]]]:
+    """Jump *events*: jumps whose snapshot intervals overlap are one event ``(start, end, jumps)``."""
+    events: list[tuple[int, int, list[Jump]]] = []
+    for j in sorted(jumps, key=lambda j: (j.start, j.end)):
+        if events and j.start <= events[-1][1]:
+            s, e, js = events[-1]
+            events[-1] = (s, max(e, j.end), js + [j])
+        else:
+            events.append((j.start, j.end, [j]))
+    return events
+
+
+def coincide(event: tuple[int, int, Any], drops: list[Drop]) -> bool:
+    """Whether a jump event overlaps a drop widened by one snapshot on each side."""
+    s, e = event[0], event[1]
+    return any(s <= d.end + 1 and e >= d.start - 1 for d in drops)
+
+
+def chance_alignment(events: list[tuple[int, int, Any]], drops: list[Drop], lo: int, hi: int) -> float:
+    """Share of ``events`` that would coincide with ``drops`` if the events were placed at random:
+    the mean over every circular shift of the events within snapshots ``[lo, hi)``."""
+    span = hi - lo
+    if not events or span <= 0:
+        return float("nan")
+    hits = 0
+    for d in range(span):
+        for s, e, _ in events:
+            s2 = lo + (s - lo + d) % span
+            hits += coincide((s2, s2 + (e - s), None), drops)
+    return hits / (span * len(events))
+
+
+def at_level(values: np.ndarray, levels: np.ndarray = LEVELS, tol: float = LEVEL_TOL) -> np.ndarray:
+    """Whether each value lies within ``tol`` of one of the discrete dimensionality levels."""
+    v = np.asarray(values, dtype=float)
+    return (np.abs(v[..., None] - levels).min(-1) <= tol)
+
+
+# --------------------------------------------------------------------------------------------
+# Geometry of 3-D embeddings
+
+
+def octahedron_check(W: np.ndarray, sets: np.ndarray, norm_min: float = 0.5, anti: float = -0.9,
+                     ortho: float = 0.1) -> dict[str, Any]:
+    """Whether ``W [3, 6]`` is an octahedron of 3 mutually orthogonal antipodal pairs, and whether
+    every pair joins features of different sets (``sets [6]``).
+
+    Pairs are matched greedily by most negative cosine. Returns ``octahedron``, ``cross_set`` (both
+    bool) and the measured ``min_norm``, ``max_pair_cos``, ``max_cross_cos``.
+    """
+    W = np.asarray(W, dtype=float)
+    norms = np.linalg.norm(W, axis=0)
+    U = W / np.maximum(norms, 1e-12)
+    C = U.T @ U
+    free, pairs = list(range(W.shape[1])), []
+    while len(free) >= 2:
+        sub = C[np.ix_(free, free)] + 3 * np.eye(len(free))
+        a, b = np.unravel_index(np.argmin(sub), sub.shape)
+        pairs.append((free[a], free[b]))
+        free = [f for k, f in enumerate(free) if k not in (a, b)]
+    pair_cos = [C[a, b] for a, b in pairs]
+    cross = [abs(C[i, j]) for p in pairs for q in pairs if p < q for i in p for j in q]
+    octa = bool(W.shape[1] == 6 and norms.min() > norm_min and max(pair_cos) < anti and max(cross) < ortho)
+    mixed = bool(all(sets[a] != sets[b] for a, b in pairs))
+    return {"octahedron": octa, "cross_set": octa and mixed, "min_norm": float(norms.min()),
+            "max_pair_cos": float(max(pair_cos)), "max_cross_cos": float(max(cross)), "pairs": pairs}
+
+
+# --------------------------------------------------------------------------------------------
+# Snapshot losses
+
+
+def snapshot_losses(run: Any, instance: int, examples: int = 8192, seed: int = 0) -> np.ndarray:
+    """Loss (the trainer's convention) of every snapshot of one instance on one fixed batch."""
+    from tms.data import FeatureSets
+
+    spec = run.spec
+    n = int(spec["n_features"])
+    kind = run.kind
+    sets = FeatureSets.parse(spec.get("feature_sets"), n)
+    key = torch.tensor([rng.derive_key("tms.figures.dynamics", int(seed), int(instance))], dtype=torch.int64)
+    dens = torch.as_tensor(run.arrays["density"][instance], dtype=torch.float32)[None]
+    imp = torch.as_tensor(run.arrays["importance"][instance], dtype=torch.float32)[None]
+    x = data_mod.draw(key, 0, examples, dens, sets, kind.signed_inputs)  # [1, B, n]
+    out = []
+    with torch.no_grad():
+        for k in range(run.arrays["snapshot_steps"].shape[0]):
+            p = {name: torch.as_tensor(run.snapshots(name)[k, instance])[None] for name in kind.param_names}
+            out.append(float(models.loss_per_instance(kind, p, x, imp)[0]))
+    return np.asarray(out)
+
+
+# --------------------------------------------------------------------------------------------
+# energy_level_jumps
+
+
+@dataclass
+class RunEvents:
+    """Events of one instance's training run."""
+
+    instance: int
+    density: float
+    steps: np.ndarray
+    D: np.ndarray  # [S, n]
+    loss: np.ndarray  # [S]
+    jumps: list[Jump]
+    drops: list[Drop]
+    events: list[tuple[int, int, list[Jump]]]
+    aligned: list[bool]
+    chance: float  # aligned share expected for randomly placed events (see chance_alignment)
+    final_digon_share: float  # share of represented features with D within LEVEL_TOL of 1/2
+    final_loss: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_events(run: Any, instance: int) -> RunEvents:
+    steps = np.asarray(run.arrays["snapshot_steps"])
+    W = run.snapshots("W")[:, instance]
+    D = metrics.dimensionality(W)
+    loss = snapshot_losses(run, instance)
+    jumps = detect_jumps(steps, D)
+    drops = detect_drops(steps, loss)
+    events = group_jumps(jumps)
+    rep = np.linalg.norm(W[-1], axis=0) > metrics.REPRESENTED_NORM
+    digon = float((np.abs(D[-1][rep] - 0.5) <= LEVEL_TOL).mean()) if rep.any() else 0.0
+    lo = int(np.searchsorted(steps, CHANCE_FROM))  # events before this step are the initial transient
+    return RunEvents(instance, float(run.arrays["density"][instance, 0]), steps, D, loss, jumps, drops, events,
+                     [coincide(e, drops) for e in events], chance_alignment(events, drops, lo, len(steps) - 1),
+                     digon, float(run.arrays["final_loss"][instance]))
+
+
+DIGON_MIN = 0.9  # "all features converge into digons": >= 90 % of represented features at D = 1/2
+
+
+def _energy_analysis(ctx: FigureContext) -> dict[str, Any]:
+    if "energy" in ctx.cache:
+        return ctx.cache["energy"]
+    run = ctx.run(ctx.experiments[0])
+    all_runs = [run_events(run, i) for i in range(run.arrays["final_loss"].shape[0])]
+    digon_runs = [r for r in all_runs if r.final_digon_share >= DIGON_MIN]
+    pool = digon_runs or all_runs
+    # the run shown: among all-digon runs, the one with the most jump events (ties: lowest final loss)
+    shown = min(pool, key=lambda r: (-len(r.events), r.final_loss))
+    ctx.cache["energy"] = {"run": run, "all": all_runs, "digon": digon_runs, "shown": shown}
+    return ctx.cache["energy"]
+
+
+@figure("energy_level_jumps", section="learning_dynamics",
+        title="Discrete 'energy level' jumps of feature dimensionality during training",
+        caption="Uniform superposition (all features equally important and sparse). Top: the dimensionality "
+                "D_i of every feature that is represented at the end, over training; bottom: the loss over "
+                "the same steps (every snapshot evaluated on one fixed batch). Shown: among the runs "
+                "(densities x restarts of the experiment) whose represented features all end as digons "
+                "(D = 1/2), the one with the most detected jump events. Grey bands: detected loss drops; "
+                "ticks: detected dimensionality jumps (rules in tms.figures.dynamics).")
+def build_energy(ctx: FigureContext) -> FigureOutput:
+    an = _energy_analysis(ctx)
+    r: RunEvents = an["shown"]
+    x = np.maximum(r.steps, 1)
+    with plt.rc_context(STYLE):
+        fig, (ax, ax2) = plt.subplots(2, 1, figsize=(6.0, 4.2), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+        keep = np.flatnonzero(r.D[-1] > 0.05)
+        cmap = plt.get_cmap("viridis")
+        for k, i in enumerate(keep):
+            ax.plot(x, r.D[:, i], color=cmap(k / max(len(keep) - 1, 1)), lw=0.7, alpha=0.8)
+        for lev in (0.5, 1.0):
+            ax.axhline(lev, color=PALETTE["grid"], lw=0.6, zorder=0)
+        for s, e, _ in r.events:
+            ax.axvspan(x[s], x[e], ymin=0.96, ymax=1.0, color=PALETTE["ink"], lw=0)
+        ax2.plot(x, r.loss, color=PALETTE["relu"])
+        for d in r.drops:
+            for a in (ax, ax2):
+                a.axvspan(x[d.start], x[d.end], color="#999999", alpha=0.25, lw=0)
+        ax.set_ylabel("feature dimensionality D_i")
+        ax.set_ylim(-0.02, 1.05)
+        ax2.set_ylabel("loss")
+        ax2.set_yscale("log")
+        ax2.set_xscale("log")
+        ax2.set_xlabel("training step")
+        ax.set_title(f"density {r.density:.3g}: {len(r.events)} jump events, {sum(r.aligned)} with a loss drop; "
+                     f"{len(r.drops)} drops")
+        fig.tight_layout()
+    rows = [pd.DataFrame({"series": f"D_{i}", "step": r.steps, "value": r.D[:, i]}) for i in keep]
+    rows.append(pd.DataFrame({"series": "loss", "step": r.steps, "value": r.loss}))
+    rows.append(pd.DataFrame({"series": "drop_start_end", "step": [r.steps[v] for d in r.drops for v in (d.start, d.end)],
+                              "value": [d.size for d in r.drops for _ in (0, 1)]}))
+    rows.append(pd.DataFrame({"series": "jump_event_start_end",
+                              "step": [r.steps[v] for s, e, _ in r.events for v in (s, e)],
+                              "value": [float(a) for a in r.aligned for _ in (0, 1)]}))
+    return FigureOutput(fig, pd.concat(rows, ignore_index=True))
+
+
+def _jump_stats(runs: list[RunEvents]) -> dict[str, Any]:
+    events = sum(len(r.events) for r in runs)
+    aligned = sum(sum(r.aligned) for r in runs)
+    chance = sum(r.chance * len(r.events) for r in runs if r.events) / events if events else float("nan")
+    return {"runs": len(runs), "runs_with_jumps": sum(bool(r.events) for r in runs),
+            "jump_events": events, "aligned_events": aligned,
+            "aligned_share": aligned / events if events else float("nan"), "chance_share": chance,
+            "drops": sum(len(r.drops) for r in runs)}
+
+
+@claim("energy_level_jumps.discrete_jumps", figure="energy_level_jumps", section="learning_dynamics",
+       statement="Feature dimensionalities jump between discrete values ('energy levels') during training.",
+       expected="the shown all-digon run has >= 1 jump event, and >= 80 % of the plateaus its features sit on "
+                "lie within 0.05 of a level {0, 3/8, 2/5, 1/2, 2/3, 3/4, 1}",
+       tolerance=f"jump: >= {JUMP_MIN} between plateaus ({PLATEAU_LEN}+ snapshots within {PLATEAU_TOL}), done "
+                 f"within {SUDDEN:.0%} of the steps so far")
+def _(ctx: FigureContext) -> Measurement:
+    an = _energy_analysis(ctx)
+    r: RunEvents = an["shown"]
+    levels = [float(np.median(r.D[a: b + 1, i])) for i in range(r.D.shape[1]) if r.D[-1, i] > 0.05
+              for a, b in plateaus(r.D[:, i])]
+    share = float(at_level(np.asarray(levels)).mean()) if levels else float("nan")
+    stats = _jump_stats(an["digon"] or an["all"])
+    ok = bool(r.events) and levels and share >= 0.8
+    return Measurement(
+        measured={"shown_jump_events": len(r.events), "plateaus_at_level_share": share,
+                  "all_digon_runs": len(an["digon"]), "runs": len(an["all"]), **stats},
+        passed=bool(ok),
+        detail=(f"Shown run (instance {r.instance}, density {r.density:.3g}): {len(r.jumps)} feature jumps in "
+                f"{len(r.events)} events; {share:.0%} of {len(levels)} plateaus at a discrete level. "
+                f"{len(an['digon'])} of {len(an['all'])} runs end all-digon; {stats['runs_with_jumps']} of them "
+                f"show jumps ({stats['jump_events']} events)."))
+
+
+@claim("energy_level_jumps.loss_drops_align", figure="energy_level_jumps", section="learning_dynamics",
+       statement="As features jump between dimensionalities, the loss curve undergoes a sudden drop at the "
+                 "same time.",
+       expected=f">= {ALIGN_MIN:.0%} of jump events coincide with a detected loss drop, pooled over every run "
+                f"that ends all-digon, and >= {CHANCE_MARGIN:.0%} more than for randomly placed events",
+       tolerance="coincide: the event's snapshot interval overlaps the drop's widened by one snapshot")
+def _(ctx: FigureContext) -> Measurement:
+    an = _energy_analysis(ctx)
+    pool = an["digon"] or an["all"]
+    stats = _jump_stats(pool)
+    shown = an["shown"]
+    ok = (stats["jump_events"] > 0 and stats["aligned_share"] >= ALIGN_MIN
+          and stats["aligned_share"] >= stats["chance_share"] + CHANCE_MARGIN)
+    return Measurement(
+        measured={**stats, "shown_aligned": sum(shown.aligned), "shown_events": len(shown.events)},
+        passed=bool(ok) if stats["jump_events"] else None,
+        detail=(f"{stats['aligned_events']} of {stats['jump_events']} jump events in {stats['runs']} "
+                f"{'all-digon ' if an['digon'] else ''}runs coincide with one of {stats['drops']} detected loss "
+                f"drops ({stats['aligned_share']:.0%}; randomly placed events would: {stats['chance_share']:.0%}); "
+                f"shown run {sum(shown.aligned)}/{len(shown.events)}."))
+
+
+# --------------------------------------------------------------------------------------------
+# geometric_transformations
+
+
+def _stage_snapshots(loss: np.ndarray, steps: np.ndarray, drops: list[Drop]) -> list[int]:
+    """One snapshot per regime: the middle (in log-step) of the stretch between consecutive drops,
+    plus the final snapshot."""
+    cuts = [0] + [d.end for d in drops] + [len(steps) - 1]
+    starts = [0] + [d.end for d in drops]
+    ends = [d.start for d in drops] + [len(steps) - 1]
+    out = []
+    for a, b in zip(starts, ends):
+        if b > a:
+            t = np.log(np.maximum(steps[a: b + 1], 1))
+            out.append(a + int(np.argmin(np.abs(t - (t[0] + t[-1]) / 2))))
+    if not out or out[-1] != len(steps) - 1:
+        out.append(len(steps) - 1)
+    del cuts
+    return out
+
+
+def _geometry_analysis(ctx: FigureContext) -> dict[str, Any]:
+    if "geometry" in ctx.cache:
+        return ctx.cache["geometry"]
+    from tms.data import FeatureSets
+
+    run = ctx.run(ctx.experiments[0])
+    n = int(run.spec["n_features"])
+    sets = np.asarray(FeatureSets.parse(run.spec.get("feature_sets"), n).set_index())
+    steps = np.asarray(run.arrays["snapshot_steps"])
+    out = []
+    for i in range(run.arrays["final_loss"].shape[0]):
+        loss = snapshot_losses(run, i)
+        drops = detect_drops(steps, loss)
+        final = octahedron_check(run.arrays["W"][i], sets)
+        out.append({"instance": i, "density": float(run.arrays["density"][i, 0]), "loss": loss, "drops": drops,
+                    "final": final, "final_loss": float(run.arrays["final_loss"][i])})
+    good = [o for o in out if o["final"]["cross_set"]]
+    pool = good or out
+    # shown: among runs ending in the cross-set octahedron, the one with the most regimes (ties: lowest loss)
+    shown = min(pool, key=lambda o: (-len(o["drops"]), o["final_loss"]))
+    ctx.cache["geometry"] = {"run": run, "sets": sets, "steps": steps, "all": out, "good": good, "shown": shown}
+    return ctx.cache["geometry"]
+
+
+@figure("geometric_transformations", section="learning_dynamics",
+        title="Learning as geometric transformations: 6 features (two correlated sets of 3) in 3 dimensions",
+        caption="Top: the loss over training (each snapshot on one fixed batch); grey bands are detected loss "
+                "drops, letters mark one snapshot per regime (the log-middle of each stretch between drops, "
+                "and the end). Bottom: the six feature embeddings W_i in 3-D at those snapshots (red: set 1, "
+                "blue: set 2). Shown: among the runs (densities x restarts) that end as an octahedron with "
+                "antipodal pairs mixing the two sets, the one with the most loss drops.")
+def build_geometry(ctx: FigureContext) -> FigureOutput:
+    an = _geometry_analysis(ctx)
+    o, run, steps, sets = an["shown"], an["run"], an["steps"], an["sets"]
+    stages = _stage_snapshots(o["loss"], steps, o["drops"])
+    W = run.snapshots("W")[:, o["instance"]]
+    x = np.maximum(steps, 1)
+    letters = "ABCDEFGHIJ"
+    with plt.rc_context(STYLE):
+        fig = plt.figure(figsize=(1.6 * max(len(stages), 4), 4.0))
+        gs = fig.add_gridspec(2, len(stages), height_ratios=[1, 1.3])
+        ax = fig.add_subplot(gs[0, :])
+        ax.plot(x, o["loss"], color=PALETTE["relu"])
+        for d in o["drops"]:
+            ax.axvspan(x[d.start], x[d.end], color="#999999", alpha=0.25, lw=0)
+        for k, s in enumerate(stages):
+            ax.annotate(letters[k], (x[s], o["loss"][s]), textcoords="offset points", xytext=(0, 6),
+                        ha="center", fontsize=8, color=PALETTE["ink"])
+            ax.plot(x[s], o["loss"][s], "o", ms=3, color=PALETTE["ink"])
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("loss")
+        lim = float(np.abs(W[stages]).max()) * 1.05
+        for k, s in enumerate(stages):
+            a3 = fig.add_subplot(gs[1, k], projection="3d")
+            for i in range(W.shape[2]):
+                c = PALETTE["pos"] if sets[i] == 0 else PALETTE["neg"]
+                v = W[s, :, i]
+                a3.plot([0, v[0]], [0, v[1]], [0, v[2]], color=c, lw=1.0)
+                a3.scatter([v[0]], [v[1]], [v[2]], color=c, s=6)
+            a3.set_xlim(-lim, lim)
+            a3.set_ylim(-lim, lim)
+            a3.set_zlim(-lim, lim)
+            a3.set_xticks([])
+            a3.set_yticks([])
+            a3.set_zticks([])
+            a3.set_title(f"{letters[k]}: step {int(steps[s])}", fontsize=7)
+        fig.subplots_adjust(hspace=0.35)
+    rows = [pd.DataFrame({"series": "loss", "stage": "", "step": steps, "feature": -1, "x": o["loss"],
+                          "y": np.nan, "z": np.nan})]
+    for k, s in enumerate(stages):
+        rows.append(pd.DataFrame({"series": "embedding", "stage": letters[k], "step": int(steps[s]),
+                                  "feature": np.arange(W.shape[2]), "x": W[s, 0], "y": W[s, 1], "z": W[s, 2]}))
+    return FigureOutput(fig, pd.concat(rows, ignore_index=True))
+
+
+@claim("geometric_transformations.distinct_regimes", figure="geometric_transformations",
+       section="learning_dynamics",
+       statement="Learning proceeds in distinct regimes which are visible in the loss curve.",
+       expected=f">= {REGIMES_MIN} regimes (>= {REGIMES_MIN - 1} detected sudden loss drops) in the shown run, and "
+                "in the majority of all runs",
+       tolerance=f"drop: falls >= {DROP_RATE}x faster per log-step than the lower quartile within +-{DROP_WINDOW} "
+                 f"decades of steps, >= {DROP_MIN:.1%} of the loss")
+def _(ctx: FigureContext) -> Measurement:
+    an = _geometry_analysis(ctx)
+    counts = [len(o["drops"]) + 1 for o in an["all"]]
+    shown = len(an["shown"]["drops"]) + 1
+    share = float(np.mean([c >= REGIMES_MIN for c in counts]))
+    return Measurement(
+        measured={"shown_regimes": shown, "regimes_per_run": counts, "share_runs_with_enough": share},
+        passed=shown >= REGIMES_MIN and share > 0.5,
+        detail=(f"Shown run: {shown} regimes; runs with >= {REGIMES_MIN} regimes: "
+                f"{sum(c >= REGIMES_MIN for c in counts)} of {len(counts)} (regimes per run: {counts})."))
+
+
+@claim("geometric_transformations.octahedron_attractor", figure="geometric_transformations",
+       section="learning_dynamics",
+       statement="The final solution, an octahedron with features from different correlated sets arranged "
+                 "in antipodal pairs, is a strong attractor.",
+       expected=f"> {ATTRACTOR_MIN:.0%} of all runs end as an octahedron (3 mutually orthogonal antipodal pairs) "
+                "whose every pair joins the two sets",
+       tolerance="norms > 0.5, pair cosines < -0.9, |cos| < 0.1 across pairs")
+def _(ctx: FigureContext) -> Measurement:
+    an = _geometry_analysis(ctx)
+    octa = sum(o["final"]["octahedron"] for o in an["all"])
+    cross = len(an["good"])
+    total = len(an["all"])
+    return Measurement(
+        measured={"runs": total, "octahedron": octa, "cross_set_octahedron": cross, "share": cross / total},
+        passed=cross / total > ATTRACTOR_MIN,
+        detail=(f"{cross} of {total} runs end as a cross-set octahedron ({octa} as any octahedron). By density: "
+                + ", ".join(f"{d:.3g}: {sum(o['final']['cross_set'] for o in an['all'] if o['density'] == d)}/"
+                            f"{sum(o['density'] == d for o in an['all'])}"
+                            for d in sorted({o['density'] for o in an['all']})) + "."))

@@ -1,0 +1,658 @@
+"""Phase diagrams of the smallest toy models and the loss of their mass training
+(paper: "Superposition as a Phase Change").
+
+Each diagram puts the closed-form theory (:mod:`tms.theory`) beside maps of trained models on the
+same (relative importance r, density s) grid.
+
+Empirical-map protocol. The paper trains "ten models for each point and average[s] over the
+results, discarding the model with the highest loss". Averaging weights is meaningless (``W`` and
+``-W`` are the same model), so here each of the R - 1 kept models of a cell is classified
+(:func:`tms.theory.classify_solution`, sign-invariant), the one-hot classes are averaged, and the
+cell takes the class with the largest mean (a majority vote; ties go to the class of the lowest-loss
+kept model). The lowest-loss model's own class (the "selected" map) is reported alongside.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import matplotlib.colors as mcolors
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.patches import Patch
+
+from tms import theory
+from tms.figures.base import PALETTE, STYLE, FigureContext, FigureOutput, figure
+from tms.findings import Measurement, claim
+from tms.models import ModelKind
+
+#: Colour of each label: -1 (matches no candidate) first, then the candidates in label order.
+LABEL_COLOURS = {
+    2: ["#eeeeee", "#9e9e9e", PALETTE["neg"], PALETTE["pos"]],
+    3: ["#eeeeee", "#9e9e9e", PALETTE["neg"], "#e08214", PALETTE["pos"]],
+}
+#: The paper's sweep: r from 0.1 to 10, density from 1 to 0.01 (both log-spaced).
+R_RANGE, S_RANGE = (0.1, 10.0), (0.01, 1.0)
+#: A priori tolerances (fixed from the paper's wording before any result was seen; see the claims).
+AGREE_MIN = 0.90  # fraction of cells away from a boundary whose empirical class is the theory's
+BOUNDARY_TOL_DECADES = 0.05  # |log10(s_empirical / s*)|, ~12 % in density: invisible on a 2-decade axis
+FLAT_SLOPE_MAX = 0.1  # |d log10 s* / d log10 r| for "flat" (the r >= 1 curve of 2x1 has slope ~ -0.55)
+JUMP_FRACTION_MIN = 0.5  # share of a column's change in ||W_extra|| that happens in one grid step
+
+
+# --------------------------------------------------------------------------------------------
+# Analysis helpers (pure numpy; unit-tested on constructed inputs)
+
+
+def kept_mask(loss: np.ndarray) -> np.ndarray:
+    """``[C, R]`` bool: every restart except the highest-loss one of each cell (all if R = 1)."""
+    loss = np.asarray(loss, dtype=float)
+    keep = np.ones(loss.shape, dtype=bool)
+    if loss.shape[1] > 1:
+        keep[np.arange(loss.shape[0]), np.argmax(loss, axis=1)] = False
+    return keep
+
+
+def vote(labels: np.ndarray, loss: np.ndarray, n_candidates: int) -> tuple[np.ndarray, np.ndarray]:
+    """Majority class of the kept models of every cell and the mean one-hot class.
+
+    ``labels`` and ``loss`` are ``[C, R]``; labels run from -1 (no candidate) to
+    ``n_candidates - 1``. Returns ``(majority [C], fractions [C, n_candidates + 1])`` where column
+    ``k + 1`` is the share of kept models with label ``k``. Ties go to the tied class that holds
+    the lowest-loss kept model, else to the lowest label.
+    """
+    labels = np.asarray(labels)
+    keep = kept_mask(loss)
+    onehot = (labels[..., None] == np.arange(-1, n_candidates)) & keep[..., None]
+    frac = onehot.sum(1) / keep.sum(1, keepdims=True)
+    best = np.argmin(np.where(keep, loss, np.inf), axis=1)
+    best_label = labels[np.arange(labels.shape[0]), best]
+    top = frac.max(1, keepdims=True)
+    tied = np.isclose(frac, top)
+    majority = np.argmax(tied, axis=1) - 1
+    prefer = tied[np.arange(len(best_label)), best_label + 1]
+    return np.where(prefer, best_label, majority), frac
+
+
+def selected_labels(labels: np.ndarray, loss: np.ndarray) -> np.ndarray:
+    """Label of the lowest-loss model of every cell: ``[C]``."""
+    labels = np.asarray(labels)
+    return labels[np.arange(labels.shape[0]), np.argmin(loss, axis=1)]
+
+
+def near_boundary(theory_grid: np.ndarray) -> np.ndarray:
+    """Cells within one grid step (8-neighbourhood) of a cell with a different theoretical class."""
+    g = np.asarray(theory_grid)
+    near = np.zeros(g.shape, dtype=bool)
+    padded = np.pad(g, 1, mode="edge")
+    for di in (-1, 0, 1):
+        for dj in (-1, 0, 1):
+            near |= padded[1 + di: 1 + di + g.shape[0], 1 + dj: 1 + dj + g.shape[1]] != g
+    return near
+
+
+def agreement(empirical: np.ndarray, theory_grid: np.ndarray, exclude: np.ndarray | None = None) -> float:
+    """Fraction of cells (outside ``exclude``) whose empirical class equals the theory's."""
+    ok = np.asarray(empirical) == np.asarray(theory_grid)
+    if exclude is not None:
+        ok = ok[~np.asarray(exclude)]
+    return float(ok.mean()) if ok.size else float("nan")
+
+
+def step_threshold(density: np.ndarray, below: np.ndarray) -> float:
+    """Density threshold t of the best step fit "``below`` iff s < t" along one column.
+
+    ``below`` marks the cells of the low-density class. Candidate thresholds are the geometric
+    midpoints between adjacent densities (and beyond both ends); the one with the fewest
+    misfitting cells wins (the log-middle of the winners on ties). NaN if the column has a single
+    class (no transition to locate).
+    """
+    s = np.asarray(density, dtype=float)
+    b = np.asarray(below, dtype=bool)
+    if b.all() or not b.any():
+        return float("nan")
+    order = np.argsort(s)
+    s, b = s[order], b[order]
+    ls = np.log(s)
+    cuts = np.concatenate([[ls[0] - 1.0], (ls[1:] + ls[:-1]) / 2, [ls[-1] + 1.0]])
+    # errors for cut between k-1 and k: non-below cells under the cut + below cells above it
+    err = np.array([(~b[:k]).sum() + b[k:].sum() for k in range(len(s) + 1)])
+    best = np.flatnonzero(err == err.min())
+    return float(np.exp(cuts[best].mean()))
+
+
+def boundary_offsets(density: np.ndarray, r: np.ndarray, below_grid: np.ndarray,
+                     predicted: np.ndarray) -> np.ndarray:
+    """``log10(s_empirical / s_predicted)`` per r column (``below_grid`` is ``[n_s, n_r]``)."""
+    out = np.array([step_threshold(density, below_grid[:, j]) for j in range(len(r))])
+    return np.log10(out / np.asarray(predicted, dtype=float))
+
+
+def linear_phase_map(n_features: int, r: np.ndarray) -> np.ndarray:
+    """Optimal class of the *linear* model: it keeps the features with the largest importance x
+    variance, so the extra feature is dropped for r < 1 and dedicated for r > 1 (an antipodal
+    pair, loss (1 + r) x var, never wins). r = 1 is degenerate (every direction is optimal)."""
+    return np.where(np.asarray(r) < 1, 0, 1)
+
+
+def discontinuity(density: np.ndarray, norm_grid: np.ndarray) -> np.ndarray:
+    """Per r column: the largest change of ``norm_grid`` between adjacent densities as a share of
+    the column's range (1 = all of the change happens in one grid step). NaN for flat columns."""
+    order = np.argsort(density)
+    g = np.asarray(norm_grid, dtype=float)[order]
+    span = g.max(0) - g.min(0)
+    step = np.abs(np.diff(g, axis=0)).max(0)
+    return np.where(span > 0.2, step / np.where(span > 0, span, 1.0), np.nan)
+
+
+def boundary_curves(n_features: int, n_points: int = 400) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The theoretical phase boundaries as ``(name, r, s)`` polylines over the paper's ranges."""
+    lo = np.geomspace(R_RANGE[0], 1.0, n_points)
+    hi = np.geomspace(1.0, R_RANGE[1], n_points)
+    curves = [("s*(r), r <= 1", lo, theory.boundary(n_features, lo)),
+              ("s*(r), r >= 1", hi, theory.boundary(n_features, hi))]
+    top = 4 / 7 if n_features == 2 else S_RANGE[0]
+    curves.append(("r = 1", np.array([1.0, 1.0]), np.array([top, S_RANGE[1]])))
+    return curves
+
+
+# --------------------------------------------------------------------------------------------
+# One experiment's map
+
+
+@dataclass
+class PhaseMap:
+    """Empirical classes of one trained experiment on its (density x r) grid."""
+
+    name: str
+    kind: ModelKind
+    density: np.ndarray  # [n_s] ascending
+    r: np.ndarray  # [n_r] ascending
+    majority: np.ndarray  # [n_s, n_r]
+    selected: np.ndarray  # [n_s, n_r]
+    fractions: np.ndarray  # [n_s, n_r, K + 1]
+    extra_norm: np.ndarray  # [n_s, n_r] median ||W_extra|| over kept models
+    model_labels: np.ndarray  # [C, R] every model's class
+    kept: np.ndarray  # [C, R]
+    restarts: int
+
+
+def phase_map(run: Any, n_features: int) -> PhaseMap:
+    """Classify every model of a phase-diagram run and vote per cell (see the module docstring)."""
+    cells = run.cells
+    C, R = len(cells), run.restarts
+    labels = theory.classify_solution(run.arrays["W"], n_features).reshape(C, R)
+    loss = np.asarray(run.arrays["final_loss"], dtype=float).reshape(C, R)
+    K = len(theory.candidate_names(n_features))
+    maj, frac = vote(labels, loss, K)
+    sel = selected_labels(labels, loss)
+    keep = kept_mask(loss)
+    norm = np.linalg.norm(run.arrays["W"][:, :, -1], axis=1).reshape(C, R)
+    med = np.array([np.median(norm[c][keep[c]]) for c in range(C)])
+    s_vals, r_vals = np.unique(cells["density"]), np.unique(cells["relative_importance"])
+    i = np.searchsorted(s_vals, cells["density"].to_numpy())
+    j = np.searchsorted(r_vals, cells["relative_importance"].to_numpy())
+
+    def grid(v: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(s_vals), len(r_vals)) + v.shape[1:], dtype=v.dtype)
+        out[i, j] = v
+        return out
+
+    return PhaseMap(run.name, run.kind, s_vals, r_vals, grid(maj), grid(sel), grid(frac), grid(med),
+                    labels, keep, R)
+
+
+def theory_grid(n_features: int, density: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Closed-form classes ``[n_s, n_r]`` on a grid."""
+    labels, _ = theory.phase_map(n_features, density[:, None], r[None, :])
+    return labels
+
+
+def runs_by_kind(ctx: FigureContext) -> dict[ModelKind, Any]:
+    """The figure's experiments keyed by model kind (one ReLU-output, optionally one linear)."""
+    return {ctx.run(name).kind: ctx.run(name) for name in ctx.experiments}
+
+
+# --------------------------------------------------------------------------------------------
+# Drawing
+
+
+def _edges(centres: np.ndarray) -> np.ndarray:
+    """Cell edges of log-spaced centres (geometric midpoints)."""
+    lc = np.log(centres)
+    if len(lc) == 1:
+        return np.exp(np.array([lc[0] - 0.5, lc[0] + 0.5]))
+    mid = (lc[1:] + lc[:-1]) / 2
+    return np.exp(np.concatenate([[2 * lc[0] - mid[0]], mid, [2 * lc[-1] - mid[-1]]]))
+
+
+def _draw_map(ax: Any, density: np.ndarray, r: np.ndarray, grid: np.ndarray, n_features: int, title: str) -> None:
+    K = len(theory.candidate_names(n_features))
+    cmap = mcolors.ListedColormap(LABEL_COLOURS[n_features])
+    norm = mcolors.BoundaryNorm(np.arange(-1.5, K), cmap.N)
+    ax.pcolormesh(_edges(r), _edges(density), grid, cmap=cmap, norm=norm, shading="flat", rasterized=True)
+    for _, rc, sc in boundary_curves(n_features):
+        ax.plot(rc, sc, color=PALETTE["ink"], lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(R_RANGE)
+    ax.set_ylim(S_RANGE)
+    ax.set_xlabel("relative importance r")
+    ax.set_title(title)
+
+
+def _legend(fig: Any, n_features: int) -> None:
+    names = ("matches no candidate",) + theory.candidate_names(n_features)
+    handles = [Patch(facecolor=c, edgecolor="#999999", lw=0.3, label=n)
+               for c, n in zip(LABEL_COLOURS[n_features], names)]
+    handles.append(plt_line())
+    fig.legend(handles=handles, loc="lower center", ncol=3 if len(handles) > 5 else len(handles), frameon=False,
+               bbox_to_anchor=(0.5, 0.0), handlelength=1.2, columnspacing=1.0)
+
+
+def plt_line() -> Any:
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], color=PALETTE["ink"], lw=0.8, ls="--", label="theoretical boundary")
+
+
+def _table(n_features: int, theory_g: np.ndarray, maps: dict[str, PhaseMap], density: np.ndarray,
+           r: np.ndarray) -> pd.DataFrame:
+    """One row per cell (theory, every map's majority/selected class and vote shares) plus the
+    boundary polylines drawn (rows with ``kind = boundary``)."""
+    names = ("none",) + theory.candidate_names(n_features)
+    ss, rr = np.meshgrid(density, r, indexing="ij")
+    df = pd.DataFrame({"kind": "cell", "density": ss.ravel(), "relative_importance": rr.ravel(),
+                       "theory": theory_grid(n_features, density, r).ravel()})
+    df["near_boundary"] = near_boundary(theory_g).ravel()
+    for tag, pm in maps.items():
+        df[f"{tag}_majority"] = pm.majority.ravel()
+        df[f"{tag}_selected"] = pm.selected.ravel()
+        for k, nm in enumerate(names):
+            df[f"{tag}_share_{nm.replace(' ', '_').replace(',', '')}"] = pm.fractions[..., k].ravel()
+        df[f"{tag}_extra_norm"] = pm.extra_norm.ravel()
+    rows = [pd.DataFrame({"kind": "boundary", "curve": name, "relative_importance": rc, "density": sc})
+            for name, rc, sc in boundary_curves(n_features)]
+    return pd.concat([df, *rows], ignore_index=True)
+
+
+def _build_phase(ctx: FigureContext, n_features: int) -> FigureOutput:
+    maps, th = _analysis(ctx, n_features)
+    ref = maps[ModelKind.RELU_OUTPUT.value]
+    panels = [("theory", th, "closed-form theory")]
+    for kind in (ModelKind.RELU_OUTPUT, ModelKind.LINEAR):
+        if kind.value in maps:
+            pm = maps[kind.value]
+            word = "ReLU output" if kind is ModelKind.RELU_OUTPUT else "linear"
+            panels.append((kind.value, pm.majority, f"trained {word}\n(majority of {pm.restarts - 1} kept of {pm.restarts})"))
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(panels), figsize=(2.45 * len(panels), 2.7), sharey=True)
+        for ax, (_, g, title) in zip(np.atleast_1d(axes), panels):
+            _draw_map(ax, ref.density, ref.r, g, n_features, title)
+        np.atleast_1d(axes)[0].set_ylabel("feature density 1 - S")
+        fig.tight_layout(rect=(0, 0.1, 1, 1))
+        _legend(fig, n_features)
+    return FigureOutput(fig, _table(n_features, th, maps, ref.density, ref.r))
+
+
+def _analysis(ctx: FigureContext, n_features: int) -> tuple[dict[str, PhaseMap], np.ndarray]:
+    if "maps" not in ctx.cache:
+        runs = runs_by_kind(ctx)
+        maps = {kind.value: phase_map(run, n_features) for kind, run in runs.items()}
+        ref = maps[ModelKind.RELU_OUTPUT.value]
+        ctx.cache["maps"], ctx.cache["theory"] = maps, theory_grid(n_features, ref.density, ref.r)
+    return ctx.cache["maps"], ctx.cache["theory"]
+
+
+PROTOCOL = ("Each cell trains R models (restarts); the highest-loss one is discarded, each kept model is "
+            "classified by its weights (tms.theory.classify_solution: a feature counts as represented if "
+            "||W_i|| > 0.5; sign-invariant) and the cell shows the class most of them share (the average of "
+            "their one-hot classes, the only sign-invariant reading of 'average over results'). The "
+            "lowest-loss model's class is in the CSV (column *_selected).")
+
+# --------------------------------------------------------------------------------------------
+# phase_diagram_2x1
+
+
+@figure("phase_diagram_2x1", section="phase_change",
+        title="Phase diagram: 2 features in 1 dimension (theory, trained ReLU, trained linear)",
+        caption="What happens to the extra feature (importance r relative to the first) as density 1 - S "
+                "and r vary. Left: the lowest-loss of the three closed-form configurations W = [1,0] (extra "
+                "not learned), [0,1] (dedicated) and [1,-1] (superposition; antipodal pair). Middle and "
+                "right: trained ReLU-output and linear models. " + PROTOCOL + " Dashed: the theoretical "
+                "boundaries s* = 4r/(2+5r) (r <= 1), 4/(5+2r) (r >= 1) and r = 1 above the triple point "
+                "s = 4/7. The theory assumes b = 0 for represented features; trained models learn b > 0 "
+                "and superpose slightly above the curve near r = 1.")
+def build_2x1(ctx: FigureContext) -> FigureOutput:
+    return _build_phase(ctx, 2)
+
+
+def _agreement_measurement(ctx: FigureContext, n_features: int) -> Measurement:
+    maps, th = _analysis(ctx, n_features)
+    pm = maps[ModelKind.RELU_OUTPUT.value]
+    near = near_boundary(th)
+    m = {"away_from_boundary": agreement(pm.majority, th, near), "overall": agreement(pm.majority, th),
+         "selected_away_from_boundary": agreement(pm.selected, th, near),
+         "selected_overall": agreement(pm.selected, th),
+         "cells": int(th.size), "cells_away": int((~near).sum()),
+         "no_candidate_share": float((pm.majority == theory.NONE_LABEL).mean())}
+    disagree = (pm.majority != th) & ~near
+    names = theory.candidate_names(n_features)
+    pairs: dict[str, int] = {}
+    for t, e in zip(th[disagree], pm.majority[disagree]):
+        key = f"{names[t]} -> {'none' if e < 0 else names[e]}"
+        pairs[key] = pairs.get(key, 0) + 1
+    top = ", ".join(f"{k}: {v}" for k, v in sorted(pairs.items(), key=lambda kv: -kv[1])[:4])
+    return Measurement(
+        measured=m, passed=m["away_from_boundary"] >= AGREE_MIN,
+        detail=(f"{pm.majority.shape[0]}x{pm.majority.shape[1]} cells x {pm.restarts} restarts. Majority map: "
+                f"{m['away_from_boundary']:.3f} of the {m['cells_away']} cells more than one grid step from a "
+                f"theoretical boundary agree with theory ({m['overall']:.3f} of all cells); lowest-loss map: "
+                f"{m['selected_away_from_boundary']:.3f} ({m['selected_overall']:.3f}). Disagreements away from "
+                f"the boundary (theory -> trained): {top or 'none'}."))
+
+
+@claim("phase_diagram_2x1.relu_agrees_with_theory", figure="phase_diagram_2x1", section="phase_change",
+       statement="There appears to be a real phase change, observed in both the empirical and theoretical "
+                 "diagrams: the trained ReLU models' map matches the closed-form one.",
+       expected=f">= {AGREE_MIN:.0%} of cells more than one grid step from a theoretical boundary have the "
+                "theoretical class (majority of the 9 kept of 10 models); overall agreement is reported too",
+       tolerance="cells within one grid step (8-neighbourhood) of a theory boundary are excluded")
+def _(ctx: FigureContext) -> Measurement:
+    return _agreement_measurement(ctx, 2)
+
+
+def _boundary_measurement_2x1(ctx: FigureContext) -> Measurement:
+    maps, _ = _analysis(ctx, 2)
+    pm = maps[ModelKind.RELU_OUTPUT.value]
+    below = pm.majority == 2
+    off = boundary_offsets(pm.density, pm.r, below, theory.boundary(2, pm.r))
+    ok = np.isfinite(off)
+    near1 = (pm.r >= 0.5) & (pm.r <= 2.0)
+    med = float(np.median(np.abs(off[ok]))) if ok.any() else float("nan")
+    m = {"median_abs_offset_decades": med,
+         "median_offset_decades_0.5<=r<=2": float(np.nanmedian(off[near1])) if (ok & near1).any() else None,
+         "median_offset_decades_elsewhere": float(np.nanmedian(off[~near1])) if (ok & ~near1).any() else None,
+         "max_abs_offset_decades": float(np.nanmax(np.abs(off))) if ok.any() else None,
+         "columns": int(ok.sum())}
+    return Measurement(
+        measured=m, passed=bool(ok.any()) and med <= BOUNDARY_TOL_DECADES,
+        detail=(f"Per r column, the density where the majority class switches to superposition (best step "
+                f"fit) vs s*(r): median |log10(s_emp/s*)| = {med:.3f} decades over {m['columns']} columns "
+                f"(positive = superposition above the curve); median signed offset {m['median_offset_decades_0.5<=r<=2']}"
+                f" decades for 0.5 <= r <= 2 and {m['median_offset_decades_elsewhere']} elsewhere. The theory fixes "
+                "b = 0 for represented features; trained models learn b > 0, which favours superposition "
+                "near r = 1."))
+
+
+@claim("phase_diagram_2x1.boundary_location", figure="phase_diagram_2x1", section="phase_change",
+       statement="The superposition boundary sits at s* = 4r/(2+5r) for r <= 1 and s* = 4/(5+2r) for r >= 1 "
+                 "(closed form; triple point r = 1, s = 4/7).",
+       expected=f"median over r columns of |log10(s_empirical / s*)| <= {BOUNDARY_TOL_DECADES} decades "
+                "(~12 % in density)",
+       tolerance="s_empirical per column is the best step fit of the majority map; columns without a "
+                 "transition are skipped")
+def _(ctx: FigureContext) -> Measurement:
+    return _boundary_measurement_2x1(ctx)
+
+
+@claim("phase_diagram_2x1.linear_no_superposition", figure="phase_diagram_2x1", section="phase_change",
+       statement="Linear models never use superposition: with one dimension they keep the feature with the "
+                 "larger importance-weighted variance.",
+       expected="0 cells whose majority class is superposition, away from r = 1",
+       tolerance="cells within one grid step of r = 1 are excluded: there every unit direction has the same "
+                 "linear loss, so the class is undefined")
+def _(ctx: FigureContext) -> Measurement:
+    maps, _ = _analysis(ctx, 2)
+    if ModelKind.LINEAR.value not in maps:
+        return Measurement(None, None, "no linear experiment in this figure's config")
+    pm = maps[ModelKind.LINEAR.value]
+    lin_th = np.broadcast_to(linear_phase_map(2, pm.r)[None, :], pm.majority.shape)
+    near = near_boundary(lin_th)
+    sup = pm.majority == 2
+    per_model = float((pm.model_labels[pm.kept] == 2).mean())
+    m = {"superposition_cells_away_from_r1": int((sup & ~near).sum()),
+         "superposition_cells_all": int(sup.sum()), "cells": int(sup.size),
+         "superposed_model_share": per_model,
+         "agreement_with_linear_theory_away": agreement(pm.majority, lin_th, near)}
+    return Measurement(
+        measured=m, passed=m["superposition_cells_away_from_r1"] == 0,
+        detail=(f"{m['superposition_cells_away_from_r1']} of {int((~near).sum())} cells away from r = 1 "
+                f"({m['superposition_cells_all']} of {m['cells']} overall) have a superposition majority; "
+                f"{per_model:.4f} of all kept linear models are classified as superposition. Agreement with "
+                f"the linear optimum (drop the extra feature iff r < 1) away from r = 1: "
+                f"{m['agreement_with_linear_theory_away']:.3f}."))
+
+
+@claim("phase_diagram_2x1.discontinuous_change", figure="phase_diagram_2x1", section="phase_change",
+       statement="The optimal weight configuration discontinuously changes in magnitude and superposition.",
+       expected=f"along each r column with r <= 0.8 (not learned <-> superposition), >= {JUMP_FRACTION_MIN:.0%} "
+                "of the change of the extra feature's norm happens between two adjacent density cells "
+                "(median over columns)",
+       tolerance="norm = median ||W_extra|| over the kept models of a cell; columns whose norm changes "
+                 "by less than 0.2 are skipped")
+def _(ctx: FigureContext) -> Measurement:
+    maps, _ = _analysis(ctx, 2)
+    pm = maps[ModelKind.RELU_OUTPUT.value]
+    cols = pm.r <= 0.8
+    share = discontinuity(pm.density, pm.extra_norm[:, cols])
+    ok = np.isfinite(share)
+    med = float(np.median(share[ok])) if ok.any() else float("nan")
+    return Measurement(
+        measured={"median_jump_share": med, "min_jump_share": float(share[ok].min()) if ok.any() else None,
+                  "columns": int(ok.sum())},
+        passed=bool(ok.any()) and med >= JUMP_FRACTION_MIN,
+        detail=(f"Median over {int(ok.sum())} columns (r <= 0.8) of the largest one-step change of the extra "
+                f"feature's norm as a share of its total change: {med:.2f} (1 = a pure step)."))
+
+
+@claim("phase_diagram_2x1.first_order_theory", figure="phase_diagram_2x1", section="phase_change",
+       statement="In the theoretical model there is a first-order phase change: the candidates' losses cross, "
+                 "so the derivative of the optimal loss is discontinuous; the closed forms are exact.",
+       expected="the closed-form losses match a Monte Carlo estimate of the same fixed models within 4 "
+                "standard errors, and d(min loss)/ds jumps at s*(r) by > 10 % at every tested r",
+       tolerance="Monte Carlo: 200,000 samples per point at s in {0.05, 0.3, 0.8} x r in {0.3, 1, 3}")
+def _(ctx: FigureContext) -> Measurement:
+    return first_order_check(2)
+
+
+@functools.lru_cache(maxsize=4)
+def first_order_check(n_features: int) -> Measurement:
+    """Monte Carlo check of the closed forms and the size of the kink of the optimal loss at s*
+    (independent of any trained run, so computed once per process)."""
+    names = theory.candidate_names(n_features)
+    W, b, dens, imp, closed = [], [], [], [], []
+    for s in (0.05, 0.3, 0.8):
+        for r in (0.3, 1.0, 3.0):
+            table = theory.losses(n_features, s, r)
+            for name in names:
+                w, bb = theory.candidate_params(name, n_features, s, r)
+                W.append(w)
+                b.append(bb)
+                dens.append(np.full(n_features, s))
+                imp.append(np.r_[np.ones(n_features - 1), r])
+                closed.append(float(table[name]))
+    mc, se = theory.monte_carlo_loss(np.stack(W), np.stack(b), np.stack(dens), np.stack(imp),
+                                     n_samples=200_000, seed=0)
+    z = np.abs(mc - np.asarray(closed)) / np.maximum(se, 1e-12)
+    jumps = []
+    for r in (0.2, 0.5, 2.0, 5.0):
+        s0, h = float(theory.boundary(n_features, r)), 1e-4
+        def best(s: float) -> float:
+            return float(min(v for v in theory.losses(n_features, s, r).values()))
+        left = (best(s0) - best(s0 - h)) / h
+        right = (best(s0 + h) - best(s0)) / h
+        jumps.append(abs(right - left) / max(abs(left), abs(right)))
+    ok = bool(z.max() <= 4 and min(jumps) > 0.1)
+    return Measurement(
+        measured={"max_mc_z": float(z.max()), "min_relative_kink": float(min(jumps)),
+                  "relative_kinks": [float(j) for j in jumps]},
+        passed=ok,
+        detail=(f"{len(closed)} (candidate, s, r) points: largest |MC - closed form| = {z.max():.2f} SE. "
+                f"Relative jump of d(min loss)/ds at s*(r) for r in (0.2, 0.5, 2, 5): "
+                + ", ".join(f"{j:.2f}" for j in jumps) + "."))
+
+
+# --------------------------------------------------------------------------------------------
+# phase_diagram_3x2
+
+
+@figure("phase_diagram_3x2", section="phase_change",
+        title="Phase diagram: 3 features in 2 dimensions (theory, trained ReLU)",
+        caption="The extra (third) feature of a 3-feature, 2-dimension ReLU-output model. Candidates are "
+                "named by the direction W ignores: W ⊥ [0,0,1] (extra not learned), W ⊥ [1,0,0] (extra "
+                "dedicated, a weight-1 feature dropped), W ⊥ [1,1,0] (extra dedicated, the other two an "
+                "antipodal pair) and W ⊥ [0,1,1] (extra in an antipodal pair). Left: lowest closed-form "
+                "loss; then trained models. " + PROTOCOL + " Dashed: theoretical boundaries s* = 4r/(2+5r) "
+                "for r < 1, the flat s = 4/7 for r > 1, and r = 1.")
+def build_3x2(ctx: FigureContext) -> FigureOutput:
+    return _build_phase(ctx, 3)
+
+
+@claim("phase_diagram_3x2.relu_agrees_with_theory", figure="phase_diagram_3x2", section="phase_change",
+       statement="For 3 features in 2 dimensions the trained models show the same phase structure as the "
+                 "closed-form four-candidate model.",
+       expected=f">= {AGREE_MIN:.0%} of cells more than one grid step from a theoretical boundary have the "
+                "theoretical class (majority of the 9 kept of 10 models); overall agreement is reported too",
+       tolerance="cells within one grid step (8-neighbourhood) of a theory boundary are excluded")
+def _(ctx: FigureContext) -> Measurement:
+    return _agreement_measurement(ctx, 3)
+
+
+@claim("phase_diagram_3x2.flat_boundary_above_r1", figure="phase_diagram_3x2", section="phase_change",
+       statement="For r > 1 the boundary between 'extra dedicated, one feature dropped' and 'extra dedicated, "
+                 "the other two antipodal' is flat at density 4/7.",
+       expected=f"over the r > 1 columns: median |log10(s_emp / (4/7))| <= {BOUNDARY_TOL_DECADES} decades and "
+                f"|slope of log10 s_emp vs log10 r| <= {FLAT_SLOPE_MAX}",
+       tolerance="columns within one grid step of r = 1 and columns without a transition are skipped")
+def _(ctx: FigureContext) -> Measurement:
+    maps, _ = _analysis(ctx, 3)
+    pm = maps[ModelKind.RELU_OUTPUT.value]
+    cols = np.flatnonzero(pm.r > 1)[1:]
+    off = boundary_offsets(pm.density, pm.r[cols], pm.majority[:, cols] == 2, np.full(len(cols), 4 / 7))
+    ok = np.isfinite(off)
+    lo_cols = np.flatnonzero(pm.r < 1)[:-1]
+    off_lo = boundary_offsets(pm.density, pm.r[lo_cols], pm.majority[:, lo_cols] == 3,
+                              theory.boundary(3, pm.r[lo_cols]))
+    if ok.sum() < 2:
+        return Measurement({"columns": int(ok.sum())}, False,
+                           "fewer than two r > 1 columns show a transition; no flat boundary found")
+    med = float(np.median(np.abs(off[ok])))
+    slope = float(np.polyfit(np.log10(pm.r[cols][ok]), off[ok], 1)[0])
+    m = {"median_abs_offset_decades": med, "slope": slope, "columns": int(ok.sum()),
+         "median_s_emp": float(4 / 7 * 10 ** np.median(off[ok])),
+         "median_offset_decades_r<1": float(np.nanmedian(off_lo)) if np.isfinite(off_lo).any() else None}
+    return Measurement(
+        measured=m, passed=med <= BOUNDARY_TOL_DECADES and abs(slope) <= FLAT_SLOPE_MAX,
+        detail=(f"Best step fit of the 'others antipodal' class per r > 1 column: median s_emp = "
+                f"{m['median_s_emp']:.3f} (theory 4/7 = 0.571), median |offset| {med:.3f} decades, slope "
+                f"{slope:+.3f} over {m['columns']} columns. For r < 1 the superposition boundary sits "
+                f"{m['median_offset_decades_r<1']} decades from 4r/(2+5r) (median)."))
+
+
+# --------------------------------------------------------------------------------------------
+# phase_training_loss
+
+
+def loss_summary(mean_loss: np.ndarray, tail: float = 0.1) -> dict[str, float]:
+    """Decrease and convergence of a mean training-loss curve ``[steps]``.
+
+    ``decrease``: loss at step 0 over the mean of the last ``tail`` of training; ``tail_change``:
+    relative change between the mean of the last ``tail`` and of the ``tail`` before it.
+    """
+    y = np.asarray(mean_loss, dtype=float)
+    k = max(1, int(len(y) * tail))
+    last, prev = y[-k:].mean(), y[-2 * k: -k].mean() if len(y) >= 2 * k else y[:k].mean()
+    return {"initial": float(y[0]), "final": float(last), "decrease": float(y[0] / last),
+            "tail_change": float(abs(prev - last) / last)}
+
+
+DECREASE_MIN = 100.0  # "orders of magnitude": at least two
+TAIL_CHANGE_MAX = 0.01  # converged: < 1 % change between the last two tenths of training
+
+
+def _smooth_log(steps: int, y: np.ndarray, points: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """Geometric-window means of a per-step curve on a log-spaced grid (what is drawn)."""
+    edges = np.unique(np.round(np.geomspace(1, steps, points + 1)).astype(int))
+    x = np.sqrt(edges[:-1] * edges[1:])
+    v = np.array([y[a - 1: b - 1].mean() if b > a else y[a - 1] for a, b in zip(edges[:-1], edges[1:])])
+    return x, v
+
+
+@figure("phase_training_loss", section="phase_change",
+        title="Mean training loss of the mass-trained phase-diagram models",
+        caption="Training loss averaged over every model of each phase-diagram experiment at every step "
+                "(log-log; drawn as means over log-spaced windows of steps), and the spread across models: "
+                "the 10-90 % band of each model's loss relative to its own final loss, at the logged steps.")
+def build_training_loss(ctx: FigureContext) -> FigureOutput:
+    with plt.rc_context(STYLE):
+        return _draw_training_loss(ctx)
+
+
+def _draw_training_loss(ctx: FigureContext) -> FigureOutput:
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(7.0, 2.7))
+    colours = [PALETTE["relu"], PALETTE["linear"], PALETTE["neg"], PALETTE["theory"], PALETTE["pos"]]
+    rows = []
+    for colour, name in zip(colours, ctx.experiments):
+        run = ctx.run(name)
+        y = np.asarray(run.arrays["mean_loss"], dtype=float)
+        x, v = _smooth_log(len(y), y)
+        ax.plot(x, v, color=colour, label=f"{name} ({run.arrays['final_loss'].size:,} models)")
+        rows.append(pd.DataFrame({"experiment": name, "panel": "mean_loss", "step": x, "value": v}))
+        hist = np.asarray(run.arrays["loss_history"], dtype=float)
+        steps = np.asarray(run.arrays["loss_steps"]) + 1
+        rel = hist / np.maximum(hist[-1:], 1e-12)
+        lo, med, hi = np.quantile(rel, [0.1, 0.5, 0.9], axis=1)
+        ax2.fill_between(steps, lo, hi, color=colour, alpha=0.2, lw=0)
+        ax2.plot(steps, med, color=colour)
+        rows += [pd.DataFrame({"experiment": name, "panel": f"relative_{q}", "step": steps, "value": v_})
+                 for q, v_ in (("q10", lo), ("median", med), ("q90", hi))]
+        ctx.cache.setdefault("loss", {})[name] = loss_summary(y)
+    for a in (ax, ax2):
+        a.set_xscale("log")
+        a.set_yscale("log")
+        a.set_xlabel("training step")
+    ax.set_ylabel("mean training loss (mean over features)")
+    ax2.set_ylabel("loss / own final loss")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return FigureOutput(fig, pd.concat(rows, ignore_index=True))
+
+
+def _loss_summaries(ctx: FigureContext) -> dict[str, dict[str, float]]:
+    if "loss" not in ctx.cache:
+        ctx.cache["loss"] = {n: loss_summary(ctx.run(n).arrays["mean_loss"]) for n in ctx.experiments}
+    return ctx.cache["loss"]
+
+
+@claim("phase_training_loss.decreases", figure="phase_training_loss", section="phase_change",
+       statement="The mean loss of the mass-trained models decreases by orders of magnitude over training "
+                 "(the replication's loss curve).",
+       expected=f"loss at step 0 / loss over the last 10 % of training >= {DECREASE_MIN:.0f} for every "
+                "phase-diagram experiment",
+       tolerance="two orders of magnitude ('orders', plural)")
+def _(ctx: FigureContext) -> Measurement:
+    summ = _loss_summaries(ctx)
+    dec = {n: s["decrease"] for n, s in summ.items()}
+    return Measurement(
+        measured=dec, passed=min(dec.values()) >= DECREASE_MIN,
+        detail="Decrease factor of the instance-averaged training loss: "
+               + ", ".join(f"{n} {v:.1f}x ({summ[n]['initial']:.3g} -> {summ[n]['final']:.3g})" for n, v in dec.items())
+               + ". The starting loss depends on the initialisation scale (the replication drew W with std 1.5).")
+
+
+@claim("phase_training_loss.converges", figure="phase_training_loss", section="phase_change",
+       statement="The mean training loss converges.",
+       expected=f"the mean loss over the last 10 % of steps differs from that over the previous 10 % by "
+                f"< {TAIL_CHANGE_MAX:.0%}",
+       tolerance="relative change; for every phase-diagram experiment")
+def _(ctx: FigureContext) -> Measurement:
+    summ = _loss_summaries(ctx)
+    ch = {n: s["tail_change"] for n, s in summ.items()}
+    return Measurement(
+        measured=ch, passed=max(ch.values()) < TAIL_CHANGE_MAX,
+        detail="Relative change of the mean loss between the last two tenths of training: "
+               + ", ".join(f"{n} {v:.4f}" for n, v in ch.items()) + ".")

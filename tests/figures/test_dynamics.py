@@ -1,0 +1,241 @@
+"""Learning-dynamics figures: event detection on synthetic curves, octahedron detection on hand-built
+embeddings, claims on constructed runs, and an end-to-end quick build through Snakemake (slow)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from tms.figures import dynamics as dyn
+from tms.figures.base import FigureContext
+from tms.findings import CLAIMS
+from tms.models import ModelKind
+from tms.training import log_steps
+
+REPO = Path(__file__).resolve().parents[2]
+STEPS = log_steps(10_000, 80, include_end=True)
+
+
+# --------------------------------------------------------------------------------------------
+# detection on synthetic curves
+
+
+def test_plateaus_split_at_a_step_and_ignore_short_runs():
+    y = np.r_[np.zeros(10), [0.2], np.full(10, 0.5), [0.9, 0.1], np.ones(3)]
+    assert dyn.plateaus(y) == [(0, 9), (11, 20)]
+
+
+def test_detect_jumps_finds_sudden_steps_but_not_slow_ramps():
+    S = len(STEPS)
+    D = np.zeros((S, 3))
+    D[40:, 0] = 0.5  # 0 -> 1/2 at snapshot 40
+    D[:, 1] = 1.0
+    D[55:, 1] = 0.5  # 1 -> 1/2 at 55
+    D[:, 2] = np.clip(np.linspace(-0.2, 0.7, S), 0, 0.5)  # a slow drift
+    jumps = dyn.detect_jumps(STEPS, D)
+    assert [(j.feature, j.start, j.end) for j in jumps] == [(0, 39, 40), (1, 54, 55)]
+    assert jumps[0].before == 0 and jumps[0].after == 0.5
+    events = dyn.group_jumps(jumps + [dyn.Jump(2, 39, 41, 0, 0.5)])
+    assert [(s, e, len(js)) for s, e, js in events] == [(39, 41, 2), (54, 55, 1)]
+
+
+def test_detect_jumps_rejects_a_change_that_takes_too_long():
+    steps = np.arange(0, 2000, 100)
+    D = np.r_[np.zeros(8), [0.1, 0.2, 0.3, 0.4], np.full(8, 0.5)][:, None]
+    # the change from plateau (0, 7) to (12, 19) spans steps 700 -> 1200, > 50 % of 700
+    assert dyn.detect_jumps(steps, D) == []
+    assert len(dyn.detect_jumps(steps, D, sudden=1.0)) == 1
+
+
+def test_detect_drops_on_power_laws_with_and_without_a_drop():
+    t = np.maximum(STEPS, 1).astype(float)
+    base = 0.1 * t ** -0.3 + 1e-3
+    assert dyn.detect_drops(STEPS, base) == []
+    dropped = base * np.where(np.arange(len(t)) >= 50, 0.7, 1.0)
+    drops = dyn.detect_drops(STEPS, dropped)
+    assert len(drops) == 1 and drops[0].start == 49 and drops[0].end == 50
+    assert drops[0].size > 0.3
+    # a small wiggle (0.2 %) is not a drop
+    assert dyn.detect_drops(STEPS, base * np.where(np.arange(len(t)) >= 50, 0.998, 1.0)) == []
+
+
+def test_coincide_allows_one_snapshot_either_side():
+    d = [dyn.Drop(10, 12, 0.2)]
+    assert dyn.coincide((13, 13, []), d) and dyn.coincide((8, 9, []), d)
+    assert not dyn.coincide((15, 16, []), d)
+
+
+def test_at_level():
+    assert dyn.at_level(np.array([0.0, 0.51, 0.6, 0.97, 0.38])).tolist() == [True, True, False, True, True]
+
+
+# --------------------------------------------------------------------------------------------
+# octahedra
+
+
+def rotation(seed: int) -> np.ndarray:
+    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    return q
+
+
+SETS = np.array([0, 0, 0, 1, 1, 1])
+
+
+def test_octahedron_check_on_hand_built_embeddings():
+    e = np.eye(3)
+    cross = np.concatenate([e, -e], axis=1)  # feature i of set 0 opposite feature i of set 1
+    res = dyn.octahedron_check(rotation(1) @ cross, SETS)
+    assert res["octahedron"] and res["cross_set"]
+    within = np.stack([e[0], -e[0], e[1], -e[1], e[2], -e[2]], axis=1)  # pairs inside each set
+    res = dyn.octahedron_check(within, SETS)
+    assert res["octahedron"] and not res["cross_set"]
+    prism = np.stack([[np.cos(a), np.sin(a), h] for h in (-0.5, 0.5) for a in (0, 2.1, 4.2)], axis=1)
+    assert not dyn.octahedron_check(prism, SETS)["octahedron"]
+    short = cross.copy()
+    short[:, 0] *= 0.3
+    assert not dyn.octahedron_check(short, SETS)["octahedron"]
+
+
+# --------------------------------------------------------------------------------------------
+# claims on constructed runs
+
+
+def fake_run(name: str, n: int, snaps_W: list[np.ndarray], snaps_b: list[np.ndarray], density: float,
+             sets=None) -> SimpleNamespace:
+    """One-model-per-entry run from per-instance snapshot lists ``[S, m, n]``."""
+    W = np.stack(snaps_W, axis=1).astype(np.float32)  # [S, N, m, n]
+    b = np.stack(snaps_b, axis=1).astype(np.float32)
+    N = W.shape[1]
+    arrays = {"snapshot_steps": STEPS[: W.shape[0]], "snap_W": W, "snap_b": b, "W": W[-1], "b": b[-1],
+              "density": np.full((N, n), density, np.float32), "importance": np.ones((N, n), np.float32),
+              "final_loss": np.arange(N, dtype=float) * 1e-6 + 1e-3}
+    spec = {"model": "relu_output", "n_features": n, "feature_sets": sets}
+    return SimpleNamespace(name=name, kind=ModelKind.RELU_OUTPUT, spec=spec, arrays=arrays,
+                           snapshots=lambda k: arrays[f"snap_{k}"])
+
+
+def ctx_with(figure_id: str, run: SimpleNamespace) -> FigureContext:
+    ctx = FigureContext(figure_id, [run.name])
+    ctx._runs[run.name] = run
+    return ctx
+
+
+def digon_history(jump_at: int, drop_at: int | None = None, s: float = 0.05) -> tuple[list, list]:
+    """m=2, n=4: two dedicated features (others dropped) until ``jump_at``, then two digons. With
+    ``drop_at`` the digons first sit behind a large negative bias (loss rises) until ``drop_at``."""
+    S = len(STEPS)
+    e1, e2 = np.array([1.0, 0]), np.array([0, 1.0])
+    ded = np.stack([e1, e2, 0 * e1, 0 * e1], axis=1)
+    dig = np.stack([e1, e2, -e1, -e2], axis=1)
+    Ws, bs = [], []
+    for k in range(S):
+        Ws.append(ded if k < jump_at else dig)
+        if k < jump_at:
+            bs.append(np.array([0, 0, s / 2, s / 2]))
+        elif drop_at is not None and k < drop_at:
+            bs.append(np.full(4, -1.0))
+        else:
+            bs.append(np.zeros(4))
+    return Ws, bs
+
+
+def test_energy_claims_on_an_aligned_and_a_misaligned_run():
+    W, b = digon_history(40)
+    ctx = ctx_with("energy_level_jumps", fake_run("energy", 4, [np.stack(W)], [np.stack(b)], 0.05))
+    assert CLAIMS["energy_level_jumps.discrete_jumps"].func(ctx).passed is True
+    m = CLAIMS["energy_level_jumps.loss_drops_align"].func(ctx)
+    assert m.passed is True and m.measured["aligned_events"] == 1
+    out = dyn.build_energy(ctx)
+    assert {"loss", "D_0"} <= set(out.table.series)
+
+    W, b = digon_history(40, drop_at=60)
+    ctx = ctx_with("energy_level_jumps", fake_run("energy", 4, [np.stack(W)], [np.stack(b)], 0.05))
+    m = CLAIMS["energy_level_jumps.loss_drops_align"].func(ctx)
+    assert m.passed is False and m.measured["jump_events"] == 1 and m.measured["aligned_events"] == 0
+
+
+def test_energy_discrete_claim_fails_without_jumps():
+    S = len(STEPS)
+    e1, e2 = np.array([1.0, 0]), np.array([0, 1.0])
+    W = [np.stack([e1, e2, -a * e1, -a * e2], axis=1) for a in np.linspace(0, 1, S)]  # a smooth growth
+    b = [np.zeros(4)] * S
+    ctx = ctx_with("energy_level_jumps", fake_run("energy", 4, [np.stack(W)], [np.stack(b)], 0.05))
+    assert CLAIMS["energy_level_jumps.discrete_jumps"].func(ctx).passed is False
+
+
+SETS_SPEC = [{"kind": "correlated", "size": 3, "count": 2}]
+
+
+def geometry_history(final: np.ndarray, stages: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Three regimes: nothing learned, a 'PCA' stage (each set's mean direction), then ``final``."""
+    S = len(STEPS)
+    e = np.eye(3)
+    pca = np.stack([e[0]] * 3 + [e[1]] * 3, axis=1) / np.sqrt(3)
+    Ws = []
+    for k in range(S):
+        if not stages:
+            Ws.append(final)
+        elif k < 25:
+            Ws.append(0.01 * pca)
+        elif k < 50:
+            Ws.append(pca)
+        else:
+            Ws.append(final)
+    return np.stack(Ws), np.zeros((S, 6))
+
+
+def test_geometry_claims_on_good_and_bad_runs():
+    e = np.eye(3)
+    cross = np.concatenate([e, -e], axis=1)
+    within = np.stack([e[0], -e[0], e[1], -e[1], e[2], -e[2]], axis=1)
+    good = [geometry_history(rotation(k) @ cross) for k in range(3)]
+    run = fake_run("geo", 6, [g[0] for g in good], [g[1] for g in good], 0.1, SETS_SPEC)
+    ctx = ctx_with("geometric_transformations", run)
+    m = CLAIMS["geometric_transformations.distinct_regimes"].func(ctx)
+    assert m.passed is True and m.measured["shown_regimes"] >= 3
+    assert CLAIMS["geometric_transformations.octahedron_attractor"].func(ctx).passed is True
+    out = dyn.build_geometry(ctx)
+    stages = out.table[out.table.series == "embedding"].stage
+    assert len(stages) == 6 * stages.nunique() and stages.nunique() >= 3
+
+    bad = [geometry_history(within, stages=False) for _ in range(3)]
+    run = fake_run("geo", 6, [g[0] for g in bad], [g[1] for g in bad], 0.1, SETS_SPEC)
+    ctx = ctx_with("geometric_transformations", run)
+    assert CLAIMS["geometric_transformations.distinct_regimes"].func(ctx).passed is False
+    m = CLAIMS["geometric_transformations.octahedron_attractor"].func(ctx)
+    assert m.passed is False and m.measured["octahedron"] == 3 and m.measured["cross_set_octahedron"] == 0
+
+
+# --------------------------------------------------------------------------------------------
+# end to end
+
+
+@pytest.mark.slow
+def test_quick_dynamics_figures_build(tmp_path):
+    bin_dir = Path(sys.executable).parent
+    if shutil.which("snakemake", path=str(bin_dir)) is None:
+        pytest.skip("snakemake is not installed in this environment")
+    from tms.figures import load_all
+    from tms.findings import claims_for
+
+    load_all()
+    figures = ["energy_level_jumps", "geometric_transformations"]
+    # targets before --configfile, which takes several values
+    cmd = [str(bin_dir / "snakemake"), *[f"figures/{f}.pdf" for f in figures], "--snakefile", str(REPO / "Snakefile"),
+           "--cores", "2", "--configfile", str(REPO / "workflow/config/quick.yaml")]
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "TMS_NO_PROGRESS": "1", "HOME": str(tmp_path)}
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=1800, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for f in figures:
+        for ext in ("pdf", "png", "csv"):
+            assert (tmp_path / "figures" / f"{f}.{ext}").stat().st_size > 0
+        found = json.loads((tmp_path / "results" / "claims" / f"{f}.json").read_text())
+        assert {c["id"] for c in found} == {c.id for c in claims_for(f)}
+        assert all(c["verdict"] in ("reproduced", "not reproduced", "inconclusive") for c in found)

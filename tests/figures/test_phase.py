@@ -1,0 +1,269 @@
+"""Phase-diagram figures: analysis helpers on constructed maps, claims on constructed runs, and an
+end-to-end quick build through Snakemake (slow)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tms import theory
+from tms.figures import phase
+from tms.figures.base import FigureContext
+from tms.findings import CLAIMS
+from tms.models import ModelKind
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def test_kept_mask_drops_the_highest_loss_restart():
+    loss = np.array([[0.1, 0.3, 0.2], [0.5, 0.4, 0.6]])
+    assert phase.kept_mask(loss).tolist() == [[True, False, True], [True, True, False]]
+    assert phase.kept_mask(np.array([[0.3], [0.1]])).all()
+
+
+def test_vote_majority_shares_and_tie_break():
+    labels = np.array([[2, 2, 0, 0, 1], [0, 0, 2, 2, 2], [-1, -1, -1, 1, 1]])
+    loss = np.array([[0.1, 0.2, 0.3, 0.4, 9.0],  # label 1 dropped (highest loss): tie 2 vs 0 -> best is 2
+                     [0.5, 0.1, 0.3, 0.2, 0.4],  # 3 x label 2 but one dropped? highest is 0.5 (label 0)
+                     [0.1, 0.2, 0.3, 0.4, 0.5]])
+    maj, frac = phase.vote(labels, loss, 3)
+    assert maj.tolist() == [2, 2, -1]
+    np.testing.assert_allclose(frac.sum(1), 1.0)
+    np.testing.assert_allclose(frac[0], [0, 0.5, 0, 0.5])  # columns: -1, 0, 1, 2
+    # a tie where the best model's class is not among the tied ones -> lowest tied label
+    maj, _ = phase.vote(np.array([[1, 0, 0, 2, 2]]), np.array([[0.1, 0.2, 0.3, 0.4, 9.0]]), 3)
+    assert maj.tolist() == [0]
+
+
+def test_selected_labels_follow_the_lowest_loss():
+    assert phase.selected_labels(np.array([[0, 1, 2], [2, 1, 0]]), np.array([[3, 1, 2], [1, 2, 3]])).tolist() == [1, 2]
+
+
+def test_near_boundary_marks_one_grid_step_each_side():
+    g = np.zeros((5, 6), dtype=int)
+    g[:, 3:] = 1
+    near = phase.near_boundary(g)
+    assert near[:, 2:4].all() and not near[:, :2].any() and not near[:, 4:].any()
+    diag = np.zeros((4, 4), dtype=int)
+    diag[0, 0] = 1
+    assert phase.near_boundary(diag)[1, 1] and not phase.near_boundary(diag)[2, 2]
+
+
+def test_agreement_with_and_without_exclusion():
+    th = np.zeros((4, 4), dtype=int)
+    th[:, 2:] = 1
+    emp = th.copy()
+    emp[:, 1] = 1  # wrong only next to the boundary
+    emp[0, 0] = 2  # and one wrong cell away from it
+    assert phase.agreement(emp, th) == pytest.approx(11 / 16)
+    near = phase.near_boundary(th)
+    assert phase.agreement(emp, th, near) == pytest.approx(7 / 8)  # columns 0 and 3 are away
+
+
+def test_step_threshold_locates_a_clean_and_a_noisy_step():
+    s = np.geomspace(0.01, 1, 50)
+    t = phase.step_threshold(s, s < 0.3)
+    assert abs(np.log10(t / 0.3)) < 2 / 49
+    noisy = s < 0.3
+    noisy[[3, 40]] = ~noisy[[3, 40]]
+    assert abs(np.log10(phase.step_threshold(s, noisy) / 0.3)) < 2 / 49
+    assert np.isnan(phase.step_threshold(s, np.zeros(50, bool)))
+    # order of the density axis does not matter
+    assert phase.step_threshold(s[::-1], (s < 0.3)[::-1]) == pytest.approx(t)
+
+
+def test_boundary_offsets_and_discontinuity():
+    s = np.geomspace(0.01, 1, 40)
+    r = np.geomspace(0.1, 10, 5)
+    below = s[:, None] < 1.5 * theory.boundary(2, r)[None, :]
+    off = phase.boundary_offsets(s, r, below, theory.boundary(2, r))
+    assert np.all(np.abs(off - np.log10(1.5)) < 2 / 39)
+    step = np.where(s[:, None] < 0.2, 1.0, 0.0) * np.ones((1, 3))
+    ramp = np.linspace(0, 1, 40)[:, None] * np.ones((1, 3))
+    assert np.allclose(phase.discontinuity(s, step), 1.0)
+    assert np.all(phase.discontinuity(s, ramp) < 0.1)
+
+
+def test_linear_phase_map_and_boundary_curves():
+    assert phase.linear_phase_map(2, np.array([0.5, 2.0])).tolist() == [0, 1]
+    curves = phase.boundary_curves(3)
+    assert [c[0] for c in curves][-1] == "r = 1"
+    np.testing.assert_allclose(curves[1][2], 4 / 7)
+
+
+# --------------------------------------------------------------------------------------------
+# claims on constructed runs
+
+
+def fake_run(name: str, kind: str, n: int, side: int, label_fn, restarts: int = 4, seed: int = 0) -> SimpleNamespace:
+    """A phase-diagram run whose models sit exactly at the candidate ``label_fn(s, r, restart)``."""
+    dens = np.geomspace(1, 0.01, side)
+    rr = np.geomspace(0.1, 10, side)
+    cells = pd.DataFrame([(c, s, r) for c, (s, r) in enumerate((s, r) for s in dens for r in rr)],
+                         columns=["cell", "density", "relative_importance"])
+    names = theory.candidate_names(n)
+    gen = np.random.default_rng(seed)
+    W, b, loss = [], [], []
+    for s, r in zip(cells.density, cells.relative_importance):
+        for k in range(restarts):
+            lab = label_fn(s, r, k)
+            w, bb = theory.candidate_params(names[lab], n, s, r)
+            if n == 3:  # a random rotation of the hidden space changes nothing
+                a = gen.uniform(0, 2 * np.pi)
+                w = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) @ w
+            W.append(w * (1 if gen.random() < 0.5 else -1))
+            b.append(bb)
+            loss.append(float(theory.losses(n, s, r)[names[lab]]) / n + 1e-6 * k)
+    arrays = {"W": np.asarray(W, dtype=np.float32), "b": np.asarray(b, dtype=np.float32),
+              "final_loss": np.asarray(loss)}
+    return SimpleNamespace(name=name, kind=ModelKind(kind), cells=cells, restarts=restarts, arrays=arrays)
+
+
+def ctx_with(figure_id: str, runs: list[SimpleNamespace]) -> FigureContext:
+    ctx = FigureContext(figure_id, [r.name for r in runs])
+    ctx._runs.update({r.name: r for r in runs})
+    return ctx
+
+
+def theory_label(n):
+    return lambda s, r, k: int(theory.phase_map(n, s, r)[0])
+
+
+def linear_label(s, r, k):
+    return 0 if r < 1 else 1
+
+
+def verdicts(figure_id: str, ctx: FigureContext) -> dict[str, bool | None]:
+    out = {}
+    for cid, spec in CLAIMS.items():
+        if spec.figure == figure_id:
+            out[cid.split(".", 1)[1]] = spec.func(ctx).passed
+    return out
+
+
+def test_2x1_claims_pass_on_theory_like_runs_and_fail_on_wrong_ones(tmp_path):
+    good = ctx_with("phase_diagram_2x1", [fake_run("relu", "relu_output", 2, 30, theory_label(2)),
+                                          fake_run("lin", "linear", 2, 30, linear_label)])
+    v = verdicts("phase_diagram_2x1", good)
+    assert v == {"relu_agrees_with_theory": True, "boundary_location": True, "linear_no_superposition": True,
+                 "discontinuous_change": True, "first_order_theory": True}
+
+    # wrong: the ReLU models never superpose; the linear ones always do; one restart of four is
+    # good (the vote must not rescue a cell with a single good model)
+    def never(s, r, k):
+        return int(theory.phase_map(2, s, r)[0]) if k == 0 else (0 if r < 1 else 1)
+
+    bad = ctx_with("phase_diagram_2x1", [fake_run("relu", "relu_output", 2, 30, never),
+                                         fake_run("lin", "linear", 2, 30, lambda s, r, k: 2)])
+    v = verdicts("phase_diagram_2x1", bad)
+    assert v["relu_agrees_with_theory"] is False
+    assert v["linear_no_superposition"] is False
+    assert v["boundary_location"] is False
+
+
+def test_2x1_boundary_claim_fails_for_a_shifted_boundary():
+    def shifted(s, r, k):
+        return 2 if s < 0.6 * theory.boundary(2, r) else (0 if r < 1 else 1)
+
+    ctx = ctx_with("phase_diagram_2x1", [fake_run("relu", "relu_output", 2, 40, shifted)])
+    m = CLAIMS["phase_diagram_2x1.boundary_location"].func(ctx)
+    assert m.passed is False and m.measured["median_abs_offset_decades"] > 0.15
+    assert CLAIMS["phase_diagram_2x1.linear_no_superposition"].func(ctx).passed is None
+
+
+def test_3x2_claims_pass_on_theory_and_fail_for_a_sloped_boundary():
+    good = ctx_with("phase_diagram_3x2", [fake_run("relu3", "relu_output", 3, 24, theory_label(3), restarts=3)])
+    v = verdicts("phase_diagram_3x2", good)
+    assert v == {"relu_agrees_with_theory": True, "flat_boundary_above_r1": True}
+
+    def sloped(s, r, k):  # the 2x1 curve 4/(5+2r) instead of the flat 4/7 for r > 1
+        if r < 1:
+            return int(theory.phase_map(3, s, r)[0])
+        return 2 if s < 4 / (5 + 2 * r) else 1
+
+    bad = ctx_with("phase_diagram_3x2", [fake_run("relu3", "relu_output", 3, 24, sloped, restarts=3)])
+    m = CLAIMS["phase_diagram_3x2.flat_boundary_above_r1"].func(bad)
+    assert m.passed is False and m.measured["slope"] < -0.3
+
+
+def test_phase_figure_table_holds_every_cell_and_the_boundaries():
+    ctx = ctx_with("phase_diagram_2x1", [fake_run("relu", "relu_output", 2, 12, theory_label(2)),
+                                         fake_run("lin", "linear", 2, 12, linear_label)])
+    out = phase.build_2x1(ctx)
+    cells = out.table[out.table.kind == "cell"]
+    assert len(cells) == 144
+    assert (cells.theory == cells.relu_output_majority).all()
+    assert set(out.table.kind) == {"cell", "boundary"}
+    assert len(out.figure.axes) == 3
+
+
+# --------------------------------------------------------------------------------------------
+# training-loss claims
+
+
+def loss_ctx(curves: dict[str, np.ndarray]) -> FigureContext:
+    runs = []
+    for name, y in curves.items():
+        steps = np.array([0, 9, 99, len(y) - 1])
+        hist = np.stack([np.full(8, y[s]) for s in steps])
+        runs.append(SimpleNamespace(name=name, kind=ModelKind.RELU_OUTPUT,
+                                    arrays={"mean_loss": y, "loss_steps": steps, "loss_history": hist,
+                                            "final_loss": np.full(8, y[-1])}))
+    return ctx_with("phase_training_loss", runs)
+
+
+def test_training_loss_claims():
+    t = np.arange(1, 2001)
+    good = loss_ctx({"a": np.exp(-t / 50.0) + 1e-3, "b": 0.5 * np.exp(-t / 80.0) + 2e-3})
+    v = verdicts("phase_training_loss", good)
+    assert v == {"decreases": True, "converges": True}
+    out = phase.build_training_loss(good)
+    assert set(out.table.experiment) == {"a", "b"}
+    bad = loss_ctx({"a": 1.0 / t**0.1})  # 2x decrease, still falling at the end
+    assert verdicts("phase_training_loss", bad) == {"decreases": False, "converges": False}
+
+
+def test_loss_summary_numbers():
+    y = np.r_[np.full(10, 1.0), np.full(90, 0.01)]
+    s = phase.loss_summary(y)
+    assert s["decrease"] == pytest.approx(100) and s["tail_change"] == 0
+
+
+# --------------------------------------------------------------------------------------------
+# end to end
+
+
+@pytest.mark.slow
+def test_quick_phase_figures_build(tmp_path):
+    bin_dir = Path(sys.executable).parent
+    if shutil.which("snakemake", path=str(bin_dir)) is None:
+        pytest.skip("snakemake is not installed in this environment")
+    from tms.figures import load_all
+    from tms.findings import claims_for
+
+    load_all()
+    figures = ["phase_diagram_2x1", "phase_diagram_3x2", "phase_training_loss"]
+    # targets before --configfile, which takes several values
+    cmd = [str(bin_dir / "snakemake"), *[f"figures/{f}.pdf" for f in figures], "--snakefile", str(REPO / "Snakefile"),
+           "--cores", "2", "--configfile", str(REPO / "workflow/config/quick.yaml")]
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "TMS_NO_PROGRESS": "1", "HOME": str(tmp_path)}
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=1800, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for f in figures:
+        for ext in ("pdf", "png", "csv"):
+            assert (tmp_path / "figures" / f"{f}.{ext}").stat().st_size > 0
+        found = json.loads((tmp_path / "results" / "claims" / f"{f}.json").read_text())
+        assert {c["id"] for c in found} == {c.id for c in claims_for(f)}
+        assert all(c["verdict"] in ("reproduced", "not reproduced", "inconclusive") for c in found)
