@@ -81,3 +81,11 @@ def test_run_writes_results_and_loads_back(tmp_path):
 def test_load_missing_results_says_how_to_make_them(tmp_path):
     with pytest.raises(FileNotFoundError, match="train the experiment first"):
         RunData.load(tmp_path / "nothing")
+
+
+def test_restarts_of_a_cell_are_evaluated_on_one_stream():
+    """Selection compares models on the same examples (common random numbers per cell)."""
+    prob, _, _ = experiments.build("x", _exp(), seed=0)
+    ek = prob.eval_keys.reshape(6, 3)
+    assert (ek == ek[:, :1]).all() and len(set(ek[:, 0].tolist())) == 6
+    assert len(set(prob.keys.tolist())) == 18  # training streams stay distinct

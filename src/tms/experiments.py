@@ -72,6 +72,8 @@ def build(name: str, exp: dict[str, Any], seed: int, device: str = "auto") -> tu
     l1 = cells["l1"].to_numpy() if "l1" in cells else np.full(C, float(exp.get("l1", 0.0)))
 
     keys = rng.derive_keys(seed, name, C, R)
+    # every restart of a cell is evaluated on the cell's own stream (common random numbers)
+    eval_keys = torch.tensor([rng.derive_key(seed, name, c, "eval") for c in range(C)], dtype=torch.int64)
     axis_cols = [c for c in cells.columns if c != "cell"]
 
     def describe(i: int) -> str:
@@ -88,6 +90,7 @@ def build(name: str, exp: dict[str, Any], seed: int, device: str = "auto") -> tu
         importance=torch.from_numpy(np.repeat(importance, R, axis=0)).float(),
         sets=FeatureSets.parse(exp.get("feature_sets"), n),
         l1=torch.from_numpy(np.repeat(l1, R)).float(),
+        eval_keys=eval_keys.repeat_interleave(R),
         name=name,
         describe=describe,
     )

@@ -76,6 +76,7 @@ class Problem:
     importance: torch.Tensor  # [N, n]
     sets: FeatureSets | None = None
     l1: torch.Tensor | float = 0.0  # [N] L1 penalty on hidden activations, per instance
+    eval_keys: torch.Tensor | None = None  # [N] keys of the evaluation stream (default: keys)
     name: str = "experiment"
     describe: Callable[[int], str] | None = None  # instance index -> words, for error messages
 
@@ -106,6 +107,10 @@ class Problem:
         if not torch.isfinite(l1).all() or (l1 < 0).any():
             raise ValueError("l1 must be finite and >= 0")
         self.l1 = l1.expand(N).contiguous().clone()
+        if self.eval_keys is None:
+            self.eval_keys = self.keys
+        elif self.eval_keys.shape != self.keys.shape:
+            raise ValueError(f"eval_keys has shape {tuple(self.eval_keys.shape)}, keys {tuple(self.keys.shape)}")
 
     @property
     def n_instances(self) -> int:
@@ -421,9 +426,13 @@ class _Progress:
 
 def evaluate(problem: Problem, params: dict[str, torch.Tensor], examples: int, batch: int = 1024,
              device: torch.device | None = None) -> np.ndarray:
-    """Loss of every instance on ``examples`` fresh examples (a stream no training step uses)."""
+    """Loss of every instance on ``examples`` fresh examples (a stream no training step uses).
+
+    Instances that share an evaluation key (the restarts of one cell) are scored on the same
+    examples, so selecting the lowest loss compares models, not samples.
+    """
     device = device or params[next(iter(params))].device
-    keys = problem.keys.to(device)
+    keys = problem.eval_keys.to(device)
     dens = problem.density.to(device)
     imp = problem.importance.to(device)[:, None, :]
     total = torch.zeros(problem.n_instances, dtype=torch.float64, device=device)
