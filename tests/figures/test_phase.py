@@ -220,7 +220,8 @@ def loss_ctx(curves: dict[str, np.ndarray]) -> FigureContext:
         hist = np.stack([np.full(8, y[s]) for s in steps])
         runs.append(SimpleNamespace(name=name, kind=ModelKind.RELU_OUTPUT,
                                     arrays={"mean_loss": y, "loss_steps": steps, "loss_history": hist,
-                                            "final_loss": np.full(8, y[-1])}))
+                                            "final_loss": np.full(8, y[-1]),
+                                            "density": np.repeat(np.geomspace(1, 0.01, 8)[:, None], 2, 1)}))
     return ctx_with("phase_training_loss", runs)
 
 

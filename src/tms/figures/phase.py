@@ -365,6 +365,10 @@ def _(ctx: FigureContext) -> Measurement:
     return _agreement_measurement(ctx, 2)
 
 
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None or not np.isfinite(v) else f"{v:+.3f}"
+
+
 def _boundary_measurement_2x1(ctx: FigureContext) -> Measurement:
     maps, _ = _analysis(ctx, 2)
     pm = maps[ModelKind.RELU_OUTPUT.value]
@@ -382,8 +386,9 @@ def _boundary_measurement_2x1(ctx: FigureContext) -> Measurement:
         measured=m, passed=bool(ok.any()) and med <= BOUNDARY_TOL_DECADES,
         detail=(f"Per r column, the density where the majority class switches to superposition (best step "
                 f"fit) vs s*(r): median |log10(s_emp/s*)| = {med:.3f} decades over {m['columns']} columns "
-                f"(positive = superposition above the curve); median signed offset {m['median_offset_decades_0.5<=r<=2']}"
-                f" decades for 0.5 <= r <= 2 and {m['median_offset_decades_elsewhere']} elsewhere. The theory fixes "
+                f"(positive = superposition above the curve); median signed offset "
+                f"{_fmt(m['median_offset_decades_0.5<=r<=2'])} decades for 0.5 <= r <= 2 and "
+                f"{_fmt(m['median_offset_decades_elsewhere'])} elsewhere. The theory fixes "
                 "b = 0 for represented features; trained models learn b > 0, which favours superposition "
                 "near r = 1."))
 
@@ -550,7 +555,7 @@ def _(ctx: FigureContext) -> Measurement:
         detail=(f"Best step fit of the 'others antipodal' class per r > 1 column: median s_emp = "
                 f"{m['median_s_emp']:.3f} (theory 4/7 = 0.571), median |offset| {med:.3f} decades, slope "
                 f"{slope:+.3f} over {m['columns']} columns. For r < 1 the superposition boundary sits "
-                f"{m['median_offset_decades_r<1']} decades from 4r/(2+5r) (median)."))
+                f"{_fmt(m['median_offset_decades_r<1'])} decades from 4r/(2+5r) (median)."))
 
 
 # --------------------------------------------------------------------------------------------
@@ -570,6 +575,7 @@ def loss_summary(mean_loss: np.ndarray, tail: float = 0.1) -> dict[str, float]:
             "tail_change": float(abs(prev - last) / last)}
 
 
+DENSITY_BANDS = ((0.3, 1.01), (0.05, 0.3), (0.0, 0.05))  # dense, middle, sparse cells
 DECREASE_MIN = 100.0  # "orders of magnitude": at least two
 TAIL_CHANGE_MAX = 0.01  # converged: < 1 % change between the last two tenths of training
 
@@ -584,9 +590,10 @@ def _smooth_log(steps: int, y: np.ndarray, points: int = 300) -> tuple[np.ndarra
 
 @figure("phase_training_loss", section="phase_change",
         title="Mean training loss of the mass-trained phase-diagram models",
-        caption="Training loss averaged over every model of each phase-diagram experiment at every step "
-                "(log-log; drawn as means over log-spaced windows of steps), and the spread across models: "
-                "the 10-90 % band of each model's loss relative to its own final loss, at the logged steps.")
+        caption="Left: training loss averaged over every model of each phase-diagram experiment at every step "
+                "(log-log; drawn as means over log-spaced windows of steps). Right: the same average within "
+                "dense, middle and sparse cells (at the logged steps), relative to its final value: sparse "
+                "cells converge last.")
 def build_training_loss(ctx: FigureContext) -> FigureOutput:
     with plt.rc_context(STYLE):
         return _draw_training_loss(ctx)
@@ -604,20 +611,27 @@ def _draw_training_loss(ctx: FigureContext) -> FigureOutput:
         rows.append(pd.DataFrame({"experiment": name, "panel": "mean_loss", "step": x, "value": v}))
         hist = np.asarray(run.arrays["loss_history"], dtype=float)
         steps = np.asarray(run.arrays["loss_steps"]) + 1
-        rel = hist / np.maximum(hist[-1:], 1e-12)
-        lo, med, hi = np.quantile(rel, [0.1, 0.5, 0.9], axis=1)
-        ax2.fill_between(steps, lo, hi, color=colour, alpha=0.2, lw=0)
-        ax2.plot(steps, med, color=colour)
-        rows += [pd.DataFrame({"experiment": name, "panel": f"relative_{q}", "step": steps, "value": v_})
-                 for q, v_ in (("q10", lo), ("median", med), ("q90", hi))]
+        dens = np.asarray(run.arrays["density"])[:, 0]
+        for (lo, hi), ls in zip(DENSITY_BANDS, ("-", "--", ":")):
+            band = (dens >= lo) & (dens < hi)
+            if band.any():
+                v_ = hist[:, band].mean(1)
+                v_ = v_ / v_[-1]
+                ax2.plot(steps, v_, color=colour, ls=ls)
+                rows.append(pd.DataFrame({"experiment": name, "panel": f"band_{lo:g}_{hi:g}", "step": steps,
+                                          "value": v_}))
         ctx.cache.setdefault("loss", {})[name] = loss_summary(y)
     for a in (ax, ax2):
         a.set_xscale("log")
         a.set_yscale("log")
         a.set_xlabel("training step")
     ax.set_ylabel("mean training loss (mean over features)")
-    ax2.set_ylabel("loss / own final loss")
+    ax2.set_ylabel("band mean loss / its final value")
     ax.legend(frameon=False)
+    from matplotlib.lines import Line2D
+
+    ax2.legend(handles=[Line2D([], [], color=PALETTE["ink"], ls=ls, label=f"density in [{lo:g}, {min(hi, 1):g}]")
+                        for (lo, hi), ls in zip(DENSITY_BANDS, ("-", "--", ":"))], frameon=False)
     fig.tight_layout()
     return FigureOutput(fig, pd.concat(rows, ignore_index=True))
 
