@@ -172,7 +172,8 @@ def test_perturbation_claims_through_the_figure_context():
 
 def _sets_run(name: str, kind: str, W: np.ndarray, dens: list[float]) -> object:
     n = W.shape[-1]
-    return fake_run(name, "relu_output", {"density": dens}, W, feature_sets=[{"kind": kind, "size": 2, "count": n // 2}])
+    sets = [{"kind": kind, "size": 2, "count": n // 2}]
+    return fake_run(name, "relu_output", {"density": dens}, W, feature_sets=sets)
 
 
 SQUARE = np.array([[1.0, 0, -1, 0], [0, 1.0, 0, -1]])  # A1 _|_ A2, B1 = -A1, B2 = -A2

@@ -126,10 +126,12 @@ def test_count_dips():
 
 
 def _intro_ctx(paper: list[np.ndarray], uniform: np.ndarray, tutorial: np.ndarray) -> FigureContext:
+    perturb = {"density": [0.05], "perturbed_density_ratio": [0.5, 1.0]}
     runs = {"intro_pentagon": fake_run("intro_pentagon", "relu_output", {"density": [1.0, 0.2, 0.1]}, np.stack(paper)),
-            "intro_pentagon_tutorial": fake_run("t", "relu_output", {"density": [1.0, 0.01]}, np.stack([DENSE, tutorial])),
-            "pentagon_perturbation": fake_run("p", "relu_output", {"density": [0.05], "perturbed_density_ratio": [0.5, 1.0]},
-                                              np.stack([PAIRS, uniform]), perturbed_feature=0)}
+            "intro_pentagon_tutorial": fake_run("t", "relu_output", {"density": [1.0, 0.01]},
+                                                np.stack([DENSE, tutorial])),
+            "pentagon_perturbation": fake_run("p", "relu_output", perturb, np.stack([PAIRS, uniform]),
+                                              perturbed_feature=0)}
     return ctx_with(S.INTRO, runs)
 
 

@@ -101,7 +101,7 @@ def build(ctx: FigureContext) -> FigureOutput:
     foot = proj * W[:, 0]
     ax.plot([W[0, 1], foot[0]], [W[1, 1], foot[1]], ls=":", color=PALETTE["ink"], lw=0.8)
     ax.plot([0, foot[0]], [0, foot[1]], color=PALETTE["ink"], lw=2.2, alpha=0.5)
-    ax.annotate(f"proj = {proj:+.2f}", foot, xytext=(-0.4, -0.55), fontsize=7, color=PALETTE["ink"])
+    ax.annotate(f"projection\n= {proj:+.2f}", foot, xytext=(-1.3, -0.75), fontsize=7, color=PALETTE["ink"])
     ax.set_title("(a) feature directions")
 
     ax = axes[1]

@@ -161,8 +161,8 @@ def count_dips(counts: Sequence[int]) -> int:
 # Drawing helpers (shared with the other Figures I modules)
 
 
-GRAM_CMAP = "RdBu_r"
-LABEL_MIN_NORM = 0.25  # shorter arrows are drawn but not labelled (their labels would pile up at 0)  # diverging, white at 0 (as the paper's W^T W plots)
+GRAM_CMAP = "RdBu_r"  # diverging, white at 0 (as the paper's W^T W plots)
+LABEL_MIN_NORM = 0.25  # shorter arrows are drawn but not labelled (their labels would pile up at 0)
 
 
 def styled(build: Callable[[FigureContext], FigureOutput]) -> Callable[[FigureContext], FigureOutput]:
@@ -304,7 +304,8 @@ def build_intro(ctx: FigureContext) -> FigureOutput:
         panels.append(("paper", f"{100 * (1 - _densities(paper)[c]):.0f}% sparsity, {importance_label(paper)}", W,
                        _densities(paper)[c]))
     c, W, _ = _uniform_model(uniform)
-    panels.append(("uniform", f"{importance_label(uniform)}, 1-S={_densities(uniform)[c]:.3g}", W, _densities(uniform)[c]))
+    p = _densities(uniform)[c]
+    panels.append(("uniform", f"{importance_label(uniform)}, 1-S={p:.3g}", W, p))
     cells = dict.fromkeys(tutorial.cell(density=p) for p in ctx.option("tutorial_densities", list(TUTORIAL_PANELS)))
     for c in cells:
         p = _densities(tutorial)[c]
@@ -367,7 +368,8 @@ def measure_pentagon(W: np.ndarray, tol_deg: float) -> Measurement:
     D = metrics.dimensionality(W)
     return Measurement(measured={"max_gap_deviation_deg": dev, "gaps_deg": gaps.tolist(), "D": D.tolist()},
                        passed=bool(dev <= tol_deg),
-                       detail=f"{represented(W).size} of 5 represented; norms {np.round(metrics.feature_norms(W), 3).tolist()}")
+                       detail=f"{represented(W).size} of 5 represented; "
+                              f"norms {np.round(metrics.feature_norms(W), 3).tolist()}")
 
 
 def measure_regular_pentagon(W: np.ndarray) -> Measurement:
@@ -625,9 +627,19 @@ def uniform_levels(ctx: FigureContext) -> pd.DataFrame:
     return ctx.cache["levels"]
 
 
+def _reference_line(ax: plt.Axes, y: float, label: str, **line: Any) -> None:
+    """A horizontal reference line labelled just outside the right edge of the axes."""
+    ax.axhline(y, color=PALETTE["theory"], **line)
+    ax.text(1.01, y, label, transform=ax.get_yaxis_transform(), va="center", fontsize=7, color=PALETTE["theory"])
+
+
 def _draw_dstar(ax: plt.Axes, levels: pd.DataFrame) -> None:
     ax.plot(levels["inv_density"], levels["dstar"], "-o", color=PALETTE["ink"], ms=2.5, lw=1.0, zorder=3)
     ax.set_xscale("log")
+    x = levels["inv_density"]
+    ticks = [v for v in (1, 2, 3, 5, 10, 30, 100, 300, 1000) if x.min() <= v <= x.max() * 1.01]
+    ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.set_xlabel("1/(1-S)")
     ax.set_ylim(-0.02, 1.08)
 
@@ -647,8 +659,7 @@ def build_dstar(ctx: FigureContext) -> FigureOutput:
     levels = uniform_levels(ctx)
     fig, ax = new_figure(figsize=(5.0, 3.0))
     for v, lab in ((1.0, "1"), (0.5, "1/2")):
-        ax.axhline(v, ls="--", lw=0.8, color=PALETTE["theory"])
-        ax.text(levels["inv_density"].max() * 1.15, v, lab, va="center", fontsize=7, color=PALETTE["theory"])
+        _reference_line(ax, v, lab, ls="--", lw=0.8)
     _draw_dstar(ax, levels)
     ax.set_ylabel("D* = m / ||W||$_F^2$")
     fig.tight_layout()
@@ -699,14 +710,14 @@ def build_feature_dimensionality(ctx: FigureContext) -> FigureOutput:
     spread = 10 ** (0.035 * ((np.arange(n) * 0.618034) % 1 - 0.5))  # deterministic horizontal spread
     fig, ax = new_figure(figsize=(6.2, 3.8))
     for lab, v in REFERENCE_LINES.items():
-        ax.axhline(v, lw=0.6, ls=":", color=PALETTE["theory"])
-        ax.text(levels["inv_density"].max() * 1.25, v, lab, va="center", fontsize=7, color=PALETTE["theory"])
+        _reference_line(ax, v, lab, ls=":", lw=0.6)
     x = levels["inv_density"].to_numpy()[:, None] * spread[None, :]
     ax.scatter(x.ravel(), D.ravel(), s=2, color=PALETTE["neg"], alpha=0.25, lw=0, zorder=2)
     _draw_dstar(ax, levels)
     ax.set_ylabel("feature dimensionality D$_i$ (line: D*)")
     fig.tight_layout()
-    table = pd.DataFrame({"density": np.repeat(levels["density"].to_numpy(), n), "feature": np.tile(np.arange(n), len(levels)),
+    table = pd.DataFrame({"density": np.repeat(levels["density"].to_numpy(), n),
+                          "feature": np.tile(np.arange(n), len(levels)),
                           "x_plotted": x.ravel(), "D_i": D.ravel()})
     curve = levels[["density", "inv_density", "dstar"]].rename(columns={"inv_density": "x_plotted", "dstar": "D_i"})
     curve["feature"] = -1  # the D* line
@@ -728,7 +739,8 @@ def measure_lines(levels: pd.DataFrame, D: np.ndarray) -> Measurement:
 def measure_sum_d(levels: pd.DataFrame, m: int) -> Measurement:
     ratio = levels["sum_D"].to_numpy() / m
     share = float((np.abs(ratio - 1) <= SUM_D_TOL).mean())
-    return Measurement(measured={"share_within": share, "min_ratio": float(ratio.min()), "max_ratio": float(ratio.max())},
+    return Measurement(measured={"share_within": share, "min_ratio": float(ratio.min()),
+                                 "max_ratio": float(ratio.max())},
                        passed=share >= SUM_D_SHARE,
                        detail=f"sum_i D_i / m at each of {len(ratio)} levels")
 
