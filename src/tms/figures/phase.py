@@ -547,14 +547,22 @@ def _(ctx: FigureContext) -> Measurement:
                            "fewer than two r > 1 columns show a transition; no flat boundary found")
     med = float(np.median(np.abs(off[ok])))
     slope = float(np.polyfit(np.log10(pm.r[cols][ok]), off[ok], 1)[0])
+    # secondary reading (reported, not judged): where any antipodal solution (all three features
+    # represented, classes 2 or 3) begins, i.e. where superposition starts whichever pair forms
+    any_off = boundary_offsets(pm.density, pm.r[cols], np.isin(pm.majority[:, cols], (2, 3)), np.full(len(cols), 4 / 7))
+    aok = np.isfinite(any_off)
     m = {"median_abs_offset_decades": med, "slope": slope, "columns": int(ok.sum()),
          "median_s_emp": float(4 / 7 * 10 ** np.median(off[ok])),
-         "median_offset_decades_r<1": float(np.nanmedian(off_lo)) if np.isfinite(off_lo).any() else None}
+         "median_offset_decades_r<1": float(np.nanmedian(off_lo)) if np.isfinite(off_lo).any() else None,
+         "any_pair_median_s_emp": float(4 / 7 * 10 ** np.median(any_off[aok])) if aok.any() else None,
+         "any_pair_slope": float(np.polyfit(np.log10(pm.r[cols][aok]), any_off[aok], 1)[0]) if aok.sum() > 1 else None}
     return Measurement(
         measured=m, passed=med <= BOUNDARY_TOL_DECADES and abs(slope) <= FLAT_SLOPE_MAX,
         detail=(f"Best step fit of the 'others antipodal' class per r > 1 column: median s_emp = "
                 f"{m['median_s_emp']:.3f} (theory 4/7 = 0.571), median |offset| {med:.3f} decades, slope "
-                f"{slope:+.3f} over {m['columns']} columns. For r < 1 the superposition boundary sits "
+                f"{slope:+.3f} over {m['columns']} columns. Where any antipodal pair starts (classes 'others "
+                f"antipodal' or 'superposition'; not judged): median s_emp {_fmt(m['any_pair_median_s_emp'])}, "
+                f"slope {_fmt(m['any_pair_slope'])}. For r < 1 the superposition boundary sits "
                 f"{_fmt(m['median_offset_decades_r<1'])} decades from 4r/(2+5r) (median)."))
 
 
