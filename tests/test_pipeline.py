@@ -164,3 +164,19 @@ def test_quick_pipeline_end_to_end_is_reproducible(quick_build, tmp_path):
     # nothing left to do: a rerun is a no-op
     out = snakemake("-n", "--cores", "2", "--configfile", str(QUICK), cwd=second)
     assert "Nothing to be done" in out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_quick_build_evaluates_exactly_the_registered_claims(quick_build):
+    """Every figure's claims file holds exactly the claims registered for it, each with a verdict."""
+    from tms.figures import load_all
+    from tms.findings import claims_for
+
+    load_all()
+    cfg = yaml.safe_load(QUICK.read_text())
+    for fid in cfg["figures"]:
+        found = json.loads((quick_build / "results" / "claims" / f"{fid}.json").read_text())
+        assert {c["id"] for c in found} == {c.id for c in claims_for(fid)}, fid
+        assert all(c["verdict"] in ("reproduced", "not reproduced", "inconclusive") for c in found)
+        prov = json.loads((quick_build / "results" / "provenance" / f"{fid}.json").read_text())
+        assert prov["figure"] == fid and prov["config_hash"] and prov["code"]["commit"]
