@@ -229,12 +229,18 @@ def _edges(centres: np.ndarray) -> np.ndarray:
     return np.exp(np.concatenate([[2 * lc[0] - mid[0]], mid, [2 * lc[-1] - mid[-1]]]))
 
 
-def _draw_map(ax: Any, density: np.ndarray, r: np.ndarray, grid: np.ndarray, n_features: int, title: str) -> None:
+def linear_boundary_curves() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The linear model's only boundary: r = 1 at every density."""
+    return [("linear: r = 1", np.array([1.0, 1.0]), np.array(S_RANGE))]
+
+
+def _draw_map(ax: Any, density: np.ndarray, r: np.ndarray, grid: np.ndarray, n_features: int, title: str,
+              curves: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
     K = len(theory.candidate_names(n_features))
     cmap = mcolors.ListedColormap(LABEL_COLOURS[n_features])
     norm = mcolors.BoundaryNorm(np.arange(-1.5, K), cmap.N)
     ax.pcolormesh(_edges(r), _edges(density), grid, cmap=cmap, norm=norm, shading="flat", rasterized=True)
-    for _, rc, sc in boundary_curves(n_features):
+    for _, rc, sc in curves:
         ax.plot(rc, sc, color=PALETTE["ink"], lw=0.8, ls="--")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -274,8 +280,9 @@ def _table(n_features: int, theory_g: np.ndarray, maps: dict[str, PhaseMap], den
         for k, nm in enumerate(names):
             df[f"{tag}_share_{nm.replace(' ', '_').replace(',', '')}"] = pm.fractions[..., k].ravel()
         df[f"{tag}_extra_norm"] = pm.extra_norm.ravel()
+    curves = boundary_curves(n_features) + (linear_boundary_curves() if ModelKind.LINEAR.value in maps else [])
     rows = [pd.DataFrame({"kind": "boundary", "curve": name, "relative_importance": rc, "density": sc})
-            for name, rc, sc in boundary_curves(n_features)]
+            for name, rc, sc in curves]
     return pd.concat([df, *rows], ignore_index=True)
 
 
@@ -290,8 +297,9 @@ def _build_phase(ctx: FigureContext, n_features: int) -> FigureOutput:
             panels.append((kind.value, pm.majority, f"trained {word}\n(majority of {pm.restarts - 1} kept of {pm.restarts})"))
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, len(panels), figsize=(2.45 * len(panels), 2.7), sharey=True)
-        for ax, (_, g, title) in zip(np.atleast_1d(axes), panels):
-            _draw_map(ax, ref.density, ref.r, g, n_features, title)
+        for ax, (tag, g, title) in zip(np.atleast_1d(axes), panels):
+            curves = linear_boundary_curves() if tag == ModelKind.LINEAR.value else boundary_curves(n_features)
+            _draw_map(ax, ref.density, ref.r, g, n_features, title, curves)
         np.atleast_1d(axes)[0].set_ylabel("feature density 1 - S")
         fig.tight_layout(rect=(0, 0.1, 1, 1))
         _legend(fig, n_features)
@@ -324,8 +332,9 @@ PROTOCOL = ("Each cell trains R models (restarts); the highest-loss one is disca
                 "not learned), [0,1] (dedicated) and [1,-1] (superposition; antipodal pair). Middle and "
                 "right: trained ReLU-output and linear models. " + PROTOCOL + " Dashed: the theoretical "
                 "boundaries s* = 4r/(2+5r) (r <= 1), 4/(5+2r) (r >= 1) and r = 1 above the triple point "
-                "s = 4/7. The theory assumes b = 0 for represented features; trained models learn b > 0 "
-                "and superpose slightly above the curve near r = 1.")
+                "s = 4/7 (on the linear panel only r = 1: the linear model keeps the feature with the larger "
+                "importance x variance and never superposes). The theory assumes b = 0 for represented features; "
+                "trained models learn b > 0 and superpose slightly above the curve near r = 1.")
 def build_2x1(ctx: FigureContext) -> FigureOutput:
     return _build_phase(ctx, 2)
 
