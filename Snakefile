@@ -7,6 +7,8 @@
 #
 # Rules live in workflow/rules/; each calls the `tms` command-line interface.
 
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.19")
@@ -15,9 +17,10 @@ min_version("9.19")
 # The default config is the full replication. A --configfile given on the command line replaces it
 # (Snakemake would otherwise deep-merge the two, so a quick run would still train every default
 # experiment); --config KEY=VALUE overrides still apply on top of either.
+# The path is anchored at this file so that `--snakefile <repo>/Snakefile` works from any directory.
 if not workflow.overwrite_configfiles:
 
-    configfile: "workflow/config/default.yaml"
+    configfile: os.path.join(workflow.basedir, "workflow", "config", "default.yaml")
 
 
 report: "workflow/report/workflow.rst"
