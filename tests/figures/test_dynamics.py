@@ -1,17 +1,12 @@
 """Learning-dynamics figures: event detection on synthetic curves, octahedron detection on hand-built
-embeddings, claims on constructed runs, and an end-to-end quick build through Snakemake (slow)."""
+embeddings and claims on constructed runs (the quick build through Snakemake is covered by
+tests/test_pipeline.py)."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-import pytest
 
 from tms.figures import dynamics as dyn
 from tms.figures.base import FigureContext
@@ -19,7 +14,6 @@ from tms.findings import CLAIMS
 from tms.models import ModelKind
 from tms.training import log_steps
 
-REPO = Path(__file__).resolve().parents[2]
 STEPS = log_steps(10_000, 80, include_end=True)
 
 
@@ -215,27 +209,3 @@ def test_geometry_claims_on_good_and_bad_runs():
 
 # --------------------------------------------------------------------------------------------
 # end to end
-
-
-@pytest.mark.slow
-def test_quick_dynamics_figures_build(tmp_path):
-    bin_dir = Path(sys.executable).parent
-    if shutil.which("snakemake", path=str(bin_dir)) is None:
-        pytest.skip("snakemake is not installed in this environment")
-    from tms.figures import load_all
-    from tms.findings import claims_for
-
-    load_all()
-    figures = ["energy_level_jumps", "geometric_transformations"]
-    # targets before --configfile, which takes several values
-    cmd = [str(bin_dir / "snakemake"), *[f"figures/{f}.pdf" for f in figures], "--snakefile", str(REPO / "Snakefile"),
-           "--cores", "2", "--configfile", str(REPO / "workflow/config/quick.yaml")]
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "TMS_NO_PROGRESS": "1", "HOME": str(tmp_path)}
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=1800, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for f in figures:
-        for ext in ("pdf", "png", "csv"):
-            assert (tmp_path / "figures" / f"{f}.{ext}").stat().st_size > 0
-        found = json.loads((tmp_path / "results" / "claims" / f"{f}.json").read_text())
-        assert {c["id"] for c in found} == {c.id for c in claims_for(f)}
-        assert all(c["verdict"] in ("reproduced", "not reproduced", "inconclusive") for c in found)

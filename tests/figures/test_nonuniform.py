@@ -10,7 +10,7 @@ from tms import metrics
 from tms.data import FeatureSets
 from tms.figures import nonuniform as U
 
-from .test_storage import PAIRS, PENTAGON, ctx_with, fake_run, rot, run_quick_figures, verdicts
+from .test_storage import PAIRS, PENTAGON, ctx_with, fake_run, rot, verdicts
 
 
 def _hexagon(order: list[int]) -> np.ndarray:
@@ -257,12 +257,6 @@ def test_dense_pca_measure():
 
 # --------------------------------------------------------------------------------------------
 # end to end on the quick config
-
-
-@pytest.mark.slow
-def test_quick_nonuniform_figures_build(tmp_path):
-    run_quick_figures(tmp_path, ["pentagon_perturbation", "correlated_features", "local_orthogonal_bases",
-                                 "pca_collapse"])
 
 
 def test_metrics_canonicalisation_is_what_the_figures_use():

@@ -1,13 +1,8 @@
-"""Phase-diagram figures: analysis helpers on constructed maps, claims on constructed runs, and an
-end-to-end quick build through Snakemake (slow)."""
+"""Phase-diagram figures: analysis helpers on constructed maps and claims on constructed runs (the
+quick build through Snakemake is covered by tests/test_pipeline.py)."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -19,8 +14,6 @@ from tms.figures import phase
 from tms.figures.base import FigureContext
 from tms.findings import CLAIMS
 from tms.models import ModelKind
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,27 +237,3 @@ def test_loss_summary_numbers():
 
 # --------------------------------------------------------------------------------------------
 # end to end
-
-
-@pytest.mark.slow
-def test_quick_phase_figures_build(tmp_path):
-    bin_dir = Path(sys.executable).parent
-    if shutil.which("snakemake", path=str(bin_dir)) is None:
-        pytest.skip("snakemake is not installed in this environment")
-    from tms.figures import load_all
-    from tms.findings import claims_for
-
-    load_all()
-    figures = ["phase_diagram_2x1", "phase_diagram_3x2", "phase_training_loss"]
-    # targets before --configfile, which takes several values
-    cmd = [str(bin_dir / "snakemake"), *[f"figures/{f}.pdf" for f in figures], "--snakefile", str(REPO / "Snakefile"),
-           "--cores", "2", "--configfile", str(REPO / "workflow/config/quick.yaml")]
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "TMS_NO_PROGRESS": "1", "HOME": str(tmp_path)}
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=1800, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for f in figures:
-        for ext in ("pdf", "png", "csv"):
-            assert (tmp_path / "figures" / f"{f}.{ext}").stat().st_size > 0
-        found = json.loads((tmp_path / "results" / "claims" / f"{f}.json").read_text())
-        assert {c["id"] for c in found} == {c.id for c in claims_for(f)}
-        assert all(c["verdict"] in ("reproduced", "not reproduced", "inconclusive") for c in found)

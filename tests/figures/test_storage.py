@@ -4,10 +4,6 @@ weights, so that every claim is seen both to pass and to fail."""
 from __future__ import annotations
 
 import itertools
-import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -298,39 +294,3 @@ def test_dstar_figures_draw_their_tables():
     out = S.build_feature_dimensionality(ctx)
     assert len(out.table) == 3 * 60 + 3
     out.figure.clf()
-
-
-# --------------------------------------------------------------------------------------------
-# end to end on the quick config
-
-
-STORAGE_FIGURES = ["intro_pentagon", "interference_worked_example", "linear_vs_relu_n20_m5", "linear_vs_relu_n80_m20",
-                   "dstar_stickiness", "feature_dimensionality"]
-
-
-def run_quick_figures(tmp_path: Path, figures: list[str]) -> None:
-    """Build ``figures`` with the quick config in ``tmp_path`` and check outputs and claim ids."""
-    from tms.figures import load_all
-    from tms.findings import claims_for
-
-    load_all()
-    bin_dir = Path(sys.executable).parent
-    # targets before --configfile, which takes every value after it
-    cmd = [str(bin_dir / "snakemake"), *[f"figures/{f}.pdf" for f in figures], "--snakefile", str(REPO / "Snakefile"),
-           "--cores", "2", "--configfile", str(REPO / "workflow/config/quick.yaml")]
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "TMS_NO_PROGRESS": "1", "HOME": str(tmp_path)}
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=1800, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for f in figures:
-        for ext in ("pdf", "png", "csv"):
-            assert (tmp_path / "figures" / f"{f}.{ext}").stat().st_size > 0
-        found = json.loads((tmp_path / "results" / "claims" / f"{f}.json").read_text())
-        assert {c["id"] for c in found} == {c.id for c in claims_for(f)}
-        assert all(c["verdict"] in ("reproduced", "not reproduced", "inconclusive") for c in found)
-
-
-@pytest.mark.slow
-def test_quick_storage_figures_build(tmp_path):
-    if shutil.which("snakemake", path=str(Path(sys.executable).parent)) is None:
-        pytest.skip("snakemake is not installed in this environment")
-    run_quick_figures(tmp_path, STORAGE_FIGURES)
