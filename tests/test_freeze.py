@@ -275,3 +275,30 @@ def test_top_level_citation_names_the_archive(frozen, tmp_path):
     assert cff["identifiers"] == [{"type": "other", "value": f"sha256:{digest}",
                                    "description": f"SHA-256 of the frozen artifact {archive.name}"}]
     assert "identifiers" not in yaml.safe_load(_members(archive)["CITATION.cff"])
+
+
+def test_cite_takes_commit_date_and_config_from_the_archive(frozen, tmp_path, monkeypatch):
+    _, _, archive = frozen
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1800000000")  # a later build date must not leak in
+    monkeypatch.setenv("TMS_CODE_VERSION", "not-the-archive-commit")
+    cff = yaml.safe_load(freeze.cite(archive, tmp_path / "CITATION.cff").read_text())
+    inner = yaml.safe_load(_members(archive)["CITATION.cff"])
+    assert cff["commit"] == inner["commit"] != "not-the-archive-commit"
+    assert cff["date-released"] == inner["date-released"]
+    assert cff["identifiers"][0]["value"] == f"sha256:{hashlib.sha256(archive.read_bytes()).hexdigest()}"
+    config_keyword = [k for k in inner["keywords"] if k.startswith("config:")]
+    assert config_keyword and [k for k in cff["keywords"] if k.startswith("config:")] == config_keyword
+
+
+def test_cite_rejects_a_missing_or_foreign_archive(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no frozen artifact"):
+        freeze.cite(tmp_path / "none.tar.gz", tmp_path / "CITATION.cff")
+    foreign = tmp_path / "foreign.tar.gz"
+    with tarfile.open(foreign, "w:gz") as tar:
+        data = b"hello"
+        info = tarfile.TarInfo("x/readme.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(ValueError, match="not a frozen artifact"):
+        freeze.cite(foreign, tmp_path / "CITATION.cff")
+    assert not (tmp_path / "CITATION.cff").exists()

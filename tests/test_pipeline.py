@@ -119,7 +119,10 @@ def test_interrupted_training_leaves_nothing_complete_and_is_redone(tmp_path):
     cmd = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), "results/tiny/run.npz", "--cores", "1",
            "--configfile", str(cfg)]
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "TMS_NO_PROGRESS": "1"}
+    # SIGINT back to its default in the child: a test run started in the background (`pytest &`
+    # in a script) inherits SIGINT ignored, and Snakemake would then never see the Ctrl-C
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log = tmp_path / "logs/train/tiny.log"
     deadline = time.time() + 180

@@ -39,5 +39,5 @@ def test_summary_rows_count_verdicts_and_times(tmp_path):
     assert r["intro_pentagon"]["reproduced"] == 2 and r["intro_pentagon"]["not_reproduced"] == 1
     assert r["intro_pentagon"]["train_s"] == 15.0 and r["intro_pentagon"]["plot_s"] == 3.0
     md = summary.markdown(rows)
-    assert "| `intro_pentagon` | Introduction |" in md and "2/3 (1 not reproduced)" in md
+    assert "| `intro_pentagon` | Introduction | `figure` ← `train` ×2 |" in md and "2/3 (1 not reproduced)" in md
     assert "(analytic)" in md

@@ -7,6 +7,7 @@
     tms findings --config CONFIG              merge every figure's claims -> results/findings.json
     tms report                                render FINDINGS.tex/.pdf/.html
     tms freeze                                write the frozen, citable artifact
+    tms cite ARCHIVE                          the top-level CITATION.cff naming a frozen artifact
     tms verify ARCHIVE [--build FINDINGS]     check an artifact's manifest (and a rebuild against it)
     tms summary                               the README's figure table from a build
     tms timings                               wall time and peak memory per rule (benchmark files)
@@ -189,6 +190,13 @@ def cmd_freeze(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cite(args: argparse.Namespace) -> int:
+    from tms import freeze
+
+    print(freeze.cite(Path(args.archive), Path(args.out)))
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from tms import freeze
 
@@ -277,6 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", required=True)
     s.add_argument("--out", default="report/frozen")
     s.set_defaults(func=cmd_freeze)
+
+    s = sub.add_parser("cite", help="write the top-level CITATION.cff naming a frozen artifact and its SHA-256")
+    s.add_argument("archive")
+    s.add_argument("--out", default="CITATION.cff")
+    s.set_defaults(func=cmd_cite)
 
     s = sub.add_parser("verify", help="verify a frozen artifact (and a rebuild against it)")
     s.add_argument("archive")

@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import tarfile
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,29 @@ def citation(cfg: dict[str, Any], epoch: int, code: dict[str, Any], archive: Pat
         archive_name=archive.name if archive else "",
         archive_sha256=hashlib.sha256(archive.read_bytes()).hexdigest() if archive else "",
     )
+
+
+def cite(archive: Path, out: Path) -> Path:
+    """Write the repository's top-level CITATION.cff for a frozen ``archive``: the archive's own
+    config, commit and date, plus the archive's name and SHA-256."""
+    archive = Path(archive)
+    if not archive.is_file():
+        raise FileNotFoundError(f"no frozen artifact at {archive}")
+    with tarfile.open(archive, "r:gz") as tar:
+        inner = {}
+        for member in tar.getmembers():
+            parts = member.name.split("/")
+            if member.isfile() and len(parts) == 2 and parts[1] == "CITATION.cff":
+                inner["citation"] = yaml.safe_load(tar.extractfile(member).read())
+            elif member.isfile() and len(parts) == 3 and parts[1] == "config" and parts[2].endswith(".yaml"):
+                inner["config"] = yaml.safe_load(tar.extractfile(member).read())
+    missing = {"citation", "config"} - set(inner)
+    if missing:
+        raise ValueError(f"{archive} is not a frozen artifact: it has no {' or '.join(sorted(missing))}")
+    released = datetime.strptime(str(inner["citation"]["date-released"]), "%Y-%m-%d").replace(tzinfo=timezone.utc)
+    code = {"commit": inner["citation"].get("commit", "unknown")}
+    atomic_write_text(out, citation(inner["config"], int(released.timestamp()), code, archive))
+    return Path(out)
 
 
 def write_citation(config_path: Path, out: Path, archive: Path | None = None) -> Path:

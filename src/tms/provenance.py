@@ -22,6 +22,10 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+# Paths under version control that the pipeline itself writes (relative to the repository root).
+BUILD_OUTPUTS_IN_GIT = ("report/frozen", "CITATION.cff")
+
+
 @lru_cache(maxsize=1)
 def code_version(root: str | None = None) -> dict[str, Any]:
     """Git commit of the working tree and whether it had uncommitted changes.
@@ -34,7 +38,10 @@ def code_version(root: str | None = None) -> dict[str, Any]:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
                                 check=True, timeout=10).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+        # the committed frozen artifact and its CITATION.cff are outputs of a build, not code: a
+        # rebuild that rewrites them must not mark its own provenance dirty
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                 *(f":(exclude){p}" for p in BUILD_OUTPUTS_IN_GIT)], cwd=cwd,
                                 capture_output=True, text=True, check=True, timeout=10).stdout
         return {"commit": commit, "dirty": bool(status.strip()), "source": "git"}
     except (OSError, subprocess.SubprocessError):

@@ -45,8 +45,8 @@ def figure_rows(config_path: Path, findings_path: Path, benchmarks: Path) -> lis
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    head = ("| figure id (target) | paper section | config key | claims reproduced | training (s) | plotting (s) |\n"
-            "| --- | --- | --- | --- | ---: | ---: |\n")
+    head = ("| figure id (target) | paper section | rules | config keys | claims reproduced | training (s) | plotting (s) |\n"
+            "| --- | --- | --- | --- | --- | ---: | ---: |\n")
     body = ""
     for r in rows:
         exps = ", ".join(f"`experiments.{e}`" for e in r["experiments"]) or "(analytic)"
@@ -55,6 +55,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             claims += f" ({r['not_reproduced']} not reproduced)"
         if r["inconclusive"]:
             claims += f" ({r['inconclusive']} inconclusive)"
-        body += (f"| `{r['id']}` | {r['section']} | `figures.{r['id']}`; {exps} | {claims} | "
+        k = len(r["experiments"])
+        rules = "`figure`" + (f" ← `train` ×{k}" if k > 1 else " ← `train`" if k else "")
+        body += (f"| `{r['id']}` | {r['section']} | {rules} | `figures.{r['id']}`; {exps} | {claims} | "
                  f"{r['train_s']:.0f} | {r['plot_s']:.0f} |\n")
     return head + body
