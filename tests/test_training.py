@@ -99,6 +99,27 @@ def test_compiled_step_matches_eager(kind):
         np.testing.assert_allclose(eager.params[k], compiled.params[k], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind, N, n, m", [  # (300, 3, 2): the instance-last (tiny) layout; (5, 6, 3): instance-first
+    (ModelKind.RELU_OUTPUT, 300, 3, 2), (ModelKind.COMPUTATION, 300, 3, 2), (ModelKind.RELU_HIDDEN, 5, 6, 3)])
+def test_compiled_evaluation_matches_eager(kind, N, n, m):
+    sets = FeatureSets.independent(n) if n < 6 else FeatureSets.parse([{"kind": "correlated", "size": 3, "count": 2}], n)
+    prob = _problem(kind=kind, N=N, n=n, m=m, l1=torch.linspace(0, 0.05, N), sets=sets)
+    assert training.use_tiny_layout(kind, n, m, N) == (N == 300)
+    p = models.init_params(kind, n, m, prob.keys)
+    p["b"] = 0.1 * rng.normal(prob.keys, 5, (n,))
+    eager = training.evaluate(prob, p, 200, batch=64, compile_=False)  # 4 batches, the last one short
+    compiled = training.evaluate(prob, p, 200, batch=64, compile_=True)
+    np.testing.assert_allclose(compiled, eager, rtol=2e-5, atol=1e-8)
+
+
+def test_should_compile_eval_heuristic():
+    dev = torch.device("cpu")
+    assert training.should_compile_eval(100_000, 16_384, 64, 2, 1, dev)  # a phase diagram
+    assert not training.should_compile_eval(350, 16_384, 128, 10, 5, dev)
+    assert training.should_compile_eval(1, 10, 10, 2, 1, dev, requested=True)
+    assert not training.should_compile_eval(100_000, 16_384, 64, 2, 1, dev, requested=False)
+
+
 # ---- outputs ----------------------------------------------------------------------------------
 
 

@@ -424,24 +424,76 @@ class _Progress:
             self.bar.close()
 
 
+_EVAL_CACHE: dict[tuple, Callable] = {}
+
+
+def _eval_step(kind: ModelKind, sets: FeatureSets, b: int, n: int, tiny: bool, use_l1: bool) -> Callable:
+    """The compiled loss of one evaluation batch: drawing, forward pass and loss fused (the
+    gradient half of the shared loss function is dead code here and compiled away)."""
+    key = (kind, sets, b, n, tiny, use_l1)
+    if key not in _EVAL_CACHE:
+        signed = kind.signed_inputs
+
+        def loss_fn(params, s, dens, inv_dens, imp, l1):
+            x = data_mod.sample(rng.uniform_from_stream(s, (b, n)), dens, sets, signed, inv_dens)
+            if tiny:
+                return loss_and_grads_tiny(kind, params, x.permute(1, 2, 0), imp, l1 if use_l1 else None)[0]
+            return loss_and_grads(kind, params, x, imp, l1 if use_l1 else None)[0]
+
+        _EVAL_CACHE[key] = torch.compile(loss_fn, fullgraph=True, dynamic=False)
+    return _EVAL_CACHE[key]
+
+
+def should_compile_eval(n_instances: int, examples: int, batch: int, n: int, m: int, device: torch.device,
+                        requested: bool | str = "auto") -> bool:
+    """Whether compiling the evaluation pays for itself (the eager draw costs most of it)."""
+    if requested != "auto":
+        return bool(requested)
+    if device.type == "cuda":
+        return True
+    batches = math.ceil(examples / batch)
+    eager = batches * (EAGER_STEP_S + n_instances * batch * (n + m) * EAGER_ELEMENT_S)
+    return eager > 2 * COMPILE_COST_S
+
+
 def evaluate(problem: Problem, params: dict[str, torch.Tensor], examples: int, batch: int = 1024,
-             device: torch.device | None = None) -> np.ndarray:
+             device: torch.device | None = None, compile_: bool | str = "auto") -> np.ndarray:
     """Loss of every instance on ``examples`` fresh examples (a stream no training step uses).
 
     Instances that share an evaluation key (the restarts of one cell) are scored on the same
-    examples, so selecting the lowest loss compares models, not samples.
+    examples, so selecting the lowest loss compares models, not samples. Large evaluations (the
+    phase diagrams' 100,000 models) run as one compiled kernel per batch; the draws are the same.
     """
     device = device or params[next(iter(params))].device
     keys = problem.eval_keys.to(device)
     dens = problem.density.to(device)
     imp = problem.importance.to(device)[:, None, :]
-    total = torch.zeros(problem.n_instances, dtype=torch.float64, device=device)
+    N, n, m, kind = problem.n_instances, problem.n, problem.m, problem.kind
+    total = torch.zeros(N, dtype=torch.float64, device=device)
+    compiled = should_compile_eval(N, examples, batch, n, m, device, compile_)
+    if compiled:
+        tiny = use_tiny_layout(kind, n, m, N)
+        use_l1 = bool((problem.l1 > 0).any())
+        if tiny:
+            plist = [params[k].permute(*range(1, params[k].dim()), 0).contiguous() for k in kind.param_names]
+            imp_arg = imp[:, 0, :].t().contiguous()
+        else:
+            plist = [params[k].contiguous() for k in kind.param_names]
+            imp_arg = imp.contiguous()
+        dens3 = dens.view(N, 1, -1).contiguous()
+        inv3 = torch.reciprocal(dens3)
+        l1 = problem.l1.to(device)
     done, j = 0, 0
     with torch.no_grad():
         while done < examples:
             b = min(batch, examples - done)
-            x = data_mod.draw(keys, rng.EVAL_COUNTER + j, b, dens, problem.sets, problem.kind.signed_inputs)
-            total += _loss_with_l1(problem, params, x, imp).double() * b
+            if compiled:
+                s = rng.stream_keys(keys, rng.EVAL_COUNTER + j)
+                loss = _eval_step(kind, problem.sets, b, n, tiny, use_l1)(plist, s, dens3, inv3, imp_arg, l1)
+            else:
+                x = data_mod.draw(keys, rng.EVAL_COUNTER + j, b, dens, problem.sets, kind.signed_inputs)
+                loss = _loss_with_l1(problem, params, x, imp)
+            total += loss.double() * b
             done += b
             j += 1
     return (total / examples).cpu().numpy()
@@ -543,7 +595,8 @@ def train(problem: Problem, spec: TrainSpec) -> TrainResult:
         progress.close()
     params_np = {k: np.concatenate(v, axis=0) for k, v in final.items()}
     eval_params = {k: torch.from_numpy(v).to(device) for k, v in params_np.items()}
-    final_loss = evaluate(problem, eval_params, spec.eval_batch, batch=min(B, 4096), device=device)
+    final_loss = evaluate(problem, eval_params, spec.eval_batch, batch=min(B, 4096), device=device,
+                          compile_=spec.compile)
     bad = ~np.isfinite(final_loss)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
