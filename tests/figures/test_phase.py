@@ -199,7 +199,22 @@ def test_phase_figure_table_holds_every_cell_and_the_boundaries():
     assert len(cells) == 144
     assert (cells.theory == cells.relu_output_majority).all()
     assert set(out.table.kind) == {"cell", "boundary"}
+    assert set(cells.grid) == {"relu+lin"}
     assert len(out.figure.axes) == 3
+
+
+def test_phase_figure_with_a_finer_relu_grid_than_the_linear_one():
+    """phase_1m.yaml trains only the ReLU map finer: each map is drawn and tabulated on its own grid."""
+    ctx = ctx_with("phase_diagram_2x1", [fake_run("relu", "relu_output", 2, 12, theory_label(2), restarts=2),
+                                         fake_run("lin", "linear", 2, 5, linear_label, restarts=2)])
+    out = phase.build_2x1(ctx)
+    cells = out.table[out.table.kind == "cell"]
+    relu, lin = cells[cells.grid == "relu"], cells[cells.grid == "lin"]
+    assert len(relu) == 144 and len(lin) == 25
+    assert relu.linear_majority.isna().all() and lin.relu_output_majority.isna().all()
+    assert (relu.theory == relu.relu_output_majority).all()
+    assert len(out.figure.axes) == 3
+    assert verdicts("phase_diagram_2x1", ctx)  # the claims evaluate on mismatched grids too
 
 
 # --------------------------------------------------------------------------------------------

@@ -265,45 +265,55 @@ def plt_line() -> Any:
     return Line2D([], [], color=PALETTE["ink"], lw=0.8, ls="--", label="theoretical boundary")
 
 
-def _table(n_features: int, theory_g: np.ndarray, maps: dict[str, PhaseMap], density: np.ndarray,
-           r: np.ndarray) -> pd.DataFrame:
+def _table(n_features: int, maps: dict[str, PhaseMap]) -> pd.DataFrame:
     """One row per cell (theory, every map's majority/selected class and vote shares) plus the
-    boundary polylines drawn (rows with ``kind = boundary``)."""
+    boundary polylines drawn (rows with ``kind = boundary``). Maps on the same (density x r) grid
+    share rows; a map on another grid (the 1,000,000-model override trains only the ReLU map
+    finer) gets rows of its own, with ``grid`` naming the experiment whose grid they are."""
     names = ("none",) + theory.candidate_names(n_features)
-    ss, rr = np.meshgrid(density, r, indexing="ij")
-    df = pd.DataFrame({"kind": "cell", "density": ss.ravel(), "relative_importance": rr.ravel(),
-                       "theory": theory_grid(n_features, density, r).ravel()})
-    df["near_boundary"] = near_boundary(theory_g).ravel()
+    groups: dict[tuple, list[tuple[str, PhaseMap]]] = {}
     for tag, pm in maps.items():
-        df[f"{tag}_majority"] = pm.majority.ravel()
-        df[f"{tag}_selected"] = pm.selected.ravel()
-        for k, nm in enumerate(names):
-            df[f"{tag}_share_{nm.replace(' ', '_').replace(',', '')}"] = pm.fractions[..., k].ravel()
-        df[f"{tag}_extra_norm"] = pm.extra_norm.ravel()
+        groups.setdefault((pm.density.tobytes(), pm.r.tobytes()), []).append((tag, pm))
+    frames = []
+    for members in groups.values():
+        first = members[0][1]
+        ss, rr = np.meshgrid(first.density, first.r, indexing="ij")
+        th = theory_grid(n_features, first.density, first.r)
+        df = pd.DataFrame({"kind": "cell", "grid": "+".join(pm.name for _, pm in members), "density": ss.ravel(),
+                           "relative_importance": rr.ravel(), "theory": th.ravel(),
+                           "near_boundary": near_boundary(th).ravel()})
+        for tag, pm in members:
+            df[f"{tag}_majority"] = pm.majority.ravel()
+            df[f"{tag}_selected"] = pm.selected.ravel()
+            for k, nm in enumerate(names):
+                df[f"{tag}_share_{nm.replace(' ', '_').replace(',', '')}"] = pm.fractions[..., k].ravel()
+            df[f"{tag}_extra_norm"] = pm.extra_norm.ravel()
+        frames.append(df)
     curves = boundary_curves(n_features) + (linear_boundary_curves() if ModelKind.LINEAR.value in maps else [])
     rows = [pd.DataFrame({"kind": "boundary", "curve": name, "relative_importance": rc, "density": sc})
             for name, rc, sc in curves]
-    return pd.concat([df, *rows], ignore_index=True)
+    return pd.concat([*frames, *rows], ignore_index=True)
 
 
 def _build_phase(ctx: FigureContext, n_features: int) -> FigureOutput:
     maps, th = _analysis(ctx, n_features)
     ref = maps[ModelKind.RELU_OUTPUT.value]
-    panels = [("theory", th, "closed-form theory")]
+    panels = [("theory", th, "closed-form theory", ref)]
     for kind in (ModelKind.RELU_OUTPUT, ModelKind.LINEAR):
         if kind.value in maps:
             pm = maps[kind.value]
             word = "ReLU output" if kind is ModelKind.RELU_OUTPUT else "linear"
-            panels.append((kind.value, pm.majority, f"trained {word}\n(majority of {pm.restarts - 1} kept of {pm.restarts})"))
+            panels.append((kind.value, pm.majority, f"trained {word}\n(majority of {pm.restarts - 1} kept of {pm.restarts})",
+                           pm))
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, len(panels), figsize=(2.45 * len(panels), 2.7), sharey=True)
-        for ax, (tag, g, title) in zip(np.atleast_1d(axes), panels):
+        for ax, (tag, g, title, grid) in zip(np.atleast_1d(axes), panels):  # each map on its own grid
             curves = linear_boundary_curves() if tag == ModelKind.LINEAR.value else boundary_curves(n_features)
-            _draw_map(ax, ref.density, ref.r, g, n_features, title, curves)
+            _draw_map(ax, grid.density, grid.r, g, n_features, title, curves)
         np.atleast_1d(axes)[0].set_ylabel("feature density 1 - S")
         fig.tight_layout(rect=(0, 0.1, 1, 1))
         _legend(fig, n_features)
-    return FigureOutput(fig, _table(n_features, th, maps, ref.density, ref.r))
+    return FigureOutput(fig, _table(n_features, maps))
 
 
 def _analysis(ctx: FigureContext, n_features: int) -> tuple[dict[str, PhaseMap], np.ndarray]:
