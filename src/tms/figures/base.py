@@ -15,6 +15,7 @@ claim can reuse what the build computed through ``ctx.cache``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -55,8 +56,15 @@ def figure(id: str, *, section: str, title: str, caption: str) -> Callable:
     def deco(fn: Callable[["FigureContext"], FigureOutput]) -> Callable:
         if id in FIGURES:
             raise ValueError(f"figure {id} is registered twice")
-        FIGURES[id] = FigureSpec(id, section, title, caption, fn, fn.__module__)
-        return fn
+
+        # the whole build runs under the shared style, so text added after the axes exist gets it too
+        @functools.wraps(fn)
+        def build(ctx: "FigureContext") -> FigureOutput:
+            with plt.rc_context(STYLE):
+                return fn(ctx)
+
+        FIGURES[id] = FigureSpec(id, section, title, caption, build, fn.__module__)
+        return build
 
     return deco
 
@@ -126,13 +134,10 @@ STYLE = {
 
 
 def new_figure(*args: Any, **kwargs: Any):
-    """``plt.subplots`` under the shared style."""
+    """``plt.subplots`` under the shared style (registered builds run under it already; this serves
+    figures drawn outside the registry)."""
     with plt.rc_context(STYLE):
         return plt.subplots(*args, **kwargs)
-
-
-def apply_style() -> None:
-    plt.rcParams.update(STYLE)
 
 
 def save(out: FigureOutput, stem: str | Path) -> list[Path]:
@@ -146,7 +151,8 @@ def save(out: FigureOutput, stem: str | Path) -> list[Path]:
         ("png", {"metadata": {"Software": None}}),
     ):
         target = stem.with_suffix(f".{ext}")
-        with atomic_path(target) as tmp:
+        # STYLE's save settings (savefig.dpi, pdf.fonttype, svg.hashsalt) apply when saving, too
+        with atomic_path(target) as tmp, plt.rc_context(STYLE):
             out.figure.savefig(tmp, format=ext, bbox_inches="tight", **kwargs)
         paths.append(target)
     target = stem.with_suffix(".csv")

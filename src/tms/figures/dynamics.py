@@ -30,7 +30,7 @@ import torch
 
 from tms import data as data_mod
 from tms import metrics, models, rng
-from tms.figures.base import PALETTE, STYLE, FigureContext, FigureOutput, figure
+from tms.figures.base import PALETTE, FigureContext, FigureOutput, figure
 from tms.findings import Measurement, claim
 
 # detection rules (see the module docstring)
@@ -306,29 +306,28 @@ def build_energy(ctx: FigureContext) -> FigureOutput:
     an = _energy_analysis(ctx)
     r: RunEvents = an["shown"]
     x = np.maximum(r.steps, 1)
-    with plt.rc_context(STYLE):
-        fig, (ax, ax2) = plt.subplots(2, 1, figsize=(6.0, 4.2), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
-        keep = np.flatnonzero(r.D[-1] > 0.05)
-        cmap = plt.get_cmap("viridis")
-        for k, i in enumerate(keep):
-            ax.plot(x, r.D[:, i], color=cmap(k / max(len(keep) - 1, 1)), lw=0.7, alpha=0.8)
-        for lev in (0.5, 1.0):
-            ax.axhline(lev, color=PALETTE["grid"], lw=0.6, zorder=0)
-        for s, e, _ in r.events:
-            ax.axvspan(x[s], x[e], ymin=0.96, ymax=1.0, color=PALETTE["ink"], lw=0)
-        ax2.plot(x, r.loss, color=PALETTE["relu"])
-        for d in r.drops:
-            for a in (ax, ax2):
-                a.axvspan(x[d.start], x[d.end], color="#999999", alpha=0.25, lw=0)
-        ax.set_ylabel("feature dimensionality D_i")
-        ax.set_ylim(-0.02, 1.05)
-        ax2.set_ylabel("loss")
-        ax2.set_yscale("log")
-        ax2.set_xscale("log")
-        ax2.set_xlabel("training step")
-        ax.set_title(f"density {r.density:.3g}: {len(r.events)} jump events, {sum(r.aligned)} with a loss drop; "
-                     f"{len(r.drops)} drops")
-        fig.tight_layout()
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(6.0, 4.2), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    keep = np.flatnonzero(r.D[-1] > 0.05)
+    cmap = plt.get_cmap("viridis")
+    for k, i in enumerate(keep):
+        ax.plot(x, r.D[:, i], color=cmap(k / max(len(keep) - 1, 1)), lw=0.7, alpha=0.8)
+    for lev in (0.5, 1.0):
+        ax.axhline(lev, color=PALETTE["grid"], lw=0.6, zorder=0)
+    for s, e, _ in r.events:
+        ax.axvspan(x[s], x[e], ymin=0.96, ymax=1.0, color=PALETTE["ink"], lw=0)
+    ax2.plot(x, r.loss, color=PALETTE["relu"])
+    for d in r.drops:
+        for a in (ax, ax2):
+            a.axvspan(x[d.start], x[d.end], color="#999999", alpha=0.25, lw=0)
+    ax.set_ylabel("feature dimensionality D_i")
+    ax.set_ylim(-0.02, 1.05)
+    ax2.set_ylabel("loss")
+    ax2.set_yscale("log")
+    ax2.set_xscale("log")
+    ax2.set_xlabel("training step")
+    ax.set_title(f"density {r.density:.3g}: {len(r.events)} jump events, {sum(r.aligned)} with a loss drop; "
+                 f"{len(r.drops)} drops")
+    fig.tight_layout()
     rows = [pd.DataFrame({"series": f"D_{i}", "step": r.steps, "value": r.D[:, i]}) for i in keep]
     rows.append(pd.DataFrame({"series": "loss", "step": r.steps, "value": r.loss}))
     rows.append(pd.DataFrame({"series": "drop_start_end", "step": [r.steps[v] for d in r.drops for v in (d.start, d.end)],
@@ -481,37 +480,36 @@ def build_geometry(ctx: FigureContext) -> FigureOutput:
     W = run.snapshots("W")[:, o["instance"]]
     x = np.maximum(steps, 1)
     letters = "ABCDEFGHIJ"
-    with plt.rc_context(STYLE):
-        fig = plt.figure(figsize=(1.6 * max(len(stages), 4), 4.0))
-        gs = fig.add_gridspec(2, len(stages), height_ratios=[1, 1.3])
-        ax = fig.add_subplot(gs[0, :])
-        ax.plot(x, o["loss"], color=PALETTE["relu"])
-        for d in o["drops"]:
-            ax.axvspan(x[d.start], x[d.end], color="#999999", alpha=0.25, lw=0)
-        for k, s in enumerate(stages):
-            ax.annotate(letters[k], (x[s], o["loss"][s]), textcoords="offset points", xytext=(0, 6),
-                        ha="center", fontsize=8, color=PALETTE["ink"])
-            ax.plot(x[s], o["loss"][s], "o", ms=3, color=PALETTE["ink"])
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("training step")
-        ax.set_ylabel("loss")
-        lim = float(np.abs(W[stages]).max()) * 1.05
-        for k, s in enumerate(stages):
-            a3 = fig.add_subplot(gs[1, k], projection="3d")
-            for i in range(W.shape[2]):
-                c = PALETTE["pos"] if sets[i] == 0 else PALETTE["neg"]
-                v = W[s, :, i]
-                a3.plot([0, v[0]], [0, v[1]], [0, v[2]], color=c, lw=1.0)
-                a3.scatter([v[0]], [v[1]], [v[2]], color=c, s=6)
-            a3.set_xlim(-lim, lim)
-            a3.set_ylim(-lim, lim)
-            a3.set_zlim(-lim, lim)
-            a3.set_xticks([])
-            a3.set_yticks([])
-            a3.set_zticks([])
-            a3.set_title(f"{letters[k]}: step {int(steps[s])}", fontsize=7)
-        fig.subplots_adjust(hspace=0.35)
+    fig = plt.figure(figsize=(1.6 * max(len(stages), 4), 4.0))
+    gs = fig.add_gridspec(2, len(stages), height_ratios=[1, 1.3])
+    ax = fig.add_subplot(gs[0, :])
+    ax.plot(x, o["loss"], color=PALETTE["relu"])
+    for d in o["drops"]:
+        ax.axvspan(x[d.start], x[d.end], color="#999999", alpha=0.25, lw=0)
+    for k, s in enumerate(stages):
+        ax.annotate(letters[k], (x[s], o["loss"][s]), textcoords="offset points", xytext=(0, 6),
+                    ha="center", fontsize=8, color=PALETTE["ink"])
+        ax.plot(x[s], o["loss"][s], "o", ms=3, color=PALETTE["ink"])
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("loss")
+    lim = float(np.abs(W[stages]).max()) * 1.05
+    for k, s in enumerate(stages):
+        a3 = fig.add_subplot(gs[1, k], projection="3d")
+        for i in range(W.shape[2]):
+            c = PALETTE["pos"] if sets[i] == 0 else PALETTE["neg"]
+            v = W[s, :, i]
+            a3.plot([0, v[0]], [0, v[1]], [0, v[2]], color=c, lw=1.0)
+            a3.scatter([v[0]], [v[1]], [v[2]], color=c, s=6)
+        a3.set_xlim(-lim, lim)
+        a3.set_ylim(-lim, lim)
+        a3.set_zlim(-lim, lim)
+        a3.set_xticks([])
+        a3.set_yticks([])
+        a3.set_zticks([])
+        a3.set_title(f"{letters[k]}: step {int(steps[s])}", fontsize=7)
+    fig.subplots_adjust(hspace=0.35)
     rows = [pd.DataFrame({"series": "loss", "stage": "", "step": steps, "feature": -1, "x": o["loss"],
                           "y": np.nan, "z": np.nan})]
     for k, s in enumerate(stages):

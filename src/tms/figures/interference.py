@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from tms.figures.base import PALETTE, FigureContext, FigureOutput, figure, new_figure
-from tms.figures.storage import draw_arrows_2d, styled
+from tms.figures.storage import draw_arrows_2d
 from tms.findings import Measurement, claim
 
 FIGURE = "interference_worked_example"
@@ -82,7 +82,6 @@ def _example(ctx: FigureContext) -> tuple[np.ndarray, np.ndarray]:
         "the ReLU read-out is exact: negative interference is free."
     ),
 )
-@styled
 def build(ctx: FigureContext) -> FigureOutput:
     W, x = _example(ctx)
     k = W.shape[1]

@@ -31,7 +31,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from tms import metrics
-from tms.figures.base import PALETTE, SUPERPOSITION_CMAP, FigureContext, FigureOutput, apply_style, figure, new_figure
+from tms.figures.base import PALETTE, SUPERPOSITION_CMAP, FigureContext, FigureOutput, figure, new_figure
 from tms.findings import Measurement, claim
 
 SUPERPOSITION_NORM = mcolors.Normalize(0.0, 1.0, clip=True)
@@ -155,7 +155,6 @@ def _pb(ctx: FigureContext) -> PBAnalysis:
                 "(sum_j (W_i_hat . W_j)^2, dark = none), neurons tinted monosemantic (blue) or polysemantic "
                 "(orange). Neurons ordered monosemantic first, each group by its strongest feature.")
 def build_privileged_basis(ctx: FigureContext) -> FigureOutput:
-    apply_style()  # text added after new_figure() must use the shared style too
     an = _pb(ctx)
     C, m, n = an.W.shape
     fig, axes = new_figure(2, C, figsize=(1.05 * C + 0.8, 3.6), squeeze=False, constrained_layout=True,
@@ -333,7 +332,6 @@ def _abs_small(ctx: FigureContext) -> AbsSmallAnalysis:
                 "active, against |x| (dashed): every feature has a ReLU(x) and a ReLU(-x) neuron whose outputs "
                 "W2 adds.")
 def build_abs_small(ctx: FigureContext) -> FigureOutput:
-    apply_style()  # text added after new_figure() must use the shared style too
     an = _abs_small(ctx)
     n, m = an.W2.shape
     fig, axes = new_figure(1, 3, figsize=(7.2, 2.3), constrained_layout=True,
@@ -478,7 +476,6 @@ def _abs_super(ctx: FigureContext) -> AbsSuperAnalysis:
                 "neurons omitted, weights below 0.02 not drawn; neurons sorted by the importance of their "
                 "strongest feature.")
 def build_abs_super(ctx: FigureContext) -> FigureOutput:
-    apply_style()  # text added after new_figure() must use the shared style too
     an = _abs_super(ctx)
     dens = an.cells["density"].to_numpy()
     C = len(dens)
@@ -698,7 +695,6 @@ def _motif(ctx: FigureContext) -> MotifAnalysis:
                 "against x_a (only feature a active) with and without the inhibiting neuron, and the target |x_b| = 0. "
                 "(c) Fraction of restarts showing the motif at each sparsity (filled: the lowest-loss model has it).")
 def build_motif(ctx: FigureContext) -> FigureOutput:
-    apply_style()  # text added after new_figure() must use the shared style too
     an = _motif(ctx)
     fig, axes = new_figure(1, 3, figsize=(7.2, 2.5), constrained_layout=True, gridspec_kw={"width_ratios": [1.6, 1, 1]})
     R1, R2, counts = computation_neurons(an.W1[None], an.W2[None])

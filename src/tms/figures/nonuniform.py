@@ -37,7 +37,7 @@ from tms import metrics, models, rng
 from tms.data import FeatureSets
 from tms.figures.base import PALETTE, FigureContext, FigureOutput, figure, new_figure
 from tms.figures.storage import (ANTIPODAL_COS, GRAM_CMAP, NOT_EMBEDDED, ORTHOGONAL_COS, antipodal_pairs,
-                                 angular_gaps, cosines, count_dips, draw_arrows_2d, represented, styled)
+                                 angular_gaps, cosines, count_dips, draw_arrows_2d, represented)
 from tms.findings import Measurement, claim
 
 PHASE_RATIO_RANGE = (1 / 3.125, 1 / 2.0)
@@ -246,7 +246,6 @@ def loss_curves(df: pd.DataFrame) -> pd.DataFrame:
         "(d) Pentagon minus digon loss: the phase change is where it crosses zero."
     ),
 )
-@styled
 def build_perturbation(ctx: FigureContext) -> FigureOutput:
     df = perturbation_table(ctx)
     run = ctx.cache["perturb_run"]
@@ -466,7 +465,6 @@ def _restarts_by_loss(run: Any, cell: int) -> np.ndarray:
         "set; label: set letter and member."
     ),
 )
-@styled
 def build_correlated(ctx: FigureContext) -> FigureOutput:
     runs = _corr_runs(ctx)
     per_row = int(ctx.option("restarts_shown", 6))
@@ -577,7 +575,6 @@ def local_basis_stats(W: np.ndarray, sets: FeatureSets) -> dict[str, float]:
         "nearly orthogonal although the model as a whole represents more features than dimensions."
     ),
 )
-@styled
 def build_local(ctx: FigureContext) -> FigureOutput:
     run = ctx.run(ctx.experiments[0])
     sets = _sets_of(run)
@@ -655,7 +652,6 @@ def pca_levels(run: Any) -> pd.DataFrame:
         "against 1-S, with the paper's approximate regime boundaries (0.05, 0.15, 0.2, 0.5) dashed."
     ),
 )
-@styled
 def build_pca(ctx: FigureContext) -> FigureOutput:
     run = ctx.run(ctx.experiments[0])
     sets = _sets_of(run)

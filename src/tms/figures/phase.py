@@ -25,7 +25,7 @@ import pandas as pd
 from matplotlib.patches import Patch
 
 from tms import theory
-from tms.figures.base import PALETTE, STYLE, FigureContext, FigureOutput, figure
+from tms.figures.base import PALETTE, FigureContext, FigureOutput, figure
 from tms.findings import Measurement, claim
 from tms.models import ModelKind
 
@@ -305,14 +305,13 @@ def _build_phase(ctx: FigureContext, n_features: int) -> FigureOutput:
             word = "ReLU output" if kind is ModelKind.RELU_OUTPUT else "linear"
             panels.append((kind.value, pm.majority, f"trained {word}\n(majority of {pm.restarts - 1} kept of {pm.restarts})",
                            pm))
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(panels), figsize=(2.45 * len(panels), 2.7), sharey=True)
-        for ax, (tag, g, title, grid) in zip(np.atleast_1d(axes), panels):  # each map on its own grid
-            curves = linear_boundary_curves() if tag == ModelKind.LINEAR.value else boundary_curves(n_features)
-            _draw_map(ax, grid.density, grid.r, g, n_features, title, curves)
-        np.atleast_1d(axes)[0].set_ylabel("feature density 1 - S")
-        fig.tight_layout(rect=(0, 0.1, 1, 1))
-        _legend(fig, n_features)
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.45 * len(panels), 2.7), sharey=True)
+    for ax, (tag, g, title, grid) in zip(np.atleast_1d(axes), panels):  # each map on its own grid
+        curves = linear_boundary_curves() if tag == ModelKind.LINEAR.value else boundary_curves(n_features)
+        _draw_map(ax, grid.density, grid.r, g, n_features, title, curves)
+    np.atleast_1d(axes)[0].set_ylabel("feature density 1 - S")
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    _legend(fig, n_features)
     return FigureOutput(fig, _table(n_features, maps))
 
 
@@ -622,11 +621,6 @@ def _smooth_log(steps: int, y: np.ndarray, points: int = 300) -> tuple[np.ndarra
                 "dense, middle and sparse cells (at the logged steps), relative to its final value: sparse "
                 "cells converge last.")
 def build_training_loss(ctx: FigureContext) -> FigureOutput:
-    with plt.rc_context(STYLE):
-        return _draw_training_loss(ctx)
-
-
-def _draw_training_loss(ctx: FigureContext) -> FigureOutput:
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(7.0, 2.7))
     colours = [PALETTE["relu"], PALETTE["linear"], PALETTE["neg"], PALETTE["theory"], PALETTE["pos"]]
     rows = []

@@ -28,7 +28,7 @@ from scipy.stats import pearsonr, spearmanr
 from tms import data as data_mod
 from tms import metrics, models, rng
 from tms.data import FeatureSets
-from tms.figures.base import PALETTE, SUPERPOSITION_CMAP, FigureContext, FigureOutput, apply_style, figure, new_figure
+from tms.figures.base import PALETTE, SUPERPOSITION_CMAP, FigureContext, FigureOutput, figure, new_figure
 from tms.findings import Measurement, claim
 
 SUPERPOSITION_NORM = mcolors.Normalize(0.0, 1.0, clip=True)
@@ -145,7 +145,6 @@ def _adversarial(ctx: FigureContext) -> pd.DataFrame:
                 "dimension 1/D* = ||W||_F^2 / m (dashed: mean 1/D_i of represented features). (c) Relative "
                 "vulnerability against features per dimension; the dotted line is y = x.")
 def build_adversarial(ctx: FigureContext) -> FigureOutput:
-    apply_style()  # text added after new_figure() must use the shared style too
     t = _adversarial(ctx)
     fig, axes = new_figure(1, 3, figsize=(7.2, 2.4), constrained_layout=True)
     dens = t["density"].to_numpy()
@@ -274,7 +273,6 @@ def _l1(ctx: FigureContext) -> L1Analysis:
                 "MSE, without the penalty) against lambda. Bottom: feature norms ||W_i|| coloured by "
                 "superposition at four penalties.")
 def build_l1(ctx: FigureContext) -> FigureOutput:
-    apply_style()  # text added after new_figure() must use the shared style too
     an = _l1(ctx)
     t = an.table
     fig = new_figure(figsize=(7.2, 4.2))[0]
@@ -473,7 +471,6 @@ def _compression(ctx: FigureContext) -> CompressionAnalysis:
                 "and t (ramps Z eps steps wide). Grey: linear compression (keep one dimension, or the "
                 "average), 1/24. (c) The code t(x) at Z = 3, eps = 0.1 (step units) for three values of y.")
 def build_compression(ctx: FigureContext) -> FigureOutput:
-    apply_style()  # text added after new_figure() must use the shared style too
     an = _compression(ctx)
     t = an.table
     fig, axes = new_figure(1, 3, figsize=(7.2, 2.4), constrained_layout=True)

@@ -18,7 +18,6 @@ Every threshold below was fixed from the paper's wording before any model was tr
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, Sequence
 
 import matplotlib.colors as mcolors
@@ -27,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from tms import metrics
-from tms.figures.base import PALETTE, STYLE, SUPERPOSITION_CMAP, FigureContext, FigureOutput, figure, new_figure
+from tms.figures.base import PALETTE, SUPERPOSITION_CMAP, FigureContext, FigureOutput, figure, new_figure
 from tms.findings import Measurement, claim
 from tms.models import ModelKind
 
@@ -165,17 +164,6 @@ GRAM_CMAP = "RdBu_r"  # diverging, white at 0 (as the paper's W^T W plots)
 LABEL_MIN_NORM = 0.25  # shorter arrows are drawn but not labelled (their labels would pile up at 0)
 
 
-def styled(build: Callable[[FigureContext], FigureOutput]) -> Callable[[FigureContext], FigureOutput]:
-    """Run a build function under the shared style, so text added after ``new_figure`` gets it too."""
-
-    @functools.wraps(build)
-    def wrapper(ctx: FigureContext) -> FigureOutput:
-        with plt.rc_context(STYLE):
-            return build(ctx)
-
-    return wrapper
-
-
 def draw_arrows_2d(ax: plt.Axes, W: np.ndarray, colors: Sequence[Any], labels: Sequence[str] | None = None,
                    lim: float = 1.5, alpha: float = 1.0, lw: float = 1.5, circle: bool = True) -> None:
     """Columns of a 2-D ``W [2, n]`` as arrows from the origin (the paper's feature diagrams)."""
@@ -295,7 +283,6 @@ def _uniform_model(run: Any) -> tuple[int, np.ndarray, np.ndarray]:
         "(dark = most important)."
     ),
 )
-@styled
 def build_intro(ctx: FigureContext) -> FigureOutput:
     paper, tutorial, uniform = _intro_runs(ctx)
     panels: list[tuple[str, str, np.ndarray, float]] = []
@@ -496,7 +483,6 @@ def measure_bias(densities: np.ndarray, Ws: np.ndarray, bs: np.ndarray) -> dict[
     return {"features": count, "outside_tolerance": bad, "worst_excess": worst if count else None}
 
 
-@styled
 def build_linear_vs_relu(ctx: FigureContext) -> FigureOutput:
     """Rows: linear W^T W | b, linear norms, ReLU W^T W | b, ReLU norms; columns: densities."""
     lin, relu = _linear_relu_runs(ctx)
@@ -654,7 +640,6 @@ def _draw_dstar(ax: plt.Axes, levels: pd.DataFrame) -> None:
         "feature) and 1/2 (antipodal pairs)."
     ),
 )
-@styled
 def build_dstar(ctx: FigureContext) -> FigureOutput:
     levels = uniform_levels(ctx)
     fig, ax = new_figure(figsize=(5.0, 3.0))
@@ -702,7 +687,6 @@ def _sticky_half(ctx: FigureContext) -> Measurement:
         "3/8 (square antiprism), 0 (not learned)."
     ),
 )
-@styled
 def build_feature_dimensionality(ctx: FigureContext) -> FigureOutput:
     levels = uniform_levels(ctx)
     D = ctx.cache["D"]
