@@ -74,8 +74,11 @@ def _experiment_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], int
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from tms import config as config_mod
+    from tms.figures import load_all, validate_options
 
     cfg = config_mod.load(args.config)
+    load_all()
+    validate_options(cfg["figures"])
     print(f"{args.config}: OK ({len(cfg['experiments'])} experiments, {len(cfg['figures'])} figures)")
     return 0
 
@@ -115,7 +118,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from tms import config as config_mod
     from tms import findings, io, provenance
-    from tms.figures import FigureContext, load_all, save
+    from tms.figures import FigureContext, load_all, save, validate_options
 
     t0 = time.perf_counter()
     registry = load_all()
@@ -130,6 +133,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     else:
         fspec = json.loads(args.figure_spec)
         cfg_name = args.config_name or ""
+    validate_options({args.figure: fspec})
     spec = registry[args.figure]
     ctx = FigureContext(args.figure, fspec["experiments"], fspec.get("options"), args.results)
     out = spec.build(ctx)

@@ -216,6 +216,15 @@ class RunData:
         return cls(path, meta["spec"], pd.read_csv(path / "cells.csv"), pd.read_csv(path / "metrics.csv"),
                    io.load_npz(npz), meta)
 
+    @classmethod
+    def from_arrays(cls, name: str, spec: dict[str, Any], cells: pd.DataFrame, arrays: dict[str, np.ndarray],
+                    instances: pd.DataFrame | None = None, meta: dict[str, Any] | None = None) -> "RunData":
+        """Results held in memory (tests, analyses of constructed weights): ``spec`` is the experiment's
+        config, ``cells`` one row per cell (a ``cell`` column and the sweep axes), ``arrays`` what
+        ``run.npz`` would hold."""
+        return cls(Path("."), dict(spec), cells, pd.DataFrame() if instances is None else instances, dict(arrays),
+                   {"experiment": name, **(meta or {})})
+
     @property
     def name(self) -> str:
         return str(self.meta["experiment"])

@@ -295,14 +295,10 @@ def _read_config(config_path: Path | None) -> dict[str, Any]:
 
 
 def _registry() -> dict[str, Any]:
-    """The figure registry (figure modules may be missing or broken while others work on them)."""
-    try:
-        from tms.figures import load_all
+    """The figure registry (a figure module that fails to import fails the report, naming it)."""
+    from tms.figures import load_all
 
-        return dict(load_all())
-    except Exception as err:  # a broken figure module must not hide every other figure
-        log.warning("figure registry could not be loaded (%r); using provenance records for titles", err)
-        return {}
+    return dict(load_all())
 
 
 def _section_key(name: str) -> str:

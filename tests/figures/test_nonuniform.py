@@ -9,8 +9,9 @@ import pytest
 from tms import metrics
 from tms.data import FeatureSets
 from tms.figures import nonuniform as U
+from tms.geometry import adjacent_on_circle
 
-from .test_storage import PAIRS, PENTAGON, ctx_with, fake_run, rot, verdicts
+from .conftest import PAIRS, PENTAGON, ctx_with, fake_run, rot, verdicts
 
 
 def _hexagon(order: list[int]) -> np.ndarray:
@@ -63,27 +64,6 @@ def test_classify_pentagon():
     assert U.classify_pentagon(squeezed) == "pentagon"
 
 
-def test_crossing_finder():
-    x = np.array([0.2, 0.3, 0.4, 0.6, 1.0])
-    y1 = np.array([3.0, 2.0, 1.0, 0.5, 0.1])
-    y2 = np.ones(5)
-    assert U.crossing(x, y1, y2) == [pytest.approx(0.4)]
-    y1 = np.array([3.0, 2.0, 0.5, 0.5, 0.1])  # crosses between 0.3 and 0.4, log-interpolated
-    (c,) = U.crossing(x, y1, y2)
-    assert 0.3 < c < 0.4 and c == pytest.approx(np.exp(np.log(0.3) + (2 / 3) * np.log(4 / 3)))
-    assert U.crossing(x, y1 + 5, y2) == []
-    assert U.crossing(x, np.array([2, np.nan, 0.5, 0.5, 0.1]), y2) == [pytest.approx(0.2 * 2 ** (2 / 3))]
-
-
-def test_neighbour_span_and_spearman():
-    assert U.neighbour_span(PENTAGON) == pytest.approx(144)
-    W = PENTAGON.copy()
-    W[:, 1], W[:, 4] = rot(10) @ W[:, 1], rot(-10) @ W[:, 4]  # the neighbours of 0 move away
-    assert U.neighbour_span(W) == pytest.approx(164)
-    assert U.spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1)
-    assert U.spearman([1, 2, 3], [30, 20, 10]) == pytest.approx(-1)
-
-
 def test_pairs_adjacency_and_collapse():
     assert U.side_by_side(SIDE_BY_SIDE, PAIRS3)
     assert not U.side_by_side(INTERLEAVED, PAIRS3)
@@ -91,7 +71,7 @@ def test_pairs_adjacency_and_collapse():
     dropped = _collapsed(1)
     dropped[:, 4:] = 0
     assert [U.pair_state(dropped, a, b) for a, b in PAIRS3] == ["collapsed", "separate", "dropped"]
-    assert U.adjacent_on_circle(INTERLEAVED, 0, 2) and not U.adjacent_on_circle(INTERLEAVED, 0, 4)
+    assert adjacent_on_circle(INTERLEAVED, 0, 2) and not adjacent_on_circle(INTERLEAVED, 0, 4)
 
 
 def test_set_members():

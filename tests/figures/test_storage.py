@@ -3,7 +3,6 @@ weights, so that every claim is seen both to pass and to fail."""
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import numpy as np
@@ -14,107 +13,10 @@ from tms import metrics
 from tms.experiments import RunData
 from tms.figures import storage as S
 from tms.figures.base import FigureContext
-from tms.findings import evaluate
+
+from .conftest import DENSE, PAIRS, PENTAGON, ctx_with, fake_run, rot, verdicts
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-# --------------------------------------------------------------------------------------------
-# fake results: a RunData built in memory from constructed weights
-
-
-def fake_run(name: str, model: str, sweep: dict, W: np.ndarray, b: np.ndarray | None = None,
-             restarts: int = 1, loss: np.ndarray | None = None, **spec) -> RunData:
-    """Results of experiment ``name`` with instances ``W [N, m, n]`` (cell-major, ``restarts`` each)."""
-    N, m, n = W.shape
-    cells = pd.DataFrame(list(itertools.product(*sweep.values())), columns=list(sweep))
-    cells.insert(0, "cell", np.arange(len(cells)))
-    C = len(cells)
-    assert C * restarts == N
-    loss = np.arange(N, dtype=float) % restarts if loss is None else np.asarray(loss, dtype=float)
-    best = np.arange(C) * restarts + np.argmin(loss.reshape(C, restarts), axis=1)
-    dens = np.repeat(cells["density"].to_numpy()[:, None], n, axis=1)
-    if "perturbed_density_ratio" in cells:
-        dens[:, spec.get("perturbed_feature", 0)] *= cells["perturbed_density_ratio"].to_numpy()
-    arrays = {"W": W.astype(np.float64), "b": np.zeros((N, n)) if b is None else b, "final_loss": loss, "best": best,
-              "density": np.repeat(dens, restarts, axis=0), "importance": np.ones((N, n))}
-    full = {"model": model, "n_features": n, "n_hidden": m, "sweep": sweep, "restarts": restarts, **spec}
-    return RunData(Path("."), full, cells, pd.DataFrame(), arrays, {"experiment": name})
-
-
-def ctx_with(fid: str, runs: dict[str, RunData], **options) -> FigureContext:
-    ctx = FigureContext(fid, list(runs), options)
-    ctx._runs.update(runs)
-    return ctx
-
-
-def verdicts(fid: str, ctx: FigureContext) -> dict[str, str]:
-    return {f.id.split(".", 1)[1]: f.verdict for f in evaluate(fid, ctx, ctx.experiments)}
-
-
-def rot(theta_deg: float) -> np.ndarray:
-    t = np.deg2rad(theta_deg)
-    return np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
-
-
-PENTAGON = metrics.polytope("pentagon")  # [2, 5], unit vectors 72 degrees apart
-DENSE = np.array([[1.0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0]])
-PAIRS = np.array([[1.0, -1.0, 0, 0, 0], [0, 0, 1.0, -1.0, 0]])
-
-
-# --------------------------------------------------------------------------------------------
-# helpers
-
-
-def test_antipodal_pairs_on_hand_built_weights():
-    assert S.antipodal_pairs(PAIRS) == [(0, 1), (2, 3)]
-    assert S.antipodal_pairs(rot(40) @ PAIRS) == [(0, 1), (2, 3)]  # rotation-invariant
-    W = PAIRS.copy()
-    W[:, 1] = rot(30) @ W[:, 1]  # 150 degrees apart: cos -0.87, not antipodal
-    assert S.antipodal_pairs(W) == [(2, 3)]
-    W = PAIRS * np.array([1, 0.3, 1, 1, 1])  # partner too short to be represented
-    assert S.antipodal_pairs(W) == [(2, 3)]
-    assert S.antipodal_pairs(PENTAGON) == []
-
-
-def test_represented_and_superposed():
-    assert S.represented(DENSE).tolist() == [0, 1]
-    assert S.superposed(DENSE).size == 0
-    assert S.superposed(PAIRS).tolist() == [0, 1, 2, 3]
-
-
-def test_angular_gaps_and_pentagon_deviation():
-    assert S.angular_gaps(rot(13) @ PENTAGON) == pytest.approx([72] * 5)
-    assert S.gap_deviation(PENTAGON, 5) == pytest.approx(0, abs=1e-9)
-    assert S.gap_deviation(PAIRS, 5) == np.inf
-    W = PENTAGON.copy()
-    W[:, 0] = rot(10) @ W[:, 0]
-    assert S.gap_deviation(W, 5) == pytest.approx(10)
-
-
-def test_plateau_finds_the_longest_run():
-    x = np.geomspace(1, 100, 9)  # 0.25 decades apart
-    y = np.array([1, 1, 0.99, 0.8, 0.5, 0.51, 0.49, 0.5, 0.3])
-    assert S.plateau(x, y, 1.0, 0.03)["decades"] == pytest.approx(0.5)
-    half = S.plateau(x, y, 0.5, 0.03)
-    assert half["points"] == 4 and half["decades"] == pytest.approx(0.75)
-    assert S.plateau(x, y, 0.75, 0.03)["points"] == 0
-
-
-def test_line_test_needs_a_peak_above_its_flanks():
-    rng = np.random.default_rng(0)
-    background = rng.uniform(0.1, 1.0, 400)
-    assert not S.line_test(background, 0.5)["line"]
-    peaked = np.concatenate([background, np.full(30, 0.5)])
-    assert S.line_test(peaked, 0.5)["line"]
-    smeared = np.concatenate([background, np.linspace(0.48, 0.52, 30)])  # 2x the window width
-    assert not S.line_test(smeared, 0.5)["line"]
-
-
-def test_count_dips():
-    assert S.count_dips([5, 5, 6, 9]) == 0
-    assert S.count_dips([5, 7, 6, 9]) == 1
-    assert S.count_dips([5]) == 0
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,6 +17,17 @@ tms_config.validate(config)
 validate(config, schema="../schemas/config.schema.yaml")
 
 
+# Figure options against what each figure declares (@figure(options=...)): a typo in a key fails here.
+def _validate_figure_options():
+    from tms.figures import load_all, validate_options
+
+    load_all()
+    validate_options(config["figures"])
+
+
+_validate_figure_options()
+
+
 CONFIG_NAME = config.get("name", "default")
 EXPERIMENTS = list(config["experiments"])
 FIGURES = list(config["figures"])

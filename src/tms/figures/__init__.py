@@ -1,14 +1,12 @@
-"""Figure families. Importing this package registers every figure (and its claims).
-
-Each family module is imported by :func:`load_all`; a family that is not written yet simply
-registers nothing.
-"""
+"""Figure families. :func:`load_all` imports every family module, which registers its figures and
+their claims; a module that fails to import fails loudly (a broken figure must not disappear)."""
 
 from __future__ import annotations
 
 import importlib
 
-from tms.figures.base import FIGURES, FigureContext, FigureOutput, FigureSpec, figure, save  # noqa: F401
+from tms.figures.base import (FIGURES, FigureContext, FigureOutput, FigureSpec, analysis, figure,  # noqa: F401
+                              save, validate_options)
 
 FAMILIES = (
     "tms.figures.storage",  # intro pentagon, linear vs ReLU, D*, feature dimensionality
@@ -24,9 +22,5 @@ FAMILIES = (
 def load_all() -> dict[str, FigureSpec]:
     """Import every family module and return the registry."""
     for mod in FAMILIES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as err:
-            if err.name != mod:
-                raise
+        importlib.import_module(mod)
     return FIGURES

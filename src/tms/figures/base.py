@@ -1,24 +1,37 @@
 """The figure registry, the context a figure is built from, and the one style all figures share.
 
-A figure module registers a build function::
+A figure module registers a typed analysis, a build function that draws it, and claims that read it::
 
-    @figure("intro_pentagon", section="introduction", title="...", caption="...")
-    def build(ctx: FigureContext) -> FigureOutput:
-        run = ctx.run("intro_pentagon")          # results/intro_pentagon/, loaded lazily
+    @dataclass(frozen=True)
+    class PentagonAnalysis:                      # every number the figure draws and its claims need
+        table: pd.DataFrame
         ...
-        return FigureOutput(fig, table)          # matplotlib figure + the numbers it draws
+
+    @analysis
+    def pentagon_analysis(ctx: FigureContext) -> PentagonAnalysis:
+        run = ctx.run("intro_pentagon")          # results/intro_pentagon/, loaded lazily
+        ...                                      # computed once per context, however often it is asked for
+
+    @figure("intro_pentagon", section="introduction", title="...", caption="...",
+            options={"panels": [1.0, 0.2, 0.1]})  # every option with its default (validated with the config)
+    def build(ctx: FigureContext) -> FigureOutput:
+        an = pentagon_analysis(ctx)
+        ...
+        return FigureOutput(fig, an.table)       # matplotlib figure + the numbers it draws
 
 ``tms plot <id>`` builds it, writes ``figures/<id>.pdf``, ``.png`` and ``.csv`` (the table), then
 evaluates the claims registered for the figure (:mod:`tms.findings`) with the same context, so a
-claim can reuse what the build computed through ``ctx.cache``.
+claim reads the analysis the build already computed.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, TypeVar
 
 import matplotlib
 
@@ -43,13 +56,32 @@ class FigureSpec:
     caption: str
     build: Callable[["FigureContext"], FigureOutput] = field(compare=False, repr=False)
     module: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict, compare=False)  # option -> default
+    source: str = ""  # "path/to/module.py:line" of the build function (``tms where``)
 
 
 FIGURES: dict[str, FigureSpec] = {}
 
 
-def figure(id: str, *, section: str, title: str, caption: str) -> Callable:
-    """Register a figure build function under its stable id."""
+def source_location(fn: Callable) -> str:
+    """``src/tms/...py:line`` of a function, relative to the repository when it lies inside it."""
+    fn = inspect.unwrap(fn)
+    path = Path(inspect.getsourcefile(fn) or "?")
+    root = Path(__file__).resolve().parents[3]
+    try:
+        path = path.resolve().relative_to(root)
+    except ValueError:
+        pass
+    return f"{path.as_posix()}:{fn.__code__.co_firstlineno}"
+
+
+def figure(id: str, *, section: str, title: str, caption: str,
+           options: Mapping[str, Any] | None = None) -> Callable:
+    """Register a figure build function under its stable id.
+
+    ``options`` declares every key the figure reads from ``figures.<id>.options`` with its default;
+    the default's type is the option's type (:func:`validate_options` checks a config against it).
+    """
     if section not in SECTIONS:
         raise ValueError(f"figure {id}: unknown section {section!r}; expected one of {list(SECTIONS)}")
 
@@ -63,23 +95,101 @@ def figure(id: str, *, section: str, title: str, caption: str) -> Callable:
             with plt.rc_context(STYLE):
                 return fn(ctx)
 
-        FIGURES[id] = FigureSpec(id, section, title, caption, build, fn.__module__)
+        FIGURES[id] = FigureSpec(id, section, title, caption, build, fn.__module__, dict(options or {}),
+                                 source_location(fn))
         return build
 
     return deco
 
 
-class FigureContext:
-    """Everything a figure (and its claims) may read: its options, its experiments' results."""
+def _option_error(id: str, key: str, value: Any, default: Any) -> str | None:
+    """Why ``value`` does not fit an option whose default is ``default`` (None when it fits)."""
+    where = f"figures.{id}.options.{key}"
 
-    def __init__(self, id: str, experiments: list[str], options: dict[str, Any] | None = None,
-                 results_dir: str | Path = "results") -> None:
+    def fits(v: Any, d: Any) -> bool:
+        if d is None:
+            return True
+        if isinstance(d, bool):
+            return isinstance(v, bool)
+        if isinstance(d, int):
+            return isinstance(v, int) and not isinstance(v, bool)
+        if isinstance(d, float):
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if isinstance(d, str):
+            return isinstance(v, str)
+        if isinstance(d, (list, tuple)):
+            return isinstance(v, (list, tuple)) and (not d or all(fits(x, d[0]) for x in v))
+        return isinstance(v, type(d))
+
+    if fits(value, default):
+        return None
+    kind = type(default).__name__
+    if isinstance(default, (list, tuple)) and default:
+        kind = f"list of {type(default[0]).__name__}"
+    return f"{where}: expected {kind} (like the default {default!r}), got {value!r}"
+
+
+def validate_options(figures: Mapping[str, Any]) -> None:
+    """Check every ``figures.<id>.options`` of a config against the options the figure declares.
+
+    An unknown figure, an unknown option key or a value of the wrong type raises
+    :class:`tms.config.ConfigError` naming the key, before any job starts.
+    """
+    from tms.config import ConfigError
+
+    for id, spec in figures.items():
+        if id not in FIGURES:
+            raise ConfigError(f"figures.{id}: no figure registered under this id "
+                             f"(registered: {', '.join(sorted(FIGURES))})")
+        declared = FIGURES[id].options
+        for key, value in ((spec or {}).get("options") or {}).items():
+            if key not in declared:
+                known = ", ".join(sorted(declared)) or "none"
+                raise ConfigError(f"figures.{id}.options.{key}: unknown option (figure {id} declares: {known})")
+            err = _option_error(id, key, value, declared[key])
+            if err:
+                raise ConfigError(err)
+
+
+T = TypeVar("T")
+
+
+def analysis(fn: Callable[["FigureContext"], T]) -> Callable[["FigureContext"], T]:
+    """Memoise a figure's analysis on its context: computed once, read by the drawing and the claims."""
+
+    @functools.wraps(fn)
+    def memo(ctx: "FigureContext") -> T:
+        if fn not in ctx._memo:
+            ctx._memo[fn] = fn(ctx)
+        return ctx._memo[fn]
+
+    return memo
+
+
+class FigureContext:
+    """Everything a figure (and its claims) may read: its options, its experiments' results.
+
+    ``runs`` gives results already in memory (tests build them with
+    :meth:`tms.experiments.RunData.from_arrays`); other experiments load from ``results_dir``.
+    """
+
+    def __init__(self, id: str, experiments: list[str], options: Mapping[str, Any] | None = None,
+                 results_dir: str | Path = "results", runs: Mapping[str, Any] | None = None) -> None:
         self.id = id
         self.experiments = list(experiments)
         self.options = dict(options or {})
         self.results_dir = Path(results_dir)
-        self.cache: dict[str, Any] = {}
-        self._runs: dict[str, Any] = {}
+        self._memo: dict[Callable, Any] = {}
+        self.cache: dict[str, Any] = {}  # transitional: families still on string keys move to @analysis
+        self._runs: dict[str, Any] = dict(runs or {})
+
+    @classmethod
+    def with_runs(cls, id: str, runs: Mapping[str, Any] | list[Any], **options: Any) -> "FigureContext":
+        """A context over results in memory: ``runs`` maps experiment names to results (or is a list of
+        results with a ``name``)."""
+        if not isinstance(runs, Mapping):
+            runs = {r.name: r for r in runs}
+        return cls(id, list(runs), options, runs=runs)
 
     def run(self, name: str):
         """The results of experiment ``name`` (a :class:`tms.experiments.RunData`)."""
@@ -91,8 +201,12 @@ class FigureContext:
             self._runs[name] = RunData.load(self.results_dir / name)
         return self._runs[name]
 
-    def option(self, key: str, default: Any = None) -> Any:
-        return self.options.get(key, default)
+    def option(self, key: str) -> Any:
+        """The value of option ``key`` (from the config, else the default the figure declares)."""
+        spec = FIGURES.get(self.id)
+        if spec is None or key not in spec.options:
+            raise KeyError(f"figure {self.id} reads option {key!r} but does not declare it in @figure(options=...)")
+        return self.options.get(key, spec.options[key])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from tms.figures.base import PALETTE, FigureContext, FigureOutput, figure, new_figure
-from tms.figures.storage import draw_arrows_2d
+from tms.figures.draw import draw_arrows_2d
 from tms.findings import Measurement, claim
 
 FIGURE = "interference_worked_example"
@@ -63,8 +63,8 @@ def one_sparse_error(W: np.ndarray, relu: bool, values: np.ndarray | None = None
 
 def _example(ctx: FigureContext) -> tuple[np.ndarray, np.ndarray]:
     """(W, active input x) of the figure, from its options (default: the slide deck's)."""
-    W = directions(ctx.option("angles_deg", ANGLES_DEG))
-    x = np.asarray(ctx.option("active", ACTIVE), dtype=np.float64)
+    W = directions(ctx.option("angles_deg"))
+    x = np.asarray(ctx.option("active"), dtype=np.float64)
     if x.shape != (W.shape[1],):
         raise ValueError(f"figures.{FIGURE}.options.active needs {W.shape[1]} values, got {x.tolist()}")
     return W, x
@@ -81,6 +81,7 @@ def _example(ctx: FigureContext) -> tuple[np.ndarray, np.ndarray]:
         "spurious -0.9 for NC State; a ReLU removes the negative value. (d) With one feature active "
         "the ReLU read-out is exact: negative interference is free."
     ),
+    options={"angles_deg": list(ANGLES_DEG), "active": list(ACTIVE)},
 )
 def build(ctx: FigureContext) -> FigureOutput:
     W, x = _example(ctx)

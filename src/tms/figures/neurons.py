@@ -681,7 +681,7 @@ def _motif(ctx: FigureContext) -> MotifAnalysis:
     if "motif" not in ctx.cache:
         run = ctx.run(ctx.experiments[0])
         a = run.arrays
-        crit = {k: float(ctx.option(k, v)) for k, v in (("ratio", 2.0), ("min_gain", 0.5), ("inhibit", 0.5))}
+        crit = {k: float(ctx.option(k)) for k in ("ratio", "min_gain", "inhibit")}
         ctx.cache["motif"] = motif_analysis(a["W1"], a["W2"], a["b"], a["cell"],
                                             run.cells["density"].to_numpy(dtype=float), a["final_loss"],
                                             a["selected"].astype(bool), **crit)
@@ -693,7 +693,7 @@ def _motif(ctx: FigureContext) -> MotifAnalysis:
                 "tms.figures.neurons.find_motifs). (a) The example model's rescaled |W1| per neuron, features in "
                 "colours; the asymmetric neuron (*) and its inhibitor (v) are marked. (b) Output b's pre-activation "
                 "against x_a (only feature a active) with and without the inhibiting neuron, and the target |x_b| = 0. "
-                "(c) Fraction of restarts showing the motif at each sparsity (filled: the lowest-loss model has it).")
+                "(c) Fraction of restarts showing the motif at each sparsity (filled: the lowest-loss model has it).", options={"ratio": 2.0, "min_gain": 0.5, "inhibit": 0.5})
 def build_motif(ctx: FigureContext) -> FigureOutput:
     an = _motif(ctx)
     fig, axes = new_figure(1, 3, figsize=(7.2, 2.5), constrained_layout=True, gridspec_kw={"width_ratios": [1.6, 1, 1]})

@@ -36,9 +36,10 @@ from tms import data as data_mod
 from tms import metrics, models, rng
 from tms.data import FeatureSets
 from tms.figures.base import PALETTE, FigureContext, FigureOutput, figure, new_figure
-from tms.figures.storage import (ANTIPODAL_COS, GRAM_CMAP, NOT_EMBEDDED, ORTHOGONAL_COS, antipodal_pairs,
-                                 angular_gaps, cosines, count_dips, draw_arrows_2d, represented)
+from tms.figures.draw import GRAM_CMAP, draw_arrows_2d
 from tms.findings import Measurement, claim
+from tms.geometry import (ANTIPODAL_COS, NOT_EMBEDDED, ORTHOGONAL_COS, adjacent_on_circle, angular_gaps,
+                          antipodal_pairs, cosines, count_dips, crossing, neighbour_span, represented, spearman)
 
 PHASE_RATIO_RANGE = (1 / 3.125, 1 / 2.0)
 NORM_BIAS_TOL = 0.05
@@ -94,53 +95,10 @@ def classify_pentagon(W: np.ndarray) -> str:
     return "other"
 
 
-def crossing(x: np.ndarray, y1: np.ndarray, y2: np.ndarray) -> list[float]:
-    """Every ``x`` (log-interpolated) where ``y1 - y2`` changes sign; NaN entries are skipped."""
-    x, d = np.asarray(x, dtype=float), np.asarray(y1, dtype=float) - np.asarray(y2, dtype=float)
-    ok = np.isfinite(d)
-    x, d = x[ok], d[ok]
-    out = []
-    for i in range(len(x) - 1):
-        if d[i] == 0:
-            out.append(float(x[i]))
-        elif d[i] * d[i + 1] < 0:
-            t = d[i] / (d[i] - d[i + 1])
-            out.append(float(np.exp(np.log(x[i]) + t * (np.log(x[i + 1]) - np.log(x[i])))))
-    return out
-
-
-def neighbour_span(W: np.ndarray, feature: int = 0) -> float:
-    """Angle (degrees) between the two angular neighbours of ``feature`` in a 2-D solution: the room
-    the others leave it (144 in a regular pentagon)."""
-    ang = np.mod(np.rad2deg(metrics.angles_2d(W)), 360.0)
-    others = np.mod(np.delete(ang, feature) - ang[feature], 360.0)
-    return float(360.0 - (others.max() - others.min()))
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman rank correlation (no ties expected)."""
-    rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
-    if len(rx) < 2 or rx.std() == 0 or ry.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(rx, ry)[0, 1])
-
-
 def set_members(sets: FeatureSets) -> list[np.ndarray]:
     """Feature indices of each set."""
     idx = np.asarray(sets.set_index())
     return [np.flatnonzero(idx == s) for s in range(len(sets.sets))]
-
-
-def adjacent_on_circle(W: np.ndarray, i: int, j: int) -> bool:
-    """Whether no other represented feature lies inside the smaller angle between ``W_i`` and ``W_j``."""
-    ang = np.mod(np.rad2deg(metrics.angles_2d(W)), 360.0)
-    a, b = ang[i], ang[j]
-    width = np.mod(b - a, 360.0)
-    lo, span = (a, width) if width <= 180 else (b, 360.0 - width)
-    for k in represented(W):
-        if k not in (i, j) and 0 < np.mod(ang[k] - lo, 360.0) < span:
-            return False
-    return True
 
 
 def pair_state(W: np.ndarray, a: int, b: int) -> str:
@@ -440,9 +398,9 @@ CORR = "correlated_features"
 
 
 def _corr_runs(ctx: FigureContext) -> dict[str, Any]:
-    return {"correlated": ctx.run(ctx.option("correlated", "correlated_2x2")),
-            "anticorrelated": ctx.run(ctx.option("anticorrelated", "anticorrelated_2x2")),
-            "three pairs": ctx.run(ctx.option("three_pairs", "pca_collapse"))}
+    return {"correlated": ctx.run(ctx.option("correlated")),
+            "anticorrelated": ctx.run(ctx.option("anticorrelated")),
+            "three pairs": ctx.run(ctx.option("three_pairs"))}
 
 
 def _sparsest_cell(run: Any) -> int:
@@ -464,10 +422,12 @@ def _restarts_by_loss(run: Any, cell: int) -> np.ndarray:
         "bottom: 3 sets of 2 correlated features at the sparsest density of the PCA-collapse sweep. Colour: "
         "set; label: set letter and member."
     ),
+    options={"correlated": "correlated_2x2", "anticorrelated": "anticorrelated_2x2", "three_pairs": "pca_collapse",
+             "restarts_shown": 6},
 )
 def build_correlated(ctx: FigureContext) -> FigureOutput:
     runs = _corr_runs(ctx)
-    per_row = int(ctx.option("restarts_shown", 6))
+    per_row = int(ctx.option("restarts_shown"))
     fig, axes = new_figure(len(runs), per_row, figsize=(1.45 * per_row, 1.65 * len(runs)), squeeze=False)
     rows = []
     for r, (label, run) in enumerate(runs.items()):

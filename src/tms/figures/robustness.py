@@ -129,10 +129,10 @@ def _adversarial(ctx: FigureContext) -> pd.DataFrame:
         density = run.cells["density"].to_numpy(dtype=float)
         n = p["W"].shape[-1]
         x = draw_inputs(int(run.meta["seed"]), f"{run.name}/attack", density, n,
-                        int(ctx.option("attack_examples", 8192)))
+                        int(ctx.option("attack_examples")))
         ctx.cache["adversarial"] = vulnerability_table(
             p["W"], p["b"], run.arrays["importance"][best], density, x,
-            float(ctx.option("budget_fraction", 0.1)))
+            float(ctx.option("budget_fraction")))
     return ctx.cache["adversarial"]
 
 
@@ -143,7 +143,7 @@ def _adversarial(ctx: FigureContext) -> pd.DataFrame:
                 "example). (a) Mean loss increase relative to the no-superposition model at the same "
                 "sparsity (the m most important features on dedicated dimensions). (b) Features per "
                 "dimension 1/D* = ||W||_F^2 / m (dashed: mean 1/D_i of represented features). (c) Relative "
-                "vulnerability against features per dimension; the dotted line is y = x.")
+                "vulnerability against features per dimension; the dotted line is y = x.", options={"budget_fraction": 0.1, "attack_examples": 8192})
 def build_adversarial(ctx: FigureContext) -> FigureOutput:
     t = _adversarial(ctx)
     fig, axes = new_figure(1, 3, figsize=(7.2, 2.4), constrained_layout=True)
@@ -257,7 +257,7 @@ def _l1(ctx: FigureContext) -> L1Analysis:
         best = run.best
         density = run.cells["density"].to_numpy(dtype=float)
         n = p["W"].shape[-1]
-        x = draw_inputs(int(run.meta["seed"]), f"{run.name}/eval", density, n, int(ctx.option("eval_examples", 16384)))
+        x = draw_inputs(int(run.meta["seed"]), f"{run.name}/eval", density, n, int(ctx.option("eval_examples")))
         loss = reconstruction_loss(run.spec["model"], p, run.arrays["importance"][best], x)
         l1 = run.cells["l1"].to_numpy(dtype=float)
         order = np.argsort(l1, kind="stable")
@@ -271,7 +271,7 @@ def _l1(ctx: FigureContext) -> L1Analysis:
                 "(a) Mean superposition of represented features (sum_j (W_i_hat . W_j)^2), (b) the number of "
                 "represented features (||W_i|| > 0.5) and (c) the reconstruction loss (the importance-weighted "
                 "MSE, without the penalty) against lambda. Bottom: feature norms ||W_i|| coloured by "
-                "superposition at four penalties.")
+                "superposition at four penalties.", options={"eval_examples": 16384})
 def build_l1(ctx: FigureContext) -> FigureOutput:
     an = _l1(ctx)
     t = an.table
@@ -455,9 +455,9 @@ class CompressionAnalysis:
 
 def _compression(ctx: FigureContext) -> CompressionAnalysis:
     if "compression" not in ctx.cache:
-        grid = int(ctx.option("grid", 1000))
-        Zs = [int(z) for z in ctx.option("Z", [2, 3, 5, 10])]
-        eps = np.round(np.linspace(0.0, float(ctx.option("max_eps", 0.3)), int(ctx.option("eps_points", 31))), 6)
+        grid = int(ctx.option("grid"))
+        Zs = [int(z) for z in ctx.option("Z")]
+        eps = np.round(np.linspace(0.0, float(ctx.option("max_eps")), int(ctx.option("eps_points"))), 6)
         eps = np.unique(np.append(eps, 0.1))
         ctx.cache["compression"] = CompressionAnalysis(
             compression_table(Zs, eps, grid), {s: linear_mse(s, grid) for s in ("pick_one", "average")})
@@ -469,7 +469,8 @@ def _compression(ctx: FigureContext) -> CompressionAnalysis:
                 "floor and fmod replaced by linear ramps eps wide; MSE per dimension after decoding, by "
                 "numerical integration. (a) eps in units of the quantisation step; (b) eps in units of x "
                 "and t (ramps Z eps steps wide). Grey: linear compression (keep one dimension, or the "
-                "average), 1/24. (c) The code t(x) at Z = 3, eps = 0.1 (step units) for three values of y.")
+                "average), 1/24. (c) The code t(x) at Z = 3, eps = 0.1 (step units) for three values of y.",
+        options={"grid": 1000, "Z": [2, 3, 5, 10], "max_eps": 0.3, "eps_points": 31})
 def build_compression(ctx: FigureContext) -> FigureOutput:
     an = _compression(ctx)
     t = an.table

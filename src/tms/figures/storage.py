@@ -1,24 +1,15 @@
 """Superposition as storage: the intro pentagon, linear vs ReLU models, D* and feature dimensionality
 (paper: Introduction, "Demonstrating Superposition", "The Geometry of Superposition").
 
-The analysis helpers here (represented features, antipodal pairs, angular gaps, plateaus, the
-line test) are pure numpy on ``W [m, n]`` (or ``[C, m, n]``) and are unit-tested on constructed
-weights; the drawing helpers (2-D arrows, ``W^T W`` with ``b``, feature-norm bars) are shared with
-:mod:`tms.figures.nonuniform` and :mod:`tms.figures.interference`.
-
-Every threshold below was fixed from the paper's wording before any model was trained:
-
-- a feature is *represented* when ``||W_i|| > 0.5`` (halfway between dropped and learned) and *not
-  embedded* ("~0") when ``||W_i|| < 0.1``;
-- two features are *orthogonal* when ``|cos| < 0.1`` (within ~6 degrees of 90) and *antipodal*
-  when ``cos < -0.9`` (within ~25 degrees of opposite), each the other's most negative partner;
-- a feature is *superposed* when ``sum_{j != i} (W_i_hat . W_j)^2 >= 0.25`` (a partner of norm 0.5
-  lying on its direction).
+The geometry predicates (represented, antipodal, superposed, gaps, plateaus, lines) live in
+:mod:`tms.geometry` with their thresholds; the drawing helpers in :mod:`tms.figures.draw`. The
+thresholds below are this module's own, each fixed from the paper's wording before any model was
+trained.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
@@ -27,14 +18,13 @@ import pandas as pd
 
 from tms import metrics
 from tms.figures.base import PALETTE, SUPERPOSITION_CMAP, FigureContext, FigureOutput, figure, new_figure
+from tms.figures.draw import (density_label, draw_arrows_2d, draw_gram, draw_norm_bars, importance_colors,
+                              importance_label, reference_line)
 from tms.findings import Measurement, claim
+from tms.geometry import (NOT_EMBEDDED, ORTHOGONAL_COS, REPRESENTED, SUPERPOSED, angular_gaps, antipodal_pairs,
+                          cosines, count_dips, gap_deviation, line_test, plateau, represented, superposed)
 from tms.models import ModelKind
 
-REPRESENTED = metrics.REPRESENTED_NORM  # 0.5
-NOT_EMBEDDED = 0.1
-ORTHOGONAL_COS = 0.1
-ANTIPODAL_COS = -0.9
-SUPERPOSED = 0.25
 REGULAR_DEG = 5.0  # a *regular* pentagon: every angular gap within 72 +- 5 degrees
 PENTAGON_LIKE_DEG = 24.0  # "pentagon-like" (decaying importance): every gap within 72 +- 24 (a third)
 D_TOL = 0.02  # |D_i - fraction| for "at a fraction" (the tolerance used by the ECD claim test)
@@ -46,193 +36,15 @@ BIAS_REL_TOL, BIAS_ABS_TOL = 0.1, 0.001  # |b_i - E[x_i]| <= 10 % of E[x_i] + 0.
 COUNT_DIP_TOL = 1  # represented-feature counts may dip by one feature between neighbouring densities
 SUM_D_TOL = 0.1  # |sum_i D_i / m - 1| for "sum of D_i ~ m"
 SUM_D_SHARE = 0.8  # ... at this share of the levels ("where packed": not necessarily all)
-# ECD's line rule: >= 10 features within +-0.005 of a fraction and >= 2x as many as in each
-# window of the same width centred 0.0125 away; counted over features with D_i >= 0.1 at levels
-# in superposition (D* < 0.95).
-LINE_HALF_WIDTH, LINE_FLANK, LINE_MIN_COUNT, LINE_RATIO = 0.005, 0.0125, 10, 2.0
+# ECD's line rule (tms.geometry.line_test) is counted over features with D_i >= 0.1 at levels in
+# superposition (D* < 0.95).
 LINE_D_MIN, LINE_DSTAR_MAX = 0.1, 0.95
 PAPER_LINES = {"3/4": 3 / 4, "2/3": 2 / 3, "1/2": 1 / 2, "2/5": 2 / 5, "3/8": 3 / 8}
 REFERENCE_LINES = {"1": 1.0, **PAPER_LINES, "0": 0.0}
 
 
 # --------------------------------------------------------------------------------------------
-# Analysis helpers
-
-
-def cosines(W: np.ndarray) -> np.ndarray:
-    """``cos(W_i, W_j)`` for ``W [..., m, n]``: ``[..., n, n]`` (0 where a column is zero)."""
-    W = np.asarray(W, dtype=np.float64)
-    norms = np.linalg.norm(W, axis=-2)
-    U = W / np.where(norms > 0, norms, 1.0)[..., None, :]
-    return np.einsum("...ki,...kj->...ij", U, U)
-
-
-def represented(W: np.ndarray, threshold: float = REPRESENTED) -> np.ndarray:
-    """Indices of the features of ``W [m, n]`` with ``||W_i|| > threshold``."""
-    return np.flatnonzero(metrics.feature_norms(W) > threshold)
-
-
-def antipodal_pairs(W: np.ndarray, threshold: float = REPRESENTED, cos_max: float = ANTIPODAL_COS
-                    ) -> list[tuple[int, int]]:
-    """Antipodal pairs of ``W [m, n]``: represented features ``i < j`` with ``cos < cos_max`` that
-    are each other's most negative partner among the represented features."""
-    rep = represented(W, threshold)
-    if rep.size < 2:
-        return []
-    C = cosines(W)[np.ix_(rep, rep)]
-    np.fill_diagonal(C, np.inf)
-    partner = np.argmin(C, axis=1)
-    pairs = []
-    for a, b in enumerate(partner):
-        if a < b and partner[b] == a and C[a, b] < cos_max:
-            pairs.append((int(rep[a]), int(rep[b])))
-    return pairs
-
-
-def superposed(W: np.ndarray, threshold: float = REPRESENTED, level: float = SUPERPOSED) -> np.ndarray:
-    """Indices of represented features sharing their direction: superposition >= ``level``."""
-    sup = metrics.superposition(W)
-    return np.array([i for i in represented(W, threshold) if sup[i] >= level], dtype=int)
-
-
-def angular_gaps(W: np.ndarray, features: Sequence[int] | None = None) -> np.ndarray:
-    """Angles (degrees) between circularly consecutive directions of 2-D features, sorted by angle."""
-    idx = np.arange(W.shape[-1]) if features is None else np.asarray(features)
-    ang = np.sort(np.mod(np.rad2deg(metrics.angles_2d(W)[idx]), 360.0))
-    if ang.size == 0:
-        return ang
-    return np.diff(np.concatenate([ang, ang[:1] + 360.0]))
-
-
-def gap_deviation(W: np.ndarray, k: int) -> float:
-    """Largest ``|gap - 360/k|`` over the angular gaps of the represented features of a 2-D ``W``
-    (infinite unless exactly ``k`` features are represented)."""
-    rep = represented(W)
-    if rep.size != k:
-        return float("inf")
-    return float(np.abs(angular_gaps(W, rep) - 360.0 / k).max())
-
-
-def plateau(x: np.ndarray, y: np.ndarray, value: float, tol: float) -> dict[str, float]:
-    """Longest run of consecutive points (``x`` ascending) with ``|y - value| <= tol``.
-
-    Returns its width in decades of ``x`` (``log10(x_last / x_first)``, 0 for a single point), its
-    ends and its number of points (all 0 when no point is within ``tol``).
-    """
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    ok = np.abs(y - value) <= tol
-    best = {"decades": 0.0, "x_from": 0.0, "x_to": 0.0, "points": 0}
-    start = None
-    for i in range(len(x) + 1):
-        if i < len(x) and ok[i]:
-            start = i if start is None else start
-            continue
-        if start is not None:
-            lo, hi = x[start], x[i - 1]
-            width = float(np.log10(hi / lo))
-            if i - start > best["points"] or width > best["decades"]:
-                best = {"decades": width, "x_from": float(lo), "x_to": float(hi), "points": i - start}
-            start = None
-    return best
-
-
-def line_test(D: np.ndarray, fraction: float, half_width: float = LINE_HALF_WIDTH, flank: float = LINE_FLANK,
-              min_count: int = LINE_MIN_COUNT, ratio: float = LINE_RATIO) -> dict[str, Any]:
-    """ECD's rule for a "line" of feature dimensionalities at ``fraction``: enough values within
-    ``half_width`` of it, and ``ratio`` times as many as in each equal window ``flank`` away."""
-    D = np.asarray(D, dtype=float)
-
-    def count(c: float) -> int:
-        return int((np.abs(D - c) <= half_width).sum())
-
-    at, below, above = count(fraction), count(fraction - flank), count(fraction + flank)
-    is_line = at >= min_count and at >= ratio * below and at >= ratio * above
-    return {"count": at, "below": below, "above": above, "line": bool(is_line)}
-
-
-def count_dips(counts: Sequence[int]) -> int:
-    """Largest decrease between neighbouring entries (0 for a non-decreasing sequence)."""
-    c = np.asarray(counts)
-    return int(max(0, -(np.diff(c).min() if c.size > 1 else 0)))
-
-
-# --------------------------------------------------------------------------------------------
-# Drawing helpers (shared with the other Figures I modules)
-
-
-GRAM_CMAP = "RdBu_r"  # diverging, white at 0 (as the paper's W^T W plots)
-LABEL_MIN_NORM = 0.25  # shorter arrows are drawn but not labelled (their labels would pile up at 0)
-
-
-def draw_arrows_2d(ax: plt.Axes, W: np.ndarray, colors: Sequence[Any], labels: Sequence[str] | None = None,
-                   lim: float = 1.5, alpha: float = 1.0, lw: float = 1.5, circle: bool = True) -> None:
-    """Columns of a 2-D ``W [2, n]`` as arrows from the origin (the paper's feature diagrams)."""
-    if circle:
-        t = np.linspace(0, 2 * np.pi, 200)
-        ax.plot(np.cos(t), np.sin(t), color=PALETTE["grid"], lw=0.6, zorder=0)
-    for i in range(W.shape[1]):
-        x, y = W[0, i], W[1, i]
-        if np.hypot(x, y) > 1e-3:
-            ax.annotate("", xy=(x, y), xytext=(0, 0), zorder=2,
-                        arrowprops={"arrowstyle": "-|>", "color": colors[i], "lw": lw, "alpha": alpha,
-                                    "shrinkA": 0, "shrinkB": 0, "mutation_scale": 8})
-        else:
-            ax.plot([0], [0], "o", color=colors[i], ms=3, alpha=alpha, zorder=3)
-        if labels is not None and np.hypot(x, y) > LABEL_MIN_NORM:
-            r = np.hypot(x, y)
-            ax.text(x + 0.16 * x / r, y + 0.16 * y / r, labels[i], fontsize=6, ha="center", va="center",
-                    color=colors[i], alpha=alpha)
-    ax.set_xlim(-lim, lim)
-    ax.set_ylim(-lim, lim)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    for side in ("left", "bottom"):
-        ax.spines[side].set_visible(False)
-
-
-def draw_gram(ax: plt.Axes, W: np.ndarray, b: np.ndarray, vmax: float = 1.0):
-    """``W^T W`` with ``b`` as a separate column on its right, diverging colours centred at 0."""
-    G = metrics.gram(W)
-    n = G.shape[0]
-    img = np.full((n, n + 2), np.nan)
-    img[:, :n] = G
-    img[:, n + 1] = b
-    cmap = plt.get_cmap(GRAM_CMAP).with_extremes(bad="white")
-    im = ax.imshow(img, cmap=cmap, norm=mcolors.Normalize(-vmax, vmax), interpolation="nearest", aspect="equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    for side in ("left", "bottom"):
-        ax.spines[side].set_visible(False)
-    return im
-
-
-def draw_norm_bars(ax: plt.Axes, W: np.ndarray, xmax: float = 1.2) -> None:
-    """Horizontal bars of ``||W_i||`` (feature 0 on top), coloured by superposition (0 dark, >= 1 yellow)."""
-    norms, sup = metrics.feature_norms(W), metrics.superposition(W)
-    n = norms.size
-    ax.barh(np.arange(n), norms, height=0.85, color=SUPERPOSITION_CMAP(np.clip(sup, 0, 1)), lw=0)
-    ax.set_ylim(n - 0.5, -0.5)
-    ax.set_xlim(0, max(xmax, float(norms.max()) * 1.05))
-    ax.set_yticks([])
-    ax.axvline(1.0, color=PALETTE["grid"], lw=0.6, zorder=0)
-
-
-def importance_colors(n: int) -> list[Any]:
-    """One colour per feature, most important (index 0) dark purple to least important yellow."""
-    return [plt.get_cmap("viridis")(v) for v in np.linspace(0.0, 0.9, n)]
-
-
-def importance_label(run: Any) -> str:
-    """"I=0.7^i", "I=1" ... from an experiment's importance spec."""
-    imp = run.spec.get("importance", {"constant": 1.0})
-    if "decay" in imp:
-        return f"I={imp['decay']:g}^i"
-    return f"I={imp['constant']:g}" if "constant" in imp else "I given"
-
-
-def density_label(p: float) -> str:
-    return f"1-S = {p:.3g}"
+# Selected models of a run
 
 
 def _cell_model(run: Any, **axes: float) -> tuple[int, np.ndarray, np.ndarray]:
@@ -258,9 +70,7 @@ UNIFORM_DENSITY = 0.05  # the paper's regular pentagon: I = 1, 1 - S = 0.05
 
 def _intro_runs(ctx: FigureContext) -> tuple[Any, Any, Any]:
     """(paper panels run, tutorial run, uniform-importance run) named by the figure's options."""
-    return (ctx.run(ctx.option("paper", "intro_pentagon")),
-            ctx.run(ctx.option("tutorial", "intro_pentagon_tutorial")),
-            ctx.run(ctx.option("uniform", "pentagon_perturbation")))
+    return ctx.run(ctx.option("paper")), ctx.run(ctx.option("tutorial")), ctx.run(ctx.option("uniform"))
 
 
 def _uniform_model(run: Any) -> tuple[int, np.ndarray, np.ndarray]:
@@ -282,18 +92,20 @@ def _uniform_model(run: Any) -> tuple[int, np.ndarray, np.ndarray]:
         "1-S = 0.05. Bottom: the tutorial's sweep (I_i = 0.7^i, S = 0 ... 0.99). Colour: importance rank "
         "(dark = most important)."
     ),
+    options={"paper": "intro_pentagon", "tutorial": "intro_pentagon_tutorial", "uniform": "pentagon_perturbation",
+             "panels": list(INTRO_PANELS), "tutorial_densities": list(TUTORIAL_PANELS)},
 )
 def build_intro(ctx: FigureContext) -> FigureOutput:
     paper, tutorial, uniform = _intro_runs(ctx)
     panels: list[tuple[str, str, np.ndarray, float]] = []
-    for p in ctx.option("panels", list(INTRO_PANELS)):
+    for p in ctx.option("panels"):
         c, W, _ = _cell_model(paper, density=p)
         panels.append(("paper", f"{100 * (1 - _densities(paper)[c]):.0f}% sparsity, {importance_label(paper)}", W,
                        _densities(paper)[c]))
     c, W, _ = _uniform_model(uniform)
     p = _densities(uniform)[c]
     panels.append(("uniform", f"{importance_label(uniform)}, 1-S={p:.3g}", W, p))
-    cells = dict.fromkeys(tutorial.cell(density=p) for p in ctx.option("tutorial_densities", list(TUTORIAL_PANELS)))
+    cells = dict.fromkeys(tutorial.cell(density=p) for p in ctx.option("tutorial_densities"))
     for c in cells:
         p = _densities(tutorial)[c]
         panels.append(("tutorial", f"S = {1 - p:.3g}, {importance_label(tutorial)}", tutorial.params()["W"][c], p))
@@ -613,12 +425,6 @@ def uniform_levels(ctx: FigureContext) -> pd.DataFrame:
     return ctx.cache["levels"]
 
 
-def _reference_line(ax: plt.Axes, y: float, label: str, **line: Any) -> None:
-    """A horizontal reference line labelled just outside the right edge of the axes."""
-    ax.axhline(y, color=PALETTE["theory"], **line)
-    ax.text(1.01, y, label, transform=ax.get_yaxis_transform(), va="center", fontsize=7, color=PALETTE["theory"])
-
-
 def _draw_dstar(ax: plt.Axes, levels: pd.DataFrame) -> None:
     ax.plot(levels["inv_density"], levels["dstar"], "-o", color=PALETTE["ink"], ms=2.5, lw=1.0, zorder=3)
     ax.set_xscale("log")
@@ -644,7 +450,7 @@ def build_dstar(ctx: FigureContext) -> FigureOutput:
     levels = uniform_levels(ctx)
     fig, ax = new_figure(figsize=(5.0, 3.0))
     for v, lab in ((1.0, "1"), (0.5, "1/2")):
-        _reference_line(ax, v, lab, ls="--", lw=0.8)
+        reference_line(ax, v, lab, ls="--", lw=0.8)
     _draw_dstar(ax, levels)
     ax.set_ylabel("D* = m / ||W||$_F^2$")
     fig.tight_layout()
@@ -694,7 +500,7 @@ def build_feature_dimensionality(ctx: FigureContext) -> FigureOutput:
     spread = 10 ** (0.035 * ((np.arange(n) * 0.618034) % 1 - 0.5))  # deterministic horizontal spread
     fig, ax = new_figure(figsize=(6.2, 3.8))
     for lab, v in REFERENCE_LINES.items():
-        _reference_line(ax, v, lab, ls=":", lw=0.6)
+        reference_line(ax, v, lab, ls=":", lw=0.6)
     x = levels["inv_density"].to_numpy()[:, None] * spread[None, :]
     ax.scatter(x.ravel(), D.ravel(), s=2, color=PALETTE["neg"], alpha=0.25, lw=0, zorder=2)
     _draw_dstar(ax, levels)

@@ -1,0 +1,95 @@
+"""Drawing helpers every figure family shares: 2-D feature arrows, ``W^T W`` with the bias, feature-norm
+bars, importance colours, labelled reference lines. They draw under the shared style of
+:mod:`tms.figures.base`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import matplotlib.colors as mcolors
+import matplotlib.pyplot as plt
+import numpy as np
+
+from tms import metrics
+from tms.figures.base import PALETTE, SUPERPOSITION_CMAP
+
+GRAM_CMAP = "RdBu_r"  # diverging, white at 0 (as the paper's W^T W plots)
+LABEL_MIN_NORM = 0.25  # shorter arrows are drawn but not labelled (their labels would pile up at 0)
+
+
+def draw_arrows_2d(ax: plt.Axes, W: np.ndarray, colors: Sequence[Any], labels: Sequence[str] | None = None,
+                   lim: float = 1.5, alpha: float = 1.0, lw: float = 1.5, circle: bool = True) -> None:
+    """Columns of a 2-D ``W [2, n]`` as arrows from the origin (the paper's feature diagrams)."""
+    if circle:
+        t = np.linspace(0, 2 * np.pi, 200)
+        ax.plot(np.cos(t), np.sin(t), color=PALETTE["grid"], lw=0.6, zorder=0)
+    for i in range(W.shape[1]):
+        x, y = W[0, i], W[1, i]
+        if np.hypot(x, y) > 1e-3:
+            ax.annotate("", xy=(x, y), xytext=(0, 0), zorder=2,
+                        arrowprops={"arrowstyle": "-|>", "color": colors[i], "lw": lw, "alpha": alpha,
+                                    "shrinkA": 0, "shrinkB": 0, "mutation_scale": 8})
+        else:
+            ax.plot([0], [0], "o", color=colors[i], ms=3, alpha=alpha, zorder=3)
+        if labels is not None and np.hypot(x, y) > LABEL_MIN_NORM:
+            r = np.hypot(x, y)
+            ax.text(x + 0.16 * x / r, y + 0.16 * y / r, labels[i], fontsize=6, ha="center", va="center",
+                    color=colors[i], alpha=alpha)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ("left", "bottom"):
+        ax.spines[side].set_visible(False)
+
+
+def draw_gram(ax: plt.Axes, W: np.ndarray, b: np.ndarray, vmax: float = 1.0):
+    """``W^T W`` with ``b`` as a separate column on its right, diverging colours centred at 0."""
+    G = metrics.gram(W)
+    n = G.shape[0]
+    img = np.full((n, n + 2), np.nan)
+    img[:, :n] = G
+    img[:, n + 1] = b
+    cmap = plt.get_cmap(GRAM_CMAP).with_extremes(bad="white")
+    im = ax.imshow(img, cmap=cmap, norm=mcolors.Normalize(-vmax, vmax), interpolation="nearest", aspect="equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ("left", "bottom"):
+        ax.spines[side].set_visible(False)
+    return im
+
+
+def draw_norm_bars(ax: plt.Axes, W: np.ndarray, xmax: float = 1.2) -> None:
+    """Horizontal bars of ``||W_i||`` (feature 0 on top), coloured by superposition (0 dark, >= 1 yellow)."""
+    norms, sup = metrics.feature_norms(W), metrics.superposition(W)
+    n = norms.size
+    ax.barh(np.arange(n), norms, height=0.85, color=SUPERPOSITION_CMAP(np.clip(sup, 0, 1)), lw=0)
+    ax.set_ylim(n - 0.5, -0.5)
+    ax.set_xlim(0, max(xmax, float(norms.max()) * 1.05))
+    ax.set_yticks([])
+    ax.axvline(1.0, color=PALETTE["grid"], lw=0.6, zorder=0)
+
+
+def importance_colors(n: int) -> list[Any]:
+    """One colour per feature, most important (index 0) dark purple to least important yellow."""
+    return [plt.get_cmap("viridis")(v) for v in np.linspace(0.0, 0.9, n)]
+
+
+def importance_label(run: Any) -> str:
+    """"I=0.7^i", "I=1" ... from an experiment's importance spec."""
+    imp = run.spec.get("importance", {"constant": 1.0})
+    if "decay" in imp:
+        return f"I={imp['decay']:g}^i"
+    return f"I={imp['constant']:g}" if "constant" in imp else "I given"
+
+
+def density_label(p: float) -> str:
+    return f"1-S = {p:.3g}"
+
+
+def reference_line(ax: plt.Axes, y: float, label: str, **line: Any) -> None:
+    """A horizontal reference line labelled just outside the right edge of the axes."""
+    ax.axhline(y, color=PALETTE["theory"], **line)
+    ax.text(1.01, y, label, transform=ax.get_yaxis_transform(), va="center", fontsize=7, color=PALETTE["theory"])
