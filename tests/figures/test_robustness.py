@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
+from tms import rng
+from tms.data import FeatureSets
+from tms.evaluation import model_losses
 from tms.figures import robustness as R
 
 
@@ -141,11 +143,12 @@ def test_l1_verdicts_bad():
     assert R.loss_rises(t).passed is False
 
 
-def test_reconstruction_loss_ignores_the_penalty():
+def test_l1_reconstruction_loss_ignores_the_penalty():
+    # identity weights reconstruct every input exactly: the loss the figure reports has no L1 term
     W = np.eye(3)[None].astype(np.float32)
     b = np.zeros((1, 3), np.float32)
-    x = torch.rand(1, 64, 3)
-    loss = R.reconstruction_loss("relu_output", {"W": W, "b": b}, np.ones((1, 3)), x)
+    loss = model_losses("relu_output", {"W": W, "b": b}, np.ones((1, 3)), rng.derive_keys(0, "t", 1, 1),
+                        np.full((1, 3), 0.5), FeatureSets.independent(3), 64)
     assert loss[0] == pytest.approx(0.0, abs=1e-10)
 
 

@@ -161,7 +161,7 @@ def test_dstar_and_dimensionality_claims_pass():
     assert set(verdicts(S.DSTAR, ctx).values()) == {"reproduced"}
     ctx = ctx_with(S.FEATDIM, {"u": run})
     assert set(verdicts(S.FEATDIM, ctx).values()) == {"reproduced"}
-    lv = S.uniform_levels(ctx)
+    lv = S.uniform_analysis(ctx).levels
     assert lv["dstar"].to_numpy() == pytest.approx(targets)
     assert lv["sum_D"].to_numpy() == pytest.approx(12)
 

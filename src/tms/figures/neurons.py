@@ -31,7 +31,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from tms import metrics
-from tms.figures.base import PALETTE, SUPERPOSITION_CMAP, FigureContext, FigureOutput, figure, new_figure
+from tms.figures.base import (PALETTE, SUPERPOSITION_CMAP, FigureContext, FigureOutput, analysis, figure,
+                              new_figure)
 from tms.findings import Measurement, claim
 
 SUPERPOSITION_NORM = mcolors.Normalize(0.0, 1.0, clip=True)
@@ -139,12 +140,11 @@ def privileged_basis_analysis(W: np.ndarray, density: np.ndarray, loss: np.ndarr
     return PBAnalysis(cells, weights, W)
 
 
+@analysis
 def _pb(ctx: FigureContext) -> PBAnalysis:
-    if "pb" not in ctx.cache:
-        run = ctx.run(ctx.experiments[0])
-        ctx.cache["pb"] = privileged_basis_analysis(run.params()["W"], run.cells["density"].to_numpy(dtype=float),
-                                                    run.cells["loss"].to_numpy(dtype=float))
-    return ctx.cache["pb"]
+    run = ctx.run(ctx.experiments[0])
+    return privileged_basis_analysis(run.params()["W"], run.cells["density"].to_numpy(dtype=float),
+                                     run.cells["loss"].to_numpy(dtype=float))
 
 
 @figure("privileged_basis", section="privileged_basis",
@@ -310,19 +310,18 @@ class AbsSmallAnalysis:
     restarts_paired: float  # fraction of all restarts with the pairing
 
 
+@analysis
 def _abs_small(ctx: FigureContext) -> AbsSmallAnalysis:
-    if "abs_small" not in ctx.cache:
-        run = ctx.run(ctx.experiments[0])
-        p = run.params()
-        c = run.cell(density=1.0)
-        W1, W2, b = p["W1"][c], p["W2"][c], p["b"][c]
-        pr = pairing(W1, W2)
-        R1, R2 = metrics.rescale_hidden_units(W1, W2)
-        order = np.lexsort((-pr.pairs["sign"].to_numpy(), pr.pairs["feature"].to_numpy()))
-        inst = run.instances_of(c)
-        paired = np.mean([pairing(run.arrays["W1"][k], run.arrays["W2"][k]).ok for k in inst])
-        ctx.cache["abs_small"] = AbsSmallAnalysis(R1, R2, b, order, pr, float(paired))
-    return ctx.cache["abs_small"]
+    run = ctx.run(ctx.experiments[0])
+    p = run.params()
+    c = run.cell(density=1.0)
+    W1, W2, b = p["W1"][c], p["W2"][c], p["b"][c]
+    pr = pairing(W1, W2)
+    R1, R2 = metrics.rescale_hidden_units(W1, W2)
+    order = np.lexsort((-pr.pairs["sign"].to_numpy(), pr.pairs["feature"].to_numpy()))
+    inst = run.instances_of(c)
+    paired = np.mean([pairing(run.arrays["W1"][k], run.arrays["W2"][k]).ok for k in inst])
+    return AbsSmallAnalysis(R1, R2, b, order, pr, float(paired))
 
 
 @figure("abs_value_small", section="computation", title="Computing |x| for 3 features with 6 neurons",
@@ -456,17 +455,16 @@ def trivial_loss(importance: np.ndarray, density: np.ndarray) -> np.ndarray:
     return (np.asarray(importance) * (p / 3 - p**2 / 4)).mean(-1)
 
 
+@analysis
 def _abs_super(ctx: FigureContext) -> AbsSuperAnalysis:
-    if "abs_super" not in ctx.cache:
-        run = ctx.run(ctx.experiments[0])
-        p = run.params()
-        density = run.cells["density"].to_numpy(dtype=float)
-        an = abs_superposition_analysis(p["W1"], p["W2"], p["b"], density)
-        # how far training got: the sparsest cells see few active features per feature
-        an.cells["loss"] = run.cells["loss"].to_numpy(dtype=float)
-        an.cells["loss_vs_trivial"] = an.cells["loss"] / trivial_loss(run.arrays["importance"][run.best], density)
-        ctx.cache["abs_super"] = an
-    return ctx.cache["abs_super"]
+    run = ctx.run(ctx.experiments[0])
+    p = run.params()
+    density = run.cells["density"].to_numpy(dtype=float)
+    an = abs_superposition_analysis(p["W1"], p["W2"], p["b"], density)
+    # how far training got: the sparsest cells see few active features per feature
+    an.cells["loss"] = run.cells["loss"].to_numpy(dtype=float)
+    an.cells["loss_vs_trivial"] = an.cells["loss"] / trivial_loss(run.arrays["importance"][run.best], density)
+    return an
 
 
 @figure("abs_value_superposition", section="computation", title="Computing |x| in superposition across sparsity",
@@ -677,15 +675,13 @@ def motif_analysis(W1: np.ndarray, W2: np.ndarray, b: np.ndarray, cell: np.ndarr
                          int(has.sum()))
 
 
+@analysis
 def _motif(ctx: FigureContext) -> MotifAnalysis:
-    if "motif" not in ctx.cache:
-        run = ctx.run(ctx.experiments[0])
-        a = run.arrays
-        crit = {k: float(ctx.option(k)) for k in ("ratio", "min_gain", "inhibit")}
-        ctx.cache["motif"] = motif_analysis(a["W1"], a["W2"], a["b"], a["cell"],
-                                            run.cells["density"].to_numpy(dtype=float), a["final_loss"],
-                                            a["selected"].astype(bool), **crit)
-    return ctx.cache["motif"]
+    run = ctx.run(ctx.experiments[0])
+    a = run.arrays
+    crit = {k: float(ctx.option(k)) for k in ("ratio", "min_gain", "inhibit")}
+    return motif_analysis(a["W1"], a["W2"], a["b"], a["cell"], run.cells["density"].to_numpy(dtype=float),
+                          a["final_loss"], a["selected"].astype(bool), **crit)
 
 
 @figure("asymmetric_motif", section="computation", title="The asymmetric superposition motif, found automatically",
@@ -693,7 +689,8 @@ def _motif(ctx: FigureContext) -> MotifAnalysis:
                 "tms.figures.neurons.find_motifs). (a) The example model's rescaled |W1| per neuron, features in "
                 "colours; the asymmetric neuron (*) and its inhibitor (v) are marked. (b) Output b's pre-activation "
                 "against x_a (only feature a active) with and without the inhibiting neuron, and the target |x_b| = 0. "
-                "(c) Fraction of restarts showing the motif at each sparsity (filled: the lowest-loss model has it).", options={"ratio": 2.0, "min_gain": 0.5, "inhibit": 0.5})
+                "(c) Fraction of restarts showing the motif at each sparsity (filled: the lowest-loss model has it).",
+        options={"ratio": 2.0, "min_gain": 0.5, "inhibit": 0.5})
 def build_motif(ctx: FigureContext) -> FigureOutput:
     an = _motif(ctx)
     fig, axes = new_figure(1, 3, figsize=(7.2, 2.5), constrained_layout=True, gridspec_kw={"width_ratios": [1.6, 1, 1]})

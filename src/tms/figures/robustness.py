@@ -26,9 +26,11 @@ import torch
 from scipy.stats import pearsonr, spearmanr
 
 from tms import data as data_mod
-from tms import metrics, models, rng
+from tms import metrics, rng
 from tms.data import FeatureSets
-from tms.figures.base import PALETTE, SUPERPOSITION_CMAP, FigureContext, FigureOutput, figure, new_figure
+from tms.evaluation import model_losses
+from tms.figures.base import (PALETTE, SUPERPOSITION_CMAP, FigureContext, FigureOutput, analysis, figure,
+                              new_figure)
 from tms.findings import Measurement, claim
 
 SUPERPOSITION_NORM = mcolors.Normalize(0.0, 1.0, clip=True)
@@ -38,15 +40,21 @@ SUPERPOSITION_NORM = mcolors.Normalize(0.0, 1.0, clip=True)
 # Shared helpers
 
 
+EVAL_STREAM = rng.EVAL_COUNTER + 7919  # a counter no training step uses
+
+
+def _per_feature(density: np.ndarray, n: int) -> np.ndarray:
+    return np.repeat(np.asarray(density, dtype=np.float32)[:, None], n, axis=1)
+
+
 def draw_inputs(seed: int, tag: str, density: np.ndarray, n: int, batch: int, signed: bool = False) -> torch.Tensor:
     """Evaluation inputs ``[C, batch, n]``, one stream per cell, on counters no training step uses.
 
     Keyed by (seed, tag, cell) so every figure build draws the same examples.
     """
-    C = len(density)
-    keys = rng.derive_keys(seed, tag, C, 1)
-    dens = torch.as_tensor(np.repeat(np.asarray(density, dtype=np.float32)[:, None], n, axis=1))
-    return data_mod.draw(keys, rng.EVAL_COUNTER + 7919, batch, dens, FeatureSets.independent(n), signed)
+    keys = rng.derive_keys(seed, tag, len(density), 1)
+    dens = torch.as_tensor(_per_feature(density, n))
+    return data_mod.draw(keys, EVAL_STREAM, batch, dens, FeatureSets.independent(n), signed)
 
 
 def features_per_dimension(W: np.ndarray, threshold: float = metrics.REPRESENTED_NORM) -> np.ndarray:
@@ -121,19 +129,16 @@ def relative(vuln: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return np.divide(vuln, ref, out=np.full_like(vuln, np.nan), where=ref > 0)
 
 
+@analysis
 def _adversarial(ctx: FigureContext) -> pd.DataFrame:
-    if "adversarial" not in ctx.cache:
-        run = ctx.run(ctx.experiments[0])
-        p = run.params()
-        best = run.best
-        density = run.cells["density"].to_numpy(dtype=float)
-        n = p["W"].shape[-1]
-        x = draw_inputs(int(run.meta["seed"]), f"{run.name}/attack", density, n,
-                        int(ctx.option("attack_examples")))
-        ctx.cache["adversarial"] = vulnerability_table(
-            p["W"], p["b"], run.arrays["importance"][best], density, x,
-            float(ctx.option("budget_fraction")))
-    return ctx.cache["adversarial"]
+    """The vulnerability table (one row per sparsity): what the figure draws and its claims judge."""
+    run = ctx.run(ctx.experiments[0])
+    p = run.params()
+    density = run.cells["density"].to_numpy(dtype=float)
+    x = draw_inputs(int(run.meta["seed"]), f"{run.name}/attack", density, p["W"].shape[-1],
+                    int(ctx.option("attack_examples")))
+    return vulnerability_table(p["W"], p["b"], run.arrays["importance"][run.best], density, x,
+                               float(ctx.option("budget_fraction")))
 
 
 @figure("adversarial_vulnerability", section="robustness",
@@ -143,7 +148,8 @@ def _adversarial(ctx: FigureContext) -> pd.DataFrame:
                 "example). (a) Mean loss increase relative to the no-superposition model at the same "
                 "sparsity (the m most important features on dedicated dimensions). (b) Features per "
                 "dimension 1/D* = ||W||_F^2 / m (dashed: mean 1/D_i of represented features). (c) Relative "
-                "vulnerability against features per dimension; the dotted line is y = x.", options={"budget_fraction": 0.1, "attack_examples": 8192})
+                "vulnerability against features per dimension; the dotted line is y = x.",
+        options={"budget_fraction": 0.1, "attack_examples": 8192})
 def build_adversarial(ctx: FigureContext) -> FigureOutput:
     t = _adversarial(ctx)
     fig, axes = new_figure(1, 3, figsize=(7.2, 2.4), constrained_layout=True)
@@ -222,15 +228,6 @@ def _(ctx) -> Measurement:
 # L1 penalty on hidden activations
 
 
-def reconstruction_loss(kind: str, params: dict[str, np.ndarray], importance: np.ndarray,
-                        x: torch.Tensor) -> np.ndarray:
-    """Importance-weighted MSE without the penalty term, per instance: ``[C]``."""
-    p = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in params.items()}
-    imp = torch.as_tensor(importance, dtype=torch.float32)
-    with torch.no_grad():
-        return models.loss_per_instance(models.ModelKind(kind), p, x, imp).double().numpy()
-
-
 def l1_table(W: np.ndarray, l1: np.ndarray, loss: np.ndarray) -> pd.DataFrame:
     """Per cell: penalty, superposition measures, represented features, reconstruction loss."""
     return pd.DataFrame({
@@ -250,19 +247,20 @@ class L1Analysis:
     W: np.ndarray  # [C, m, n] selected models, in table order
 
 
+@analysis
 def _l1(ctx: FigureContext) -> L1Analysis:
-    if "l1" not in ctx.cache:
-        run = ctx.run(ctx.experiments[0])
-        p = run.params()
-        best = run.best
-        density = run.cells["density"].to_numpy(dtype=float)
-        n = p["W"].shape[-1]
-        x = draw_inputs(int(run.meta["seed"]), f"{run.name}/eval", density, n, int(ctx.option("eval_examples")))
-        loss = reconstruction_loss(run.spec["model"], p, run.arrays["importance"][best], x)
-        l1 = run.cells["l1"].to_numpy(dtype=float)
-        order = np.argsort(l1, kind="stable")
-        ctx.cache["l1"] = L1Analysis(l1_table(p["W"], l1, loss), p["W"][order])
-    return ctx.cache["l1"]
+    run = ctx.run(ctx.experiments[0])
+    p = run.params()
+    density = run.cells["density"].to_numpy(dtype=float)
+    examples = int(ctx.option("eval_examples"))
+    # the reconstruction loss, without the penalty: one stream per cell, drawn as one batch
+    loss = model_losses(run.kind, p, run.arrays["importance"][run.best],
+                        rng.derive_keys(int(run.meta["seed"]), f"{run.name}/eval", len(density), 1),
+                        _per_feature(density, p["W"].shape[-1]), FeatureSets.independent(p["W"].shape[-1]),
+                        examples, counter=EVAL_STREAM, chunk=examples)
+    l1 = run.cells["l1"].to_numpy(dtype=float)
+    order = np.argsort(l1, kind="stable")
+    return L1Analysis(l1_table(p["W"], l1, loss), p["W"][order])
 
 
 @figure("l1_removes_superposition", section="strategic",
@@ -271,7 +269,8 @@ def _l1(ctx: FigureContext) -> L1Analysis:
                 "(a) Mean superposition of represented features (sum_j (W_i_hat . W_j)^2), (b) the number of "
                 "represented features (||W_i|| > 0.5) and (c) the reconstruction loss (the importance-weighted "
                 "MSE, without the penalty) against lambda. Bottom: feature norms ||W_i|| coloured by "
-                "superposition at four penalties.", options={"eval_examples": 16384})
+                "superposition at four penalties.",
+        options={"eval_examples": 16384})
 def build_l1(ctx: FigureContext) -> FigureOutput:
     an = _l1(ctx)
     t = an.table
@@ -453,15 +452,14 @@ class CompressionAnalysis:
     linear: dict[str, float]  # scheme -> per-dimension MSE
 
 
+@analysis
 def _compression(ctx: FigureContext) -> CompressionAnalysis:
-    if "compression" not in ctx.cache:
-        grid = int(ctx.option("grid"))
-        Zs = [int(z) for z in ctx.option("Z")]
-        eps = np.round(np.linspace(0.0, float(ctx.option("max_eps")), int(ctx.option("eps_points"))), 6)
-        eps = np.unique(np.append(eps, 0.1))
-        ctx.cache["compression"] = CompressionAnalysis(
-            compression_table(Zs, eps, grid), {s: linear_mse(s, grid) for s in ("pick_one", "average")})
-    return ctx.cache["compression"]
+    grid = int(ctx.option("grid"))
+    Zs = [int(z) for z in ctx.option("Z")]
+    eps = np.round(np.linspace(0.0, float(ctx.option("max_eps")), int(ctx.option("eps_points"))), 6)
+    eps = np.unique(np.append(eps, 0.1))
+    return CompressionAnalysis(compression_table(Zs, eps, grid),
+                               {s: linear_mse(s, grid) for s in ("pick_one", "average")})
 
 
 @figure("nonlinear_compression", section="appendix", title="Nonlinear compression beats linear compression",

@@ -9,6 +9,7 @@ trained.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import matplotlib.colors as mcolors
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from tms import metrics
-from tms.figures.base import PALETTE, SUPERPOSITION_CMAP, FigureContext, FigureOutput, figure, new_figure
+from tms.figures.base import PALETTE, SUPERPOSITION_CMAP, FigureContext, FigureOutput, analysis, figure, new_figure
 from tms.figures.draw import (density_label, draw_arrows_2d, draw_gram, draw_norm_bars, importance_colors,
                               importance_label, reference_line)
 from tms.findings import Measurement, claim
@@ -68,17 +69,55 @@ TUTORIAL_PANELS = (1.0, 0.3, 0.1, 0.03, 0.01)  # the tutorial's S = 0, 0.7, 0.9,
 UNIFORM_DENSITY = 0.05  # the paper's regular pentagon: I = 1, 1 - S = 0.05
 
 
-def _intro_runs(ctx: FigureContext) -> tuple[Any, Any, Any]:
-    """(paper panels run, tutorial run, uniform-importance run) named by the figure's options."""
-    return ctx.run(ctx.option("paper")), ctx.run(ctx.option("tutorial")), ctx.run(ctx.option("uniform"))
-
-
 def _uniform_model(run: Any) -> tuple[int, np.ndarray, np.ndarray]:
     """The unperturbed cell (ratio 1, density 0.05) of the perturbation run, or the nearest cell."""
     axes = {"density": UNIFORM_DENSITY}
     if "perturbed_density_ratio" in run.cells:
         axes["perturbed_density_ratio"] = 1.0
     return _cell_model(run, **axes)
+
+
+@dataclass(frozen=True)
+class IntroPanel:
+    group: str  # "paper", "uniform" (top row) or "tutorial" (bottom row)
+    title: str
+    density: float
+    W: np.ndarray  # canonicalised [2, 5]: feature 0 points right
+
+
+@dataclass(frozen=True)
+class IntroAnalysis:
+    """The panels drawn, their table, and the models the claims judge (selected model per cell)."""
+
+    panels: tuple[IntroPanel, ...]
+    table: pd.DataFrame
+    dense: np.ndarray  # the paper's run at 1-S = 1, 0.2, 0.1
+    sparse80: np.ndarray
+    sparse90: np.ndarray
+    uniform: np.ndarray  # I = 1, 1-S = 0.05
+    tutorial_s099: np.ndarray  # the tutorial's run at S = 0.99
+
+
+@analysis
+def intro_analysis(ctx: FigureContext) -> IntroAnalysis:
+    paper, tutorial, uniform = (ctx.run(ctx.option(k)) for k in ("paper", "tutorial", "uniform"))
+    panels = []
+    for p in ctx.option("panels"):
+        c, W, _ = _cell_model(paper, density=p)
+        d = _densities(paper)[c]
+        panels.append(IntroPanel("paper", f"{100 * (1 - d):.0f}% sparsity, {importance_label(paper)}", d, W))
+    c, W_uniform, _ = _uniform_model(uniform)
+    p = _densities(uniform)[c]
+    panels.append(IntroPanel("uniform", f"{importance_label(uniform)}, 1-S={p:.3g}", p, W_uniform))
+    for c in dict.fromkeys(tutorial.cell(density=p) for p in ctx.option("tutorial_densities")):
+        p = _densities(tutorial)[c]
+        panels.append(IntroPanel("tutorial", f"S = {1 - p:.3g}, {importance_label(tutorial)}", p,
+                                 tutorial.params()["W"][c]))
+    panels = [IntroPanel(q.group, q.title, q.density, metrics.canonicalize_2d(q.W)) for q in panels]
+    table = pd.DataFrame([{"panel": q.group, "density": q.density, "feature": i, "x": q.W[0, i], "y": q.W[1, i],
+                           "norm": float(np.hypot(*q.W[:, i]))} for q in panels for i in range(q.W.shape[1])])
+    return IntroAnalysis(tuple(panels), table, _cell_model(paper, density=1.0)[1], _cell_model(paper, density=0.2)[1],
+                         _cell_model(paper, density=0.1)[1], W_uniform, _cell_model(tutorial, density=0.01)[1])
 
 
 @figure(
@@ -96,45 +135,24 @@ def _uniform_model(run: Any) -> tuple[int, np.ndarray, np.ndarray]:
              "panels": list(INTRO_PANELS), "tutorial_densities": list(TUTORIAL_PANELS)},
 )
 def build_intro(ctx: FigureContext) -> FigureOutput:
-    paper, tutorial, uniform = _intro_runs(ctx)
-    panels: list[tuple[str, str, np.ndarray, float]] = []
-    for p in ctx.option("panels"):
-        c, W, _ = _cell_model(paper, density=p)
-        panels.append(("paper", f"{100 * (1 - _densities(paper)[c]):.0f}% sparsity, {importance_label(paper)}", W,
-                       _densities(paper)[c]))
-    c, W, _ = _uniform_model(uniform)
-    p = _densities(uniform)[c]
-    panels.append(("uniform", f"{importance_label(uniform)}, 1-S={p:.3g}", W, p))
-    cells = dict.fromkeys(tutorial.cell(density=p) for p in ctx.option("tutorial_densities"))
-    for c in cells:
-        p = _densities(tutorial)[c]
-        panels.append(("tutorial", f"S = {1 - p:.3g}, {importance_label(tutorial)}", tutorial.params()["W"][c], p))
-
-    n_top = sum(1 for k, *_ in panels if k != "tutorial")
-    n_bottom = len(panels) - n_top
-    cols = max(n_top, n_bottom)
+    an = intro_analysis(ctx)
+    top = [q for q in an.panels if q.group != "tutorial"]
+    bottom = [q for q in an.panels if q.group == "tutorial"]
+    cols = max(len(top), len(bottom))
     fig, axes = new_figure(2, cols, figsize=(1.9 * cols, 4.1), squeeze=False)
-    rows = []
-    top = [q for q in panels if q[0] != "tutorial"]
-    bottom = [q for q in panels if q[0] == "tutorial"]
     for r, group in enumerate((top, bottom)):
         for j in range(cols):
             ax = axes[r, j]
             if j >= len(group):
                 ax.axis("off")
                 continue
-            kind, title, W, p = group[j]
-            Wc = metrics.canonicalize_2d(W)
-            n = W.shape[1]
-            draw_arrows_2d(ax, Wc, importance_colors(n), labels=[str(i) for i in range(n)], lim=1.45)
-            ax.set_title(title, fontsize=7)
-            for i in range(n):
-                rows.append({"panel": kind, "density": p, "feature": i, "x": Wc[0, i], "y": Wc[1, i],
-                             "norm": float(np.hypot(*Wc[:, i]))})
+            n = group[j].W.shape[1]
+            draw_arrows_2d(ax, group[j].W, importance_colors(n), labels=[str(i) for i in range(n)], lim=1.45)
+            ax.set_title(group[j].title, fontsize=7)
     fig.suptitle("colour: importance rank, feature 0 (dark) most important ... feature 4 (yellow) least; "
                  "a dot at the centre is a feature that is not embedded", fontsize=7, y=0.02)
     fig.tight_layout()
-    return FigureOutput(fig, pd.DataFrame(rows))
+    return FigureOutput(fig, an.table)
 
 
 def measure_dense_orthogonal(W: np.ndarray) -> Measurement:
@@ -181,74 +199,103 @@ def measure_regular_pentagon(W: np.ndarray) -> Measurement:
     return m
 
 
-def _intro_claim(name: str, statement: str, expected: str, tolerance: str, section: str = "introduction"):
-    return claim(f"{INTRO}.{name}", figure=INTRO, section=section, statement=statement, expected=expected,
-                 tolerance=tolerance)
+def _intro_claim(id: str, statement: str, expected: str, tolerance: str, section: str = "introduction"):
+    return claim(id, figure=INTRO, section=section, statement=statement, expected=expected, tolerance=tolerance)
 
 
-@_intro_claim("dense_orthogonal",
+@_intro_claim("intro_pentagon.dense_orthogonal",
               "With dense features (0% sparsity) the two most important features get dedicated orthogonal "
               "dimensions and the other three are not embedded.",
               "represented (||W_i|| > 0.5) = {0, 1}; |cos(W_0, W_1)| < 0.1; max ||W_i|| of features 2-4 < 0.1",
               "cos 0.1 (~6 deg); 'not embedded' = norm < 0.1")
 def _intro_dense(ctx: FigureContext) -> Measurement:
-    _, W, _ = _cell_model(_intro_runs(ctx)[0], density=1.0)
-    return measure_dense_orthogonal(W)
+    return measure_dense_orthogonal(intro_analysis(ctx).dense)
 
 
-@_intro_claim("sparse80_antipodal",
+@_intro_claim("intro_pentagon.sparse80_antipodal",
               "At 80% sparsity the four most important features are represented as antipodal pairs and the "
               "least important is not embedded.",
               "features 0-3 represented and paired (mutual most-negative partner, cos < -0.9); ||W_4|| < 0.1",
               "cos -0.9 (~25 deg from opposite); 'not embedded' = norm < 0.1")
 def _intro_80(ctx: FigureContext) -> Measurement:
-    _, W, _ = _cell_model(_intro_runs(ctx)[0], density=0.2)
-    return measure_two_antipodal_pairs(W)
+    return measure_two_antipodal_pairs(intro_analysis(ctx).sparse80)
 
 
-@_intro_claim("sparse90_pentagon",
+@_intro_claim("intro_pentagon.sparse90_pentagon",
               "At 90% sparsity all five features are embedded, as a pentagon (with positive interference).",
               "5 features with ||W_i|| > 0.5; every angular gap between neighbours within 72 +- 24 degrees",
               "24 degrees (a third of 72: 'pentagon-like' under decaying importance)")
 def _intro_90(ctx: FigureContext) -> Measurement:
-    _, W, _ = _cell_model(_intro_runs(ctx)[0], density=0.1)
-    return measure_pentagon(W, PENTAGON_LIKE_DEG)
+    return measure_pentagon(intro_analysis(ctx).sparse90, PENTAGON_LIKE_DEG)
 
 
-@_intro_claim("uniform_regular_pentagon",
+@_intro_claim("intro_pentagon.uniform_regular_pentagon",
               "With uniform importance (I = 1) and density 1-S = 0.05, five features in two dimensions form a "
               "regular pentagon: neighbours 72 degrees apart, each feature with dimensionality 2/5.",
               "every angular gap within 72 +- 5 degrees; every D_i within 0.02 of 2/5",
               "5 degrees; D 0.02", section="geometry")
 def _intro_uniform(ctx: FigureContext) -> Measurement:
-    _, W, _ = _uniform_model(_intro_runs(ctx)[2])
-    return measure_regular_pentagon(W)
+    return measure_regular_pentagon(intro_analysis(ctx).uniform)
 
 
-@_intro_claim("tutorial_s099_pentagon",
+@_intro_claim("intro_pentagon.tutorial_s099_pentagon",
               "(The tutorial's claim, not the paper's.) With I_i = 0.7^i at S = 0.99 all five features show up "
               "as a regular pentagon of five equally spaced directions.",
               "every angular gap within 72 +- 5 degrees (as for the uniform pentagon)", "5 degrees")
 def _intro_tutorial(ctx: FigureContext) -> Measurement:
-    _, W, _ = _cell_model(_intro_runs(ctx)[1], density=0.01)
-    return measure_pentagon(W, REGULAR_DEG)
+    return measure_pentagon(intro_analysis(ctx).tutorial_s099, REGULAR_DEG)
 
 
 # --------------------------------------------------------------------------------------------
 # Linear vs ReLU output models over sparsity
 
 
-def _linear_relu_runs(ctx: FigureContext) -> tuple[Any, Any]:
-    """(linear run, ReLU-output run) among the figure's experiments, told apart by model kind."""
-    runs = {ctx.run(e).kind: ctx.run(e) for e in ctx.experiments}
-    return runs[ModelKind.LINEAR], runs[ModelKind.RELU_OUTPUT]
+@dataclass(frozen=True)
+class ModelSweep:
+    """The selected model of every cell of one run, densest first."""
+
+    label: str
+    density: np.ndarray  # [C]
+    W: np.ndarray  # [C, m, n]
+    b: np.ndarray  # [C, n]
 
 
-def _sorted_cells(run: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(densities, W [C, m, n], b [C, n]) of the selected models, densest first."""
+@dataclass(frozen=True)
+class LinearReluAnalysis:
+    linear: ModelSweep
+    relu: ModelSweep
+    relu_dense: tuple[float, np.ndarray]  # (density, W) of the ReLU cell nearest 1-S = 1
+    table: pd.DataFrame
+
+
+def _sweep(label: str, run: Any) -> ModelSweep:
     order = np.argsort(-_densities(run), kind="stable")
     p = run.params()
-    return _densities(run)[order], p["W"][order], p["b"][order]
+    return ModelSweep(label, _densities(run)[order], p["W"][order], p["b"][order])
+
+
+def _sweep_rows(g: ModelSweep) -> list[dict[str, Any]]:
+    rows = []
+    for p, W, b in zip(g.density, g.W, g.b):
+        G, norms, sup = metrics.gram(W), metrics.feature_norms(W), metrics.superposition(W)
+        for i in range(W.shape[1]):
+            rows.append({"model": g.label, "density": p, "quantity": "bias", "i": i, "j": -1, "value": b[i]})
+            rows.append({"model": g.label, "density": p, "quantity": "norm", "i": i, "j": -1, "value": norms[i]})
+            rows.append({"model": g.label, "density": p, "quantity": "superposition", "i": i, "j": -1,
+                         "value": sup[i]})
+            rows += [{"model": g.label, "density": p, "quantity": "WtW", "i": i, "j": k, "value": G[i, k]}
+                     for k in range(W.shape[1])]
+    return rows
+
+
+@analysis
+def linear_relu_analysis(ctx: FigureContext) -> LinearReluAnalysis:
+    """The linear and the ReLU-output run among the figure's experiments, told apart by model kind."""
+    runs = {ctx.run(e).kind: ctx.run(e) for e in ctx.experiments}
+    lin, relu = _sweep("linear", runs[ModelKind.LINEAR]), _sweep("ReLU output", runs[ModelKind.RELU_OUTPUT])
+    c, W, _ = _cell_model(runs[ModelKind.RELU_OUTPUT], density=1.0)
+    return LinearReluAnalysis(lin, relu, (float(_densities(runs[ModelKind.RELU_OUTPUT])[c]), W),
+                              pd.DataFrame(_sweep_rows(lin) + _sweep_rows(relu)))
 
 
 def measure_top_m(W: np.ndarray, m: int) -> tuple[bool, list[int]]:
@@ -297,109 +344,141 @@ def measure_bias(densities: np.ndarray, Ws: np.ndarray, bs: np.ndarray) -> dict[
 
 def build_linear_vs_relu(ctx: FigureContext) -> FigureOutput:
     """Rows: linear W^T W | b, linear norms, ReLU W^T W | b, ReLU norms; columns: densities."""
-    lin, relu = _linear_relu_runs(ctx)
-    groups = [("linear", *_sorted_cells(lin)), ("ReLU output", *_sorted_cells(relu))]
-    cols = max(len(g[1]) for g in groups)
-    n = groups[0][2].shape[-1]
+    an = linear_relu_analysis(ctx)
+    groups = (an.linear, an.relu)
+    cols = max(len(g.density) for g in groups)
     fig, axes = new_figure(4, cols, figsize=(1.45 * cols + 0.6, 6.4), squeeze=False,
                            gridspec_kw={"height_ratios": [1, 0.9, 1, 0.9]})
-    rows = []
     im = None
-    for g, (label, dens, Ws, bs) in enumerate(groups):
+    for k, g in enumerate(groups):
         for j in range(cols):
-            ax_g, ax_b = axes[2 * g, j], axes[2 * g + 1, j]
-            if j >= len(dens):
+            ax_g, ax_b = axes[2 * k, j], axes[2 * k + 1, j]
+            if j >= len(g.density):
                 ax_g.axis("off")
                 ax_b.axis("off")
                 continue
-            W, b, p = Ws[j], bs[j], dens[j]
-            im = draw_gram(ax_g, W, b)
-            draw_norm_bars(ax_b, W)
-            ax_g.set_title(f"{label}\n{density_label(p)}" if j == 0 else density_label(p), fontsize=7)
+            im = draw_gram(ax_g, g.W[j], g.b[j])
+            draw_norm_bars(ax_b, g.W[j])
+            p = g.density[j]
+            ax_g.set_title(f"{g.label}\n{density_label(p)}" if j == 0 else density_label(p), fontsize=7)
             if j == 0:
                 ax_b.set_ylabel("features (0 = most important)", fontsize=6)
-            G, norms, sup = metrics.gram(W), metrics.feature_norms(W), metrics.superposition(W)
-            for i in range(n):
-                rows.append({"model": label, "density": p, "quantity": "bias", "i": i, "j": -1, "value": b[i]})
-                rows.append({"model": label, "density": p, "quantity": "norm", "i": i, "j": -1, "value": norms[i]})
-                rows.append({"model": label, "density": p, "quantity": "superposition", "i": i, "j": -1,
-                             "value": sup[i]})
-                rows += [{"model": label, "density": p, "quantity": "WtW", "i": i, "j": k, "value": G[i, k]}
-                         for k in range(n)]
     fig.tight_layout(rect=(0, 0, 0.93, 1))
     cax = fig.add_axes((0.945, 0.56, 0.012, 0.3))
     fig.colorbar(im, cax=cax, label="W$^T$W and b")
     sax = fig.add_axes((0.945, 0.1, 0.012, 0.3))
     fig.colorbar(plt.cm.ScalarMappable(norm=mcolors.Normalize(0, 1), cmap=SUPERPOSITION_CMAP), cax=sax,
                  label="bar: $\\sum_{j\\neq i}(\\hat W_i\\cdot W_j)^2$ (bar length ||W$_i$||)")
-    return FigureOutput(fig, pd.DataFrame(rows))
+    return FigureOutput(fig, an.table)
 
 
-def _register_linear_vs_relu(fid: str, n: int, m: int, decay: float, rescaled: bool) -> None:
-    """Register the figure ``fid`` and its five claims (the n = 80 figure is "a rescaled version")."""
-    what = f"(n={n}, m={m}, I_i={decay}^i)"
-    figure(fid, section="demonstrating",
-           title=f"Linear vs ReLU-output models over sparsity, n = {n}, m = {m}",
+@dataclass(frozen=True)
+class LinearReluSetting:
+    """One of the two linear-vs-ReLU figures (the n = 80 one is "a rescaled version")."""
+
+    figure: str
+    n: int
+    m: int
+    decay: float
+    rescaled: bool
+
+    @property
+    def what(self) -> str:
+        return f"(n={self.n}, m={self.m}, I_i={self.decay}^i)"
+
+
+N20_M5 = LinearReluSetting("linear_vs_relu_n20_m5", 20, 5, 0.7, rescaled=False)
+N80_M20 = LinearReluSetting("linear_vs_relu_n80_m20", 80, 20, 0.9, rescaled=True)
+
+for _s in (N20_M5, N80_M20):
+    figure(_s.figure, section="demonstrating",
+           title=f"Linear vs ReLU-output models over sparsity, n = {_s.n}, m = {_s.m}",
            caption=(f"W^T W (with b as the separate column, diverging colours centred at 0) and feature norms "
                     f"||W_i|| (bars, coloured by superposition: dark = orthogonal, yellow >= 1) for the linear "
                     f"model (top rows) and the ReLU-output model (bottom rows) at each feature density 1-S, "
-                    f"{what}; features ordered from most to least important. Each model is the lowest-loss of "
+                    f"{_s.what}; features ordered from most to least important. Each model is the lowest-loss of "
                     f"its restarts."))(build_linear_vs_relu)
-    pre = "The larger model is a rescaled version of the small one: " if rescaled else ""
-
-    def reg(name: str, statement: str, expected: str, tolerance: str) -> Callable:
-        return claim(f"{fid}.{name}", figure=fid, section="demonstrating", statement=pre + statement,
-                     expected=expected, tolerance=tolerance)
-
-    @reg("linear_top_m", f"the linear model always learns the top-m most important features {what}, at every "
-         "sparsity level.", f"at every density exactly features 0..{m - 1} have ||W_i|| > 0.5",
-         "represented = ||W_i|| > 0.5")
-    def _linear(ctx: FigureContext) -> Measurement:
-        dens, Ws, _ = _sorted_cells(_linear_relu_runs(ctx)[0])
-        res = [measure_top_m(W, m) for W in Ws]
-        return Measurement(measured={f"{p:.3g}": r for p, (_, r) in zip(dens, res)},
-                           passed=all(ok for ok, _ in res), detail="represented features of each linear model")
-
-    @reg("relu_dense_top_m", f"the ReLU-output model behaves like the linear one on dense features (1-S = 1): "
-         f"it learns exactly the top-m features {what}.", f"at 1-S = 1 exactly features 0..{m - 1} have "
-         "||W_i|| > 0.5", "represented = ||W_i|| > 0.5")
-    def _relu_dense(ctx: FigureContext) -> Measurement:
-        run = _linear_relu_runs(ctx)[1]
-        c, W, _ = _cell_model(run, density=1.0)
-        ok, rep = measure_top_m(W, m)
-        return Measurement(measured=rep, passed=ok, detail=f"ReLU model at 1-S = {_densities(run)[c]:.3g}")
-
-    @reg("represented_increase", f"as sparsity increases the ReLU model represents more features, beyond m = {m} "
-         f"{what}.", f"number of features with ||W_i|| > 0.5 non-decreasing with sparsity and > {m} at the "
-         "sparsest level", f"dips of at most {COUNT_DIP_TOL} feature between neighbouring densities")
-    def _counts(ctx: FigureContext) -> Measurement:
-        _, Ws, _ = _sorted_cells(_linear_relu_runs(ctx)[1])
-        return measure_counts(Ws, m)
-
-    @reg("antipodal_first", f"superposition starts with less important features, initially arranged in antipodal "
-         f"pairs {what}.", f"at the first density with more than m = {m} represented features, >= "
-         f"{ANTIPODAL_FIRST_MIN:.0%} of the superposed features (superposition >= {SUPERPOSED}) are in "
-         "antipodal pairs (cos < -0.9)", "cos -0.9")
-    def _antipodal(ctx: FigureContext) -> Measurement:
-        dens, Ws, _ = _sorted_cells(_linear_relu_runs(ctx)[1])
-        return measure_antipodal_first(dens, Ws, m)
-
-    @reg("bias_expected_value", f"features that are not represented get a bias equal to their expected value, "
-         f"E[x_i] = (1-S)/2 {what} (linear model at every density, ReLU model where features are dropped).",
-         "|b_i - (1-S)/2| <= 10% of (1-S)/2 + 0.001 for every feature with ||W_i|| < 0.1",
-         "10% relative + 0.001 absolute (training noise at the sparsest levels)")
-    def _bias(ctx: FigureContext) -> Measurement:
-        out = {}
-        for name, run in zip(("linear", "relu"), _linear_relu_runs(ctx)):
-            out[name] = measure_bias(*_sorted_cells(run))
-        total = sum(v["features"] for v in out.values())
-        bad = sum(v["outside_tolerance"] for v in out.values())
-        return Measurement(measured=out, passed=bool(total > 0 and bad == 0),
-                           detail=f"{bad} of {total} not-embedded features outside the tolerance")
 
 
-_register_linear_vs_relu("linear_vs_relu_n20_m5", 20, 5, 0.7, rescaled=False)
-_register_linear_vs_relu("linear_vs_relu_n80_m20", 80, 20, 0.9, rescaled=True)
+def _linear_top_m(an: LinearReluAnalysis, m: int) -> Measurement:
+    res = [measure_top_m(W, m) for W in an.linear.W]
+    return Measurement(measured={f"{p:.3g}": r for p, (_, r) in zip(an.linear.density, res)},
+                       passed=all(ok for ok, _ in res), detail="represented features of each linear model")
+
+
+def _relu_dense_top_m(an: LinearReluAnalysis, m: int) -> Measurement:
+    density, W = an.relu_dense
+    ok, rep = measure_top_m(W, m)
+    return Measurement(measured=rep, passed=ok, detail=f"ReLU model at 1-S = {density:.3g}")
+
+
+def _bias_expected_value(an: LinearReluAnalysis, m: int) -> Measurement:
+    out = {"linear": measure_bias(an.linear.density, an.linear.W, an.linear.b),
+           "relu": measure_bias(an.relu.density, an.relu.W, an.relu.b)}
+    total = sum(v["features"] for v in out.values())
+    bad = sum(v["outside_tolerance"] for v in out.values())
+    return Measurement(measured=out, passed=bool(total > 0 and bad == 0),
+                       detail=f"{bad} of {total} not-embedded features outside the tolerance")
+
+
+def _linear_relu_claim_text(name: str, s: LinearReluSetting) -> tuple[str, str, str]:
+    """(statement, expected, tolerance) of a linear-vs-ReLU claim for one setting."""
+    m, what = s.m, s.what
+    pre = "The larger model is a rescaled version of the small one: " if s.rescaled else ""
+    text = {
+        "linear_top_m": (
+            f"the linear model always learns the top-m most important features {what}, at every sparsity level.",
+            f"at every density exactly features 0..{m - 1} have ||W_i|| > 0.5", "represented = ||W_i|| > 0.5"),
+        "relu_dense_top_m": (
+            f"the ReLU-output model behaves like the linear one on dense features (1-S = 1): it learns exactly the "
+            f"top-m features {what}.", f"at 1-S = 1 exactly features 0..{m - 1} have ||W_i|| > 0.5",
+            "represented = ||W_i|| > 0.5"),
+        "represented_increase": (
+            f"as sparsity increases the ReLU model represents more features, beyond m = {m} {what}.",
+            f"number of features with ||W_i|| > 0.5 non-decreasing with sparsity and > {m} at the sparsest level",
+            f"dips of at most {COUNT_DIP_TOL} feature between neighbouring densities"),
+        "antipodal_first": (
+            f"superposition starts with less important features, initially arranged in antipodal pairs {what}.",
+            f"at the first density with more than m = {m} represented features, >= {ANTIPODAL_FIRST_MIN:.0%} of the "
+            f"superposed features (superposition >= {SUPERPOSED}) are in antipodal pairs (cos < -0.9)", "cos -0.9"),
+        "bias_expected_value": (
+            f"features that are not represented get a bias equal to their expected value, E[x_i] = (1-S)/2 {what} "
+            "(linear model at every density, ReLU model where features are dropped).",
+            "|b_i - (1-S)/2| <= 10% of (1-S)/2 + 0.001 for every feature with ||W_i|| < 0.1",
+            "10% relative + 0.001 absolute (training noise at the sparsest levels)"),
+    }[name]
+    return pre + text[0], text[1], text[2]
+
+
+_LINEAR_RELU_MEASURES: dict[str, Callable[[LinearReluAnalysis, int], Measurement]] = {
+    "linear_top_m": _linear_top_m,
+    "relu_dense_top_m": _relu_dense_top_m,
+    "represented_increase": lambda an, m: measure_counts(an.relu.W, m),
+    "antipodal_first": lambda an, m: measure_antipodal_first(an.relu.density, an.relu.W, m),
+    "bias_expected_value": _bias_expected_value,
+}
+
+
+def _linear_relu_claim(id: str, s: LinearReluSetting) -> None:
+    """Register claim ``id`` (``<figure>.<name>``) of one linear-vs-ReLU setting."""
+    fid, name = id.split(".", 1)
+    assert fid == s.figure, (id, s.figure)
+    statement, expected, tolerance = _linear_relu_claim_text(name, s)
+    measure = _LINEAR_RELU_MEASURES[name]
+    claim(id, figure=fid, section="demonstrating", statement=statement, expected=expected, tolerance=tolerance)(
+        lambda ctx: measure(linear_relu_analysis(ctx), s.m))
+
+
+_linear_relu_claim("linear_vs_relu_n20_m5.linear_top_m", N20_M5)
+_linear_relu_claim("linear_vs_relu_n20_m5.relu_dense_top_m", N20_M5)
+_linear_relu_claim("linear_vs_relu_n20_m5.represented_increase", N20_M5)
+_linear_relu_claim("linear_vs_relu_n20_m5.antipodal_first", N20_M5)
+_linear_relu_claim("linear_vs_relu_n20_m5.bias_expected_value", N20_M5)
+_linear_relu_claim("linear_vs_relu_n80_m20.linear_top_m", N80_M20)
+_linear_relu_claim("linear_vs_relu_n80_m20.relu_dense_top_m", N80_M20)
+_linear_relu_claim("linear_vs_relu_n80_m20.represented_increase", N80_M20)
+_linear_relu_claim("linear_vs_relu_n80_m20.antipodal_first", N80_M20)
+_linear_relu_claim("linear_vs_relu_n80_m20.bias_expected_value", N80_M20)
 
 
 # --------------------------------------------------------------------------------------------
@@ -409,20 +488,25 @@ _register_linear_vs_relu("linear_vs_relu_n80_m20", 80, 20, 0.9, rescaled=True)
 DSTAR, FEATDIM = "dstar_stickiness", "feature_dimensionality"
 
 
-def uniform_levels(ctx: FigureContext) -> pd.DataFrame:
-    """One row per level (1/(1-S) ascending): density, D*, sum of D_i; cached for the claims."""
-    if "levels" not in ctx.cache:
-        run = ctx.run(ctx.experiments[0])
-        dens = _densities(run)
-        order = np.argsort(-dens, kind="stable")
-        W = run.params()["W"][order]
-        D = metrics.dimensionality(W)
-        ctx.cache["D"] = D
-        ctx.cache["levels"] = pd.DataFrame({"density": dens[order], "inv_density": 1 / dens[order],
-                                            "dstar": metrics.dstar(W), "sum_D": D.sum(-1),
-                                            "n_represented": (metrics.feature_norms(W) > REPRESENTED).sum(-1)})
-        ctx.cache["m"] = W.shape[-2]
-    return ctx.cache["levels"]
+@dataclass(frozen=True)
+class UniformAnalysis:
+    """The uniform-superposition run level by level (1/(1-S) ascending)."""
+
+    levels: pd.DataFrame  # density, inv_density, dstar, sum_D, n_represented
+    D: np.ndarray  # [levels, n] feature dimensionalities
+    m: int
+
+
+@analysis
+def uniform_analysis(ctx: FigureContext) -> UniformAnalysis:
+    run = ctx.run(ctx.experiments[0])
+    dens = _densities(run)
+    order = np.argsort(-dens, kind="stable")
+    W = run.params()["W"][order]
+    D = metrics.dimensionality(W)
+    levels = pd.DataFrame({"density": dens[order], "inv_density": 1 / dens[order], "dstar": metrics.dstar(W),
+                           "sum_D": D.sum(-1), "n_represented": (metrics.feature_norms(W) > REPRESENTED).sum(-1)})
+    return UniformAnalysis(levels, D, W.shape[-2])
 
 
 def _draw_dstar(ax: plt.Axes, levels: pd.DataFrame) -> None:
@@ -447,7 +531,7 @@ def _draw_dstar(ax: plt.Axes, levels: pd.DataFrame) -> None:
     ),
 )
 def build_dstar(ctx: FigureContext) -> FigureOutput:
-    levels = uniform_levels(ctx)
+    levels = uniform_analysis(ctx).levels
     fig, ax = new_figure(figsize=(5.0, 3.0))
     for v, lab in ((1.0, "1"), (0.5, "1/2")):
         reference_line(ax, v, lab, ls="--", lw=0.8)
@@ -465,21 +549,21 @@ def measure_sticky(levels: pd.DataFrame, value: float, min_decades: float) -> Me
                               f"width log10 of the 1/(1-S) range it covers")
 
 
-@claim(f"{DSTAR}.sticky_at_one", figure=DSTAR, section="geometry",
+@claim("dstar_stickiness.sticky_at_one", figure=DSTAR, section="geometry",
        statement="D* = m/||W||_F^2 is sticky at 1: the dense regime keeps one dimension per feature over a "
                  "range of sparsity.",
        expected=f"a run of consecutive levels with |D* - 1| <= {STICKY_TOL} spanning >= {STICKY_ONE_DECADES} "
                 "decades of 1/(1-S)", tolerance=f"D* +- {STICKY_TOL}; >= a factor 2 in 1/(1-S)")
 def _sticky_one(ctx: FigureContext) -> Measurement:
-    return measure_sticky(uniform_levels(ctx), 1.0, STICKY_ONE_DECADES)
+    return measure_sticky(uniform_analysis(ctx).levels, 1.0, STICKY_ONE_DECADES)
 
 
-@claim(f"{DSTAR}.sticky_at_half", figure=DSTAR, section="geometry",
+@claim("dstar_stickiness.sticky_at_half", figure=DSTAR, section="geometry",
        statement="D* is sticky at 1/2: antipodal pairs are used over a wide range of sparsity.",
        expected=f"a run of consecutive levels with |D* - 1/2| <= {STICKY_TOL} spanning >= {STICKY_HALF_DECADES} "
                 "decades of 1/(1-S)", tolerance=f"D* +- {STICKY_TOL}; >= a factor ~3 in 1/(1-S)")
 def _sticky_half(ctx: FigureContext) -> Measurement:
-    return measure_sticky(uniform_levels(ctx), 0.5, STICKY_HALF_DECADES)
+    return measure_sticky(uniform_analysis(ctx).levels, 0.5, STICKY_HALF_DECADES)
 
 
 @figure(
@@ -494,8 +578,8 @@ def _sticky_half(ctx: FigureContext) -> Measurement:
     ),
 )
 def build_feature_dimensionality(ctx: FigureContext) -> FigureOutput:
-    levels = uniform_levels(ctx)
-    D = ctx.cache["D"]
+    an = uniform_analysis(ctx)
+    levels, D = an.levels, an.D
     n = D.shape[1]
     spread = 10 ** (0.035 * ((np.arange(n) * 0.618034) % 1 - 0.5))  # deterministic horizontal spread
     fig, ax = new_figure(figsize=(6.2, 3.8))
@@ -535,21 +619,22 @@ def measure_sum_d(levels: pd.DataFrame, m: int) -> Measurement:
                        detail=f"sum_i D_i / m at each of {len(ratio)} levels")
 
 
-@claim(f"{FEATDIM}.lines_at_fractions", figure=FEATDIM, section="geometry",
+@claim("feature_dimensionality.lines_at_fractions", figure=FEATDIM, section="geometry",
        statement="Feature dimensionalities cluster in distinct lines at 3/4 (tetrahedron), 2/3 (triangle), 1/2 "
                  "(antipodal pair), 2/5 (pentagon) and 3/8 (square antiprism).",
        expected="a line at every one of the five fractions: >= 10 features within +-0.005 and >= 2x each "
                 "equal window 0.0125 away (features with D_i >= 0.1 at levels with D* < 0.95)",
        tolerance="ECD's line rule, as registered there")
 def _lines(ctx: FigureContext) -> Measurement:
-    return measure_lines(uniform_levels(ctx), ctx.cache["D"])
+    an = uniform_analysis(ctx)
+    return measure_lines(an.levels, an.D)
 
 
-@claim(f"{FEATDIM}.sum_equals_m", figure=FEATDIM, section="geometry",
+@claim("feature_dimensionality.sum_equals_m", figure=FEATDIM, section="geometry",
        statement="The dimensionalities of all features add up to the number of embedding dimensions when the "
                  "features are packed efficiently.",
        expected=f"|sum_i D_i / m - 1| <= {SUM_D_TOL} at >= {SUM_D_SHARE:.0%} of the sparsity levels",
        tolerance=f"{SUM_D_TOL:.0%} of m; 'where packed' allows {1 - SUM_D_SHARE:.0%} of levels outside")
 def _sum_d(ctx: FigureContext) -> Measurement:
-    levels = uniform_levels(ctx)
-    return measure_sum_d(levels, ctx.cache["m"])
+    an = uniform_analysis(ctx)
+    return measure_sum_d(an.levels, an.m)
