@@ -10,6 +10,7 @@
     tms cite ARCHIVE                          the top-level CITATION.cff naming a frozen artifact
     tms verify ARCHIVE [--build FINDINGS]     check an artifact's manifest (and a rebuild against it)
     tms summary                               the README's figure table from a build
+    tms where ID                              where a figure or claim lives (code, test, target, config keys)
     tms timings                               wall time and peak memory per rule (benchmark files)
     tms bench                                 trainer benchmark against the notebook-style baseline
 """
@@ -148,9 +149,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
                       "device": meta["provenance"].get("device"),
                       "wall_time_s": meta["provenance"].get("wall_time_s"),
                       "code": meta["provenance"]["code"]}
+    from tms.where import claim_location, function_location
+
+    source = {"figure": function_location(spec.build),
+              "claims": {c.id: claim_location(c) for c in findings.claims_for(args.figure)}}
     prov = provenance.record(config=fspec, wall_time=time.perf_counter() - t0, figure=args.figure,
-                             rule="figure", module=spec.module, section=spec.section, title=spec.title,
-                             caption=spec.caption, config_name=cfg_name, experiments=runs)
+                             rule="figure", module=spec.module, source=source, section=spec.section,
+                             title=spec.title, caption=spec.caption, config_name=cfg_name, experiments=runs)
     io.write_json(Path(args.results) / "provenance" / f"{args.figure}.json", prov)
     verdicts = ", ".join(f"{f.id.split('.')[-1]}: {f.verdict}" for f in found) or "no claims registered"
     log.info("%s written (%.1f s); %s", stem, time.perf_counter() - t0, verdicts)
@@ -220,6 +225,19 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
     rows = summary.figure_rows(Path(args.config), Path(args.findings), Path(args.benchmarks))
     print(summary.markdown(rows), end="")
+    return 0
+
+
+def cmd_where(args: argparse.Namespace) -> int:
+    import yaml
+
+    from tms import where
+
+    config = yaml.safe_load(Path(args.config).read_text()) if args.config and Path(args.config).exists() else None
+    try:
+        print(where.describe(args.id, config), end="")
+    except KeyError as err:
+        raise SystemExit(f"tms where: {err.args[0]}")
     return 0
 
 
@@ -305,6 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--findings", default="results/findings.json")
     s.add_argument("--benchmarks", default="benchmarks")
     s.set_defaults(func=cmd_summary)
+
+    s = sub.add_parser("where", help="where a figure or claim lives: code, analysis, test, target, config keys")
+    s.add_argument("id", help="a figure id (intro_pentagon) or a claim id (intro_pentagon.dense_orthogonal)")
+    s.add_argument("--config", default="workflow/config/default.yaml", help="for the experiments' config keys")
+    s.set_defaults(func=cmd_where)
 
     s = sub.add_parser("timings", help="wall time and peak memory per rule, from Snakemake's benchmark files")
     s.add_argument("--dir", default="benchmarks")

@@ -252,6 +252,7 @@ class FigureEntry:
     csv: Path | None
     findings: list[dict[str, Any]] = field(default_factory=list)
     provenance: dict[str, Any] | None = None
+    source: str = ""  # file:line of the build function (from the figure's provenance)
 
 
 @dataclass
@@ -341,12 +342,16 @@ def _figure_entry(fid: str, figures_dir: Path, registry: dict[str, Any], prov: d
     spec = registry.get(fid)
     meta = prov or {}
     section = spec.section if spec else meta.get("section") or (rows[0]["section"] if rows else "appendix")
+    source = meta.get("source", {})
+    for r in rows:  # where each claim is written, for a reader who wants its code
+        r["code"] = source.get("claims", {}).get(r["id"], "")
     return FigureEntry(
         id=fid, section=_section_key(section),
         title=spec.title if spec else meta.get("title", fid),
         caption=spec.caption if spec else meta.get("caption", ""),
         module=spec.module if spec else meta.get("module", ""),
         pdf=pdf, png=png, csv=csv_path if csv_path.exists() else None, findings=rows, provenance=prov,
+        source=source.get("figure", ""),
     )
 
 

@@ -1,8 +1,9 @@
 """The README's figure table, generated from a build: ``tms summary`` prints it as Markdown.
 
 One row per figure: its id (the Snakemake target), paper section, the rule and config key that build
-it, the verdicts of its claims, and the wall time of the jobs that made it on this machine (the
-figure job plus the training jobs of its experiments, from Snakemake's benchmark files).
+it, its code and test module, the verdicts of its claims, and the wall time of the jobs that made it
+on this machine (the figure job plus the training jobs of its experiments, from Snakemake's
+benchmark files).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tms.timings import read_benchmarks
 
 def figure_rows(config_path: Path, findings_path: Path, benchmarks: Path) -> list[dict[str, Any]]:
     from tms.figures import load_all
+    from tms.where import function_location, test_module
 
     cfg = yaml.safe_load(Path(config_path).read_text())
     registry = load_all()
@@ -34,6 +36,8 @@ def figure_rows(config_path: Path, findings_path: Path, benchmarks: Path) -> lis
             "id": fid,
             "section": findings_mod.SECTIONS.get(reg.section, reg.section) if reg else "",
             "experiments": spec["experiments"],
+            "code": function_location(reg.build) if reg else "",
+            "test": (test_module(reg.module) or "") if reg else "",
             "claims": sum(verdicts.values()),
             "reproduced": verdicts.get("reproduced", 0),
             "not_reproduced": verdicts.get("not reproduced", 0),
@@ -45,8 +49,8 @@ def figure_rows(config_path: Path, findings_path: Path, benchmarks: Path) -> lis
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    head = ("| figure id (target) | paper section | rules | config keys | claims reproduced | training (s) | plotting (s) |\n"
-            "| --- | --- | --- | --- | --- | ---: | ---: |\n")
+    head = ("| figure id (target) | paper section | rules | config keys | code | test | claims reproduced "
+            "| training (s) | plotting (s) |\n| --- | --- | --- | --- | --- | --- | --- | ---: | ---: |\n")
     body = ""
     for r in rows:
         exps = ", ".join(f"`experiments.{e}`" for e in r["experiments"]) or "(analytic)"
@@ -57,6 +61,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             claims += f" ({r['inconclusive']} inconclusive)"
         k = len(r["experiments"])
         rules = "`figure`" + (f" ← `train` ×{k}" if k > 1 else " ← `train`" if k else "")
-        body += (f"| `{r['id']}` | {r['section']} | {rules} | `figures.{r['id']}`; {exps} | {claims} | "
-                 f"{r['train_s']:.0f} | {r['plot_s']:.0f} |\n")
+        code = f"`{r['code'].split('/')[-1]}`" if r.get("code") else ""
+        test = f"`{r['test'].split('/')[-1]}`" if r.get("test") else ""
+        body += (f"| `{r['id']}` | {r['section']} | {rules} | `figures.{r['id']}`; {exps} | {code} | {test} | "
+                 f"{claims} | {r['train_s']:.0f} | {r['plot_s']:.0f} |\n")
     return head + body

@@ -27,7 +27,6 @@ claim reads the analysis the build already computed.
 from __future__ import annotations
 
 import functools
-import inspect
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,22 +56,9 @@ class FigureSpec:
     build: Callable[["FigureContext"], FigureOutput] = field(compare=False, repr=False)
     module: str = ""
     options: Mapping[str, Any] = field(default_factory=dict, compare=False)  # option -> default
-    source: str = ""  # "path/to/module.py:line" of the build function (``tms where``)
 
 
 FIGURES: dict[str, FigureSpec] = {}
-
-
-def source_location(fn: Callable) -> str:
-    """``src/tms/...py:line`` of a function, relative to the repository when it lies inside it."""
-    fn = inspect.unwrap(fn)
-    path = Path(inspect.getsourcefile(fn) or "?")
-    root = Path(__file__).resolve().parents[3]
-    try:
-        path = path.resolve().relative_to(root)
-    except ValueError:
-        pass
-    return f"{path.as_posix()}:{fn.__code__.co_firstlineno}"
 
 
 def figure(id: str, *, section: str, title: str, caption: str,
@@ -95,8 +81,7 @@ def figure(id: str, *, section: str, title: str, caption: str,
             with plt.rc_context(STYLE):
                 return fn(ctx)
 
-        FIGURES[id] = FigureSpec(id, section, title, caption, build, fn.__module__, dict(options or {}),
-                                 source_location(fn))
+        FIGURES[id] = FigureSpec(id, section, title, caption, build, fn.__module__, dict(options or {}))
         return build
 
     return deco
@@ -163,6 +148,7 @@ def analysis(fn: Callable[["FigureContext"], T]) -> Callable[["FigureContext"], 
             ctx._memo[fn] = fn(ctx)
         return ctx._memo[fn]
 
+    memo.__tms_analysis__ = True  # type: ignore[attr-defined]  # found by ``tms where``
     return memo
 
 
