@@ -12,6 +12,14 @@ A claim is registered next to the figure code that measures it::
 ``tms plot <figure>`` evaluates the figure's claims and writes ``results/claims/<figure>.json``;
 ``tms findings`` merges them into ``results/findings.json``. A claim that does not reproduce is a
 finding like any other: its verdict says so and its measured value is reported.
+
+Margins. A claim states the numeric conditions its verdict rests on as :class:`Bar` s (``value op
+threshold``, in the claim's own units). Every finding records them with their signed margins
+(positive: the condition holds with that much room) and one **near-miss** rule for all claims
+(:data:`NEAR_MISS`): a verdict is a near miss when moving the measured values by 5 % of their
+thresholds would flip it. A reproduced claim flips if any one bar fails, so it is near when its
+tightest bar is; a claim that is not reproduced flips only if every failing bar passes, so it is near
+when all its failing bars are (never when a non-numeric condition failed).
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
+NEAR_MISS = 0.05  # a verdict is a near miss if moving a value by 5 % of its threshold (scale) flips it
+OPS = (">=", ">", "<=", "<")
 
 # Paper sections, in the order of the report (keys are used in figure and claim metadata).
 SECTIONS: dict[str, str] = {
@@ -39,6 +49,74 @@ SECTIONS: dict[str, str] = {
 }
 
 
+@dataclass(frozen=True)
+class Bar:
+    """One numeric condition of a claim: ``value op threshold``.
+
+    ``scale`` sets what "5 % of the threshold" means for the near-miss rule; it defaults to
+    ``|threshold|`` and must be given where the threshold is 0.
+    """
+
+    name: str  # what is compared, in words ("agreement away from boundaries")
+    value: float
+    op: str  # ">=", ">", "<=" or "<"
+    threshold: float
+    unit: str = ""
+    scale: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.op not in OPS:
+            raise ValueError(f"bar {self.name!r}: op must be one of {OPS}, got {self.op!r}")
+        if not self.threshold and not self.scale:
+            raise ValueError(f"bar {self.name!r}: a threshold of 0 needs a scale for the near-miss rule")
+
+    @property
+    def margin(self) -> float:
+        """Signed room in the claim's units: positive when the condition holds."""
+        v, t = float(self.value), float(self.threshold)
+        return v - t if self.op in (">=", ">") else t - v
+
+    @property
+    def passed(self) -> bool:
+        v, t = float(self.value), float(self.threshold)
+        return {">=": v >= t, ">": v > t, "<=": v <= t, "<": v < t}[self.op] if math.isfinite(v) else False
+
+    @property
+    def relative_margin(self) -> float:
+        """The margin in units of the scale (``|threshold|`` unless given)."""
+        scale = self.scale if self.scale else abs(float(self.threshold))
+        return self.margin / scale if math.isfinite(self.margin) else -math.inf
+
+    @property
+    def near(self) -> bool:
+        return abs(self.relative_margin) <= NEAR_MISS
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "value": _jsonable(float(self.value)), "op": self.op,
+                "threshold": _jsonable(float(self.threshold)), "unit": self.unit,
+                "margin": _jsonable(self.margin), "relative_margin": _jsonable(self.relative_margin),
+                "passed": self.passed, "near": self.near}
+
+
+def near_miss(passed: bool | None, bars: tuple[Bar, ...]) -> bool | None:
+    """The one near-miss rule (module docstring); None when there is no numeric bar or no verdict."""
+    if passed is None or not bars:
+        return None
+    if passed:
+        return min(bars, key=lambda b: b.relative_margin).near
+    failing = [b for b in bars if not b.passed]
+    return bool(failing) and all(b.near for b in failing)
+
+
+def binding(passed: bool | None, bars: tuple[Bar, ...]) -> Bar | None:
+    """The bar that decides the verdict: the tightest one of a reproduced claim, the worst failing one
+    of a claim that is not reproduced."""
+    if passed is None or not bars:
+        return None
+    pool = list(bars) if passed else [b for b in bars if not b.passed] or list(bars)
+    return min(pool, key=lambda b: b.relative_margin)
+
+
 @dataclass
 class Measurement:
     """What a claim function returns."""
@@ -46,6 +124,7 @@ class Measurement:
     measured: Any  # a number, or a small dict/list of numbers (JSON-serialisable)
     passed: bool | None  # None: could not be decided (inconclusive)
     detail: str = ""  # one or two sentences: how it was measured, what was seen
+    bars: tuple[Bar, ...] = ()  # the numeric conditions the verdict rests on (margins, near misses)
 
 
 @dataclass(frozen=True)
@@ -74,6 +153,9 @@ class Finding:
     detail: str
     experiments: list[str]
     config: str = ""  # which config produced it (file name)
+    bars: list[dict[str, Any]] = field(default_factory=list)  # Bar.to_json() of each condition
+    margin: float | None = None  # signed margin of the binding bar, in the claim's units
+    near_miss: bool | None = None  # under the one rule of NEAR_MISS; None without a numeric bar
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,8 +198,14 @@ def evaluate(figure: str, ctx: Any, experiments: list[str], config: str = "") ->
     for spec in claims_for(figure):
         try:
             m = spec.func(ctx)
+            bars = tuple(m.bars)
+            if m.passed and not all(b.passed for b in bars):
+                failing = ", ".join(b.name for b in bars if not b.passed)
+                raise ValueError(f"claim {spec.id} is marked reproduced but its bar(s) {failing} fail")
         except Exception as err:  # a broken claim must show up in the report, not kill the build
             m = Measurement(measured=None, passed=None, detail=f"claim could not be evaluated: {err!r}")
+            bars = ()
+        bind = binding(m.passed, bars)
         out.append(
             Finding(
                 id=spec.id,
@@ -131,6 +219,9 @@ def evaluate(figure: str, ctx: Any, experiments: list[str], config: str = "") ->
                 detail=m.detail,
                 experiments=list(experiments),
                 config=config,
+                bars=[b.to_json() for b in bars],
+                margin=_jsonable(bind.margin) if bind else None,
+                near_miss=near_miss(m.passed, bars),
             )
         )
     return out

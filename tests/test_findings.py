@@ -1,0 +1,77 @@
+"""The claims registry: verdicts, margins and the one near-miss rule, on constructed claims."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tms import findings
+from tms.findings import NEAR_MISS, Bar, Measurement
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """An empty claims registry for the test (the real one is left untouched)."""
+    monkeypatch.setattr(findings, "CLAIMS", {})
+    return findings.CLAIMS
+
+
+def _register(value: float, threshold: float = 0.9, op: str = ">=", categorical_ok: bool = True):
+    @findings.claim("fig.c", figure="fig", section="geometry", statement="s", expected="e")
+    def _(ctx) -> Measurement:
+        bar = Bar("agreement", value, op, threshold, "share")
+        return Measurement(measured=value, passed=bar.passed and categorical_ok, bars=(bar,))
+
+
+def test_margin_is_signed_in_the_claims_units():
+    assert Bar("x", 0.95, ">=", 0.9).margin == pytest.approx(0.05)
+    assert Bar("x", 0.85, ">=", 0.9).margin == pytest.approx(-0.05)
+    assert Bar("x", 0.2, "<=", 0.3).margin == pytest.approx(0.1)
+    assert Bar("x", 0.4, "<", 0.3).margin == pytest.approx(-0.1)
+    assert not Bar("x", math.nan, ">=", 0.9).passed
+
+
+@pytest.mark.parametrize("value, verdict, near", [
+    (0.9 * (1 + NEAR_MISS / 2), "reproduced", True),      # just above the bar
+    (0.9 * (1 - NEAR_MISS / 2), "not reproduced", True),  # just below
+    (0.9 * (1 + 2 * NEAR_MISS), "reproduced", False),      # clearly above
+    (0.9 * (1 - 2 * NEAR_MISS), "not reproduced", False),  # clearly below
+])
+def test_just_above_and_just_below_the_bar(registry, value, verdict, near):
+    _register(value)
+    (f,) = findings.evaluate("fig", None, [])
+    assert f.verdict == verdict and f.near_miss is near
+    assert f.margin == pytest.approx(value - 0.9, rel=1e-5)
+    assert f.bars[0]["threshold"] == 0.9 and f.bars[0]["op"] == ">=" and f.bars[0]["passed"] == (verdict == "reproduced")
+
+
+def test_a_failed_non_numeric_condition_is_never_a_near_miss(registry):
+    _register(0.9 * (1 + NEAR_MISS / 2), categorical_ok=False)
+    (f,) = findings.evaluate("fig", None, [])
+    assert f.verdict == "not reproduced" and f.near_miss is False
+
+
+def test_a_reproduced_claim_whose_bar_fails_is_reported_as_broken(registry):
+    @findings.claim("fig.bad", figure="fig", section="geometry", statement="s", expected="e")
+    def _(ctx) -> Measurement:
+        return Measurement(measured=1, passed=True, bars=(Bar("x", 0.1, ">=", 0.9),))
+
+    (f,) = findings.evaluate("fig", None, [])
+    assert f.verdict == "inconclusive" and "bar(s) x fail" in f.detail
+
+
+def test_near_miss_over_several_bars():
+    tight, roomy = Bar("a", 0.91, ">=", 0.9), Bar("b", 2.0, ">=", 1.0)
+    assert findings.near_miss(True, (tight, roomy)) is True  # one near bar can flip a pass
+    far_fail, near_fail = Bar("a", 0.5, ">=", 0.9), Bar("b", 0.99, ">=", 1.0)
+    assert findings.near_miss(False, (near_fail,)) is True
+    assert findings.near_miss(False, (far_fail, near_fail)) is False  # both would have to flip
+    assert findings.near_miss(True, ()) is None
+    assert findings.binding(False, (far_fail, near_fail)) is far_fail
+
+
+def test_a_zero_threshold_needs_a_scale():
+    with pytest.raises(ValueError, match="needs a scale"):
+        Bar("dips", 1, "<=", 0)
+    assert Bar("dips", 0.02, "<=", 0, scale=1).near
