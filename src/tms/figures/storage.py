@@ -21,9 +21,10 @@ from tms import metrics
 from tms.figures.base import PALETTE, SUPERPOSITION_CMAP, FigureContext, FigureOutput, analysis, figure, new_figure
 from tms.figures.draw import (density_label, draw_arrows_2d, draw_gram, draw_norm_bars, importance_colors,
                               importance_label, reference_line)
-from tms.findings import Measurement, claim
-from tms.geometry import (NOT_EMBEDDED, ORTHOGONAL_COS, REPRESENTED, SUPERPOSED, angular_gaps, antipodal_pairs,
-                          cosines, count_dips, gap_deviation, line_test, plateau, represented, superposed)
+from tms.findings import Bar, Measurement, claim
+from tms.geometry import (ANTIPODAL_COS, LINE_MIN_COUNT, LINE_RATIO, NOT_EMBEDDED, ORTHOGONAL_COS, REPRESENTED,
+                          SUPERPOSED, angular_gaps, antipodal_pairs, cosines, count_dips, gap_deviation, line_test,
+                          plateau, represented, superposed)
 from tms.models import ModelKind
 
 REGULAR_DEG = 5.0  # a *regular* pentagon: every angular gap within 72 +- 5 degrees
@@ -162,8 +163,10 @@ def measure_dense_orthogonal(W: np.ndarray) -> Measurement:
     cos01 = float(cosines(W)[0, 1])
     rest = float(norms[2:].max()) if norms.size > 2 else 0.0
     ok = rep == [0, 1] and abs(cos01) < ORTHOGONAL_COS and rest < NOT_EMBEDDED
+    bars = (Bar("|cos(W_0, W_1)|", abs(cos01), "<", ORTHOGONAL_COS),
+            Bar("max ||W_i||, features 2-4", rest, "<", NOT_EMBEDDED))
     return Measurement(measured={"represented": rep, "cos_01": cos01, "max_norm_rest": rest}, passed=ok,
-                       detail=f"norms {np.round(norms, 3).tolist()}")
+                       detail=f"norms {np.round(norms, 3).tolist()}", bars=bars)
 
 
 def measure_two_antipodal_pairs(W: np.ndarray) -> Measurement:
@@ -173,9 +176,12 @@ def measure_two_antipodal_pairs(W: np.ndarray) -> Measurement:
     paired = sorted(i for pr in pairs for i in pr)
     C = cosines(W)
     ok = represented(W).tolist() == [0, 1, 2, 3] and paired == [0, 1, 2, 3] and norms[4] < NOT_EMBEDDED
+    bars = (Bar("||W_4||", float(norms[4]), "<", NOT_EMBEDDED),)
+    if pairs:
+        bars += (Bar("largest cos within a pair", max(float(C[a, b]) for a, b in pairs), "<", ANTIPODAL_COS),)
     return Measurement(measured={"pairs": [list(p) for p in pairs], "pair_cos": [float(C[a, b]) for a, b in pairs],
                                  "norm_4": float(norms[4])}, passed=ok,
-                       detail=f"norms {np.round(norms, 3).tolist()}")
+                       detail=f"norms {np.round(norms, 3).tolist()}", bars=bars)
 
 
 def measure_pentagon(W: np.ndarray, tol_deg: float) -> Measurement:
@@ -186,7 +192,8 @@ def measure_pentagon(W: np.ndarray, tol_deg: float) -> Measurement:
     return Measurement(measured={"max_gap_deviation_deg": dev, "gaps_deg": gaps.tolist(), "D": D.tolist()},
                        passed=bool(dev <= tol_deg),
                        detail=f"{represented(W).size} of 5 represented; "
-                              f"norms {np.round(metrics.feature_norms(W), 3).tolist()}")
+                              f"norms {np.round(metrics.feature_norms(W), 3).tolist()}",
+                       bars=(Bar("largest |gap - 72|", dev, "<=", tol_deg, "degrees"),))
 
 
 def measure_regular_pentagon(W: np.ndarray) -> Measurement:
@@ -196,6 +203,7 @@ def measure_regular_pentagon(W: np.ndarray) -> Measurement:
     d_dev = float(np.abs(D - 0.4).max())
     m.measured["max_D_deviation"] = d_dev
     m.passed = bool(m.passed and d_dev <= D_TOL)
+    m.bars += (Bar("largest |D_i - 2/5|", d_dev, "<=", D_TOL),)
     return m
 
 
@@ -310,7 +318,9 @@ def measure_counts(Ws: np.ndarray, m: int) -> Measurement:
     dip = count_dips(counts)
     ok = dip <= COUNT_DIP_TOL and counts[-1] > m
     return Measurement(measured={"counts": counts, "largest_dip": dip}, passed=ok,
-                       detail=f"features with ||W_i|| > 0.5, densest to sparsest; m = {m}")
+                       detail=f"features with ||W_i|| > 0.5, densest to sparsest; m = {m}",
+                       bars=(Bar("largest dip in the count", dip, "<=", COUNT_DIP_TOL, "features"),
+                             Bar("represented at the sparsest level", counts[-1], ">", m, "features")))
 
 
 def measure_antipodal_first(densities: np.ndarray, Ws: np.ndarray, m: int) -> Measurement:
@@ -323,7 +333,9 @@ def measure_antipodal_first(densities: np.ndarray, Ws: np.ndarray, m: int) -> Me
             share = len(paired & set(sup.tolist())) / max(sup.size, 1)
             return Measurement(measured={"density": float(p), "superposed": sup.tolist(), "in_pairs": sorted(paired),
                                          "share": share}, passed=bool(sup.size > 0 and share >= ANTIPODAL_FIRST_MIN),
-                               detail=f"first density with more than m = {m} represented features")
+                               detail=f"first density with more than m = {m} represented features",
+                               bars=(Bar("share of superposed features in antipodal pairs", share, ">=",
+                                         ANTIPODAL_FIRST_MIN),))
     return Measurement(measured=None, passed=False, detail=f"no density has more than m = {m} represented features")
 
 
@@ -340,6 +352,16 @@ def measure_bias(densities: np.ndarray, Ws: np.ndarray, bs: np.ndarray) -> dict[
         count += idx.size
         bad += int((err > tol).sum())
     return {"features": count, "outside_tolerance": bad, "worst_excess": worst if count else None}
+
+
+def worst_bias_error(densities: np.ndarray, Ws: np.ndarray, bs: np.ndarray) -> float:
+    """Largest ``|b_i - E[x_i]| / tolerance`` over not-embedded features (<= 1 within the tolerance)."""
+    worst = 0.0
+    for p, W, b in zip(densities, Ws, bs):
+        idx = np.flatnonzero(metrics.feature_norms(W) < NOT_EMBEDDED)
+        if idx.size:
+            worst = max(worst, float((np.abs(b[idx] - p / 2) / (BIAS_REL_TOL * p / 2 + BIAS_ABS_TOL)).max()))
+    return worst
 
 
 def build_linear_vs_relu(ctx: FigureContext) -> FigureOutput:
@@ -417,8 +439,10 @@ def _bias_expected_value(an: LinearReluAnalysis, m: int) -> Measurement:
            "relu": measure_bias(an.relu.density, an.relu.W, an.relu.b)}
     total = sum(v["features"] for v in out.values())
     bad = sum(v["outside_tolerance"] for v in out.values())
+    worst = max(worst_bias_error(g.density, g.W, g.b) for g in (an.linear, an.relu))
     return Measurement(measured=out, passed=bool(total > 0 and bad == 0),
-                       detail=f"{bad} of {total} not-embedded features outside the tolerance")
+                       detail=f"{bad} of {total} not-embedded features outside the tolerance",
+                       bars=(Bar("worst |b_i - E[x_i]| / tolerance", worst, "<=", 1.0, "tolerances"),))
 
 
 def _linear_relu_claim_text(name: str, s: LinearReluSetting) -> tuple[str, str, str]:
@@ -545,6 +569,7 @@ def measure_sticky(levels: pd.DataFrame, value: float, min_decades: float) -> Me
     """Widest plateau of D* within 0.03 of ``value``; passes when it spans ``min_decades``."""
     pl = plateau(levels["inv_density"].to_numpy(), levels["dstar"].to_numpy(), value, STICKY_TOL)
     return Measurement(measured=pl, passed=pl["decades"] >= min_decades,
+                       bars=(Bar(f"plateau width at D* = {value:g}", pl["decades"], ">=", min_decades, "decades"),),
                        detail=f"longest run of consecutive levels with |D* - {value:g}| <= {STICKY_TOL}; "
                               f"width log10 of the 1/(1-S) range it covers")
 
@@ -604,8 +629,13 @@ def measure_lines(levels: pd.DataFrame, D: np.ndarray) -> Measurement:
     vals = sel[sel >= LINE_D_MIN]
     res = {k: line_test(vals, v) for k, v in PAPER_LINES.items()}
     found = [k for k, r in res.items() if r["line"]]
+    bars: tuple[Bar, ...] = ()
+    for k, r in res.items():  # ECD's rule: enough features at the fraction, and a peak over both flanks
+        peak = r["count"] / max(r["below"], r["above"], 1e-9)
+        bars += (Bar(f"features within 0.005 of {k}", r["count"], ">=", LINE_MIN_COUNT, "features"),
+                 Bar(f"peak over flanks at {k}", peak, ">=", LINE_RATIO, "x"))
     return Measurement(measured={"features": int(vals.size), "lines": res, "found": found},
-                       passed=len(found) == len(PAPER_LINES),
+                       passed=len(found) == len(PAPER_LINES), bars=bars,
                        detail=f"lines at {', '.join(found) or 'none'} of {', '.join(PAPER_LINES)} "
                               f"({vals.size} features with D_i >= {LINE_D_MIN} at levels with D* < {LINE_DSTAR_MAX})")
 
@@ -613,7 +643,8 @@ def measure_lines(levels: pd.DataFrame, D: np.ndarray) -> Measurement:
 def measure_sum_d(levels: pd.DataFrame, m: int) -> Measurement:
     ratio = levels["sum_D"].to_numpy() / m
     share = float((np.abs(ratio - 1) <= SUM_D_TOL).mean())
-    return Measurement(measured={"share_within": share, "min_ratio": float(ratio.min()),
+    return Measurement(bars=(Bar("share of levels with sum D_i within 10% of m", share, ">=", SUM_D_SHARE),),
+                       measured={"share_within": share, "min_ratio": float(ratio.min()),
                                  "max_ratio": float(ratio.max())},
                        passed=share >= SUM_D_SHARE,
                        detail=f"sum_i D_i / m at each of {len(ratio)} levels")
