@@ -75,3 +75,11 @@ def test_a_zero_threshold_needs_a_scale():
     with pytest.raises(ValueError, match="needs a scale"):
         Bar("dips", 1, "<=", 0)
     assert Bar("dips", 0.02, "<=", 0, scale=1).near
+
+
+def test_a_count_flips_only_by_whole_steps():
+    assert not Bar("monosemantic", 5, ">=", 5, step=1).near  # at its bar, but 5 % of 5 is no whole neuron
+    assert Bar("computed", 41, ">", 40, step=1).near  # 5 % of 40 = 2 features would flip it
+    assert not Bar("computed", 21, ">", 40, step=1).near
+    assert Bar("computed", 39, ">", 40, step=1).near  # needs 41: two steps, within 2
+    assert not Bar("polysemantic", 0, "<", 1, step=1).near

@@ -54,7 +54,8 @@ class Bar:
     """One numeric condition of a claim: ``value op threshold``.
 
     ``scale`` sets what "5 % of the threshold" means for the near-miss rule; it defaults to
-    ``|threshold|`` and must be given where the threshold is 0.
+    ``|threshold|`` and must be given where the threshold is 0. ``step`` is the resolution of a
+    value that moves in steps (1 for a count): a count at its bar still needs a whole step to flip.
     """
 
     name: str  # what is compared, in words ("agreement away from boundaries")
@@ -63,6 +64,7 @@ class Bar:
     threshold: float
     unit: str = ""
     scale: float | None = None
+    step: float = 0.0
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
@@ -88,8 +90,18 @@ class Bar:
         return self.margin / scale if math.isfinite(self.margin) else -math.inf
 
     @property
+    def distance_to_flip(self) -> float:
+        """How far the value must move for this condition to change, in its own units."""
+        m = self.margin
+        if not math.isfinite(m):
+            return math.inf
+        strict = self.op in (">", "<")
+        return abs(m) + (self.step if (m >= 0) != strict else 0.0)
+
+    @property
     def near(self) -> bool:
-        return abs(self.relative_margin) <= NEAR_MISS
+        scale = self.scale if self.scale else abs(float(self.threshold))
+        return self.distance_to_flip <= NEAR_MISS * scale
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "value": _jsonable(float(self.value)), "op": self.op,

@@ -33,7 +33,7 @@ from matplotlib.patches import Patch
 from tms import metrics
 from tms.figures.base import (PALETTE, SUPERPOSITION_CMAP, FigureContext, FigureOutput, analysis, figure,
                               new_figure)
-from tms.findings import Measurement, claim
+from tms.findings import Bar, Measurement, claim
 
 SUPERPOSITION_NORM = mcolors.Normalize(0.0, 1.0, clip=True)
 NEURON_TINT = {"monosemantic": "#e3ecf7", "polysemantic": "#fbe0cf", "dead": "#ffffff"}
@@ -191,7 +191,8 @@ def dense_monosemantic(cells: pd.DataFrame, m: int) -> Measurement:
     return Measurement({"monosemantic": mono, "polysemantic": int(row["polysemantic"]), "dead": int(row["dead"]),
                         "density": float(row["density"])}, mono == m,
                        f"at 1-S={row['density']:.3g}: {mono} monosemantic, {int(row['polysemantic'])} polysemantic, "
-                       f"{int(row['dead'])} dead of {m} neurons.")
+                       f"{int(row['dead'])} dead of {m} neurons.",
+                       bars=(Bar("monosemantic neurons, densest level", mono, ">=", m, "neurons", step=1),))
 
 
 def polysemanticity_rises(cells: pd.DataFrame, m: int) -> Measurement:
@@ -206,7 +207,10 @@ def polysemanticity_rises(cells: pd.DataFrame, m: int) -> Measurement:
         {"represented": [int(v) for v in reps], "polysemantic": [int(v) for v in polys],
          "density": [float(v) for v in t["density"]]}, bool(passed),
         f"features represented (||W_i|| > 0.5) from dense to sparse: {list(map(int, reps))}; polysemantic neurons: "
-        f"{list(map(int, polys))}; non-decreasing: {monotone}.")
+        f"{list(map(int, polys))}; non-decreasing: {monotone}.",
+        bars=(Bar("polysemantic neurons, sparsest level", int(polys[-1]), ">=", 1, "neurons", step=1),
+              Bar("features represented, sparsest level", int(reps[-1]), ">", int(max(m, reps[0])), "features",
+                  step=1)))
 
 
 def coexist(cells: pd.DataFrame) -> Measurement:
@@ -214,7 +218,8 @@ def coexist(cells: pd.DataFrame) -> Measurement:
     both = cells[(cells["monosemantic"] >= 1) & (cells["polysemantic"] >= 1)]
     return Measurement({"cells": int(len(both)), "densities": [float(v) for v in both["density"]]}, len(both) >= 1,
                        f"{len(both)} of {len(cells)} sparsities have a model with both monosemantic and polysemantic "
-                       f"neurons (1-S = {', '.join(f'{v:.3g}' for v in both['density'])}).")
+                       f"neurons (1-S = {', '.join(f'{v:.3g}' for v in both['density'])}).",
+                       bars=(Bar("sparsities with both kinds of neuron", len(both), ">=", 1, "cells", step=1),))
 
 
 @claim("privileged_basis.dense_monosemantic", figure="privileged_basis", section="privileged_basis",
@@ -506,7 +511,9 @@ def abs_dense_monosemantic(cells: pd.DataFrame) -> Measurement:
     return Measurement({"monosemantic": int(row["monosemantic"]), "polysemantic": int(row["polysemantic"]),
                         "dead": int(row["dead"])}, bool(live > 0 and row["polysemantic"] == 0),
                        f"at 1-S={row['density']:.3g}: {int(row['monosemantic'])} monosemantic, "
-                       f"{int(row['polysemantic'])} polysemantic, {int(row['dead'])} dead neurons.")
+                       f"{int(row['polysemantic'])} polysemantic, {int(row['dead'])} dead neurons.",
+                       bars=(Bar("polysemantic neurons, densest level", int(row["polysemantic"]), "<", 1, "neurons",
+                                 step=1),))
 
 
 def sparse_computes_more(cells: pd.DataFrame, column: str, threshold: float, what: str) -> Measurement:
@@ -524,7 +531,9 @@ def sparse_computes_more(cells: pd.DataFrame, column: str, threshold: float, wha
                 + ", ".join(f"{d:.3g}: {v:.0%}" for d, v in zip(cells["density"], cells["loss_vs_trivial"])) + ".")
     return Measurement(measured, bool(best[column] > threshold),
                        f"{what}: {float(dense[column]):g} dense, up to {float(best[column]):g} at 1-S="
-                       f"{best['density']:.3g} (needs > {threshold:g}); by density {by}.{conv}")
+                       f"{best['density']:.3g} (needs > {threshold:g}); by density {by}.{conv}",
+                       bars=(Bar(f"most {what}, sparse cells", float(best[column]), ">", threshold, "features",
+                                 step=1),))
 
 
 def important_on_mono(cells: pd.DataFrame) -> Measurement:
@@ -538,7 +547,9 @@ def important_on_mono(cells: pd.DataFrame) -> Measurement:
                        f"{len(both)} sparsities have both kinds "
                        f"(1-S = {', '.join(f'{v:.3g}' for v in both['density'])}); "
                        f"P(monosemantic neuron's strongest feature more important than a polysemantic one's) = "
-                       f"{', '.join(f'{v:.2f}' for v in p)}; > 0.5 in {frac:.0%} of them (needs a majority).")
+                       f"{', '.join(f'{v:.2f}' for v in p)}; > 0.5 in {frac:.0%} of them (needs a majority).",
+                       bars=(Bar("share of cells where monosemantic neurons carry the more important features", frac,
+                                 ">", 0.5, step=1 / len(both)),))
 
 
 @claim("abs_value_superposition.dense_monosemantic", figure="abs_value_superposition", section="computation",
@@ -759,7 +770,8 @@ def motif_found(an: MotifAnalysis) -> Measurement:
         f"{an.with_motif} of {an.total} models ({an.with_motif / max(an.total, 1):.1%}) show the motif; "
         f"the lowest-loss "
         f"model has it at {n_sel} of {len(an.frequency)} sparsities. Example (instance {an.example}, 1-S="
-        f"{an.density:.3g}): {desc or 'none'}.")
+        f"{an.density:.3g}): {desc or 'none'}.",
+        bars=(Bar("models showing the motif", an.with_motif, ">=", 1, "models", step=1),))
 
 
 @claim("asymmetric_motif.found", figure="asymmetric_motif", section="computation",

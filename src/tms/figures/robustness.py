@@ -31,7 +31,7 @@ from tms.data import FeatureSets
 from tms.evaluation import model_losses
 from tms.figures.base import (PALETTE, SUPERPOSITION_CMAP, FigureContext, FigureOutput, analysis, figure,
                               new_figure)
-from tms.findings import Measurement, claim
+from tms.findings import Bar, Measurement, claim
 
 SUPERPOSITION_NORM = mcolors.Normalize(0.0, 1.0, clip=True)
 
@@ -186,7 +186,8 @@ def rises_by(t: pd.DataFrame, factor: float = 3.0) -> Measurement:
         passed=bool(np.isfinite(ratio) and ratio > factor),
         detail=f"relative vulnerability {dense['relative_vulnerability']:.2f} at 1-S={dense['density']:.3g} "
                f"(densest cell), peak {peak['relative_vulnerability']:.2f} at 1-S={peak['density']:.3g}: "
-               f"x{ratio:.2f} (needs > {factor:g}).")
+               f"x{ratio:.2f} (needs > {factor:g}).",
+        bars=(Bar("peak over densest relative vulnerability", ratio, ">", factor, "x"),))
 
 
 def tracks(t: pd.DataFrame, min_r: float = 0.9) -> Measurement:
@@ -199,7 +200,7 @@ def tracks(t: pd.DataFrame, min_r: float = 0.9) -> Measurement:
     r_di = float(pearsonr(t.loc[ok, "features_per_dimension"], t.loc[ok, "relative_vulnerability"])[0])
     return Measurement(
         measured={"pearson_r": r, "pearson_r_mean_inv_Di": r_di, "cells": int(ok.sum())},
-        passed=bool(r >= min_r),
+        passed=bool(r >= min_r), bars=(Bar("Pearson r, vulnerability vs 1/D*", r, ">=", min_r),),
         detail=f"Pearson r = {r:.3f} between relative vulnerability and features per dimension 1/D* over "
                f"{int(ok.sum())} cells (r = {r_di:.3f} against the mean 1/D_i of represented features); "
                f"needs >= {min_r:g}.")
@@ -333,12 +334,16 @@ def superposition_vanishes(t: pd.DataFrame, present: float = 0.1, zero: float = 
                 "superposition_there": None if row is None else float(row["mean_superposition"]),
                 "features_there": None if row is None else int(row["n_represented"])}
     passed = s0 >= present and row is not None
+    bars = (Bar("mean superposition at lambda = 0", s0, ">=", present),)
+    if row is not None:
+        bars += (Bar("mean superposition where it vanishes", float(row["mean_superposition"]), "<=", zero),)
     where = ("no penalty in the sweep gives it" if row is None else
              f"at lambda = {row['l1']:.3g} it is {row['mean_superposition']:.3g} with "
              f"{int(row['n_represented'])} features still represented")
     return Measurement(measured, bool(passed),
                        f"mean superposition {s0:.3g} at lambda = 0 (needs >= {present:g}); {where} (needs <= "
-                       f"{zero:g} with >= {min_features} features); Spearman(lambda, superposition) = {rho:.2f}.")
+                       f"{zero:g} with >= {min_features} features); Spearman(lambda, superposition) = {rho:.2f}.",
+                       bars=bars)
 
 
 def loss_rises(t: pd.DataFrame, zero: float = 0.05, min_features: int = 2, min_rho: float = 0.8) -> Measurement:
@@ -356,7 +361,9 @@ def loss_rises(t: pd.DataFrame, zero: float = 0.05, min_features: int = 2, min_r
          "spearman_l1_loss": rho},
         bool(ratio > 1.0 and rho >= min_rho),
         f"reconstruction loss {l0:.3g} at lambda = 0, {row['reconstruction_loss']:.3g} at lambda = {row['l1']:.3g} "
-        f"(x{ratio:.2f}, needs > 1); Spearman(lambda, loss) = {rho:.2f} (needs >= {min_rho:g}).")
+        f"(x{ratio:.2f}, needs > 1); Spearman(lambda, loss) = {rho:.2f} (needs >= {min_rho:g}).",
+        bars=(Bar("loss where superposition is gone / loss at lambda = 0", ratio, ">", 1.0, "x"),
+              Bar("Spearman(lambda, loss)", rho, ">=", min_rho)))
 
 
 @claim("l1_removes_superposition.superposition_to_zero", figure="l1_removes_superposition", section="strategic",
@@ -508,7 +515,7 @@ def beats_linear(an: CompressionAnalysis, units: str, Z: int = 3, eps: float = 0
     return Measurement({"nonlinear_mse": mse, "linear_mse": lin, "ratio": mse / lin}, bool(mse < lin),
                        f"Z={Z}, eps={eps} ({units} units): nonlinear MSE {mse:.4f} per dimension vs linear "
                        f"{lin:.4f} (keep one dimension: {an.linear['pick_one']:.4f}, average: "
-                       f"{an.linear['average']:.4f}).")
+                       f"{an.linear['average']:.4f}).", bars=(Bar("nonlinear MSE per dimension", mse, "<", lin),))
 
 
 @claim("nonlinear_compression.beats_linear", figure="nonlinear_compression", section="appendix",

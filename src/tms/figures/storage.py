@@ -319,8 +319,8 @@ def measure_counts(Ws: np.ndarray, m: int) -> Measurement:
     ok = dip <= COUNT_DIP_TOL and counts[-1] > m
     return Measurement(measured={"counts": counts, "largest_dip": dip}, passed=ok,
                        detail=f"features with ||W_i|| > 0.5, densest to sparsest; m = {m}",
-                       bars=(Bar("largest dip in the count", dip, "<=", COUNT_DIP_TOL, "features"),
-                             Bar("represented at the sparsest level", counts[-1], ">", m, "features")))
+                       bars=(Bar("largest dip in the count", dip, "<=", COUNT_DIP_TOL, "features", step=1),
+                             Bar("represented at the sparsest level", counts[-1], ">", m, "features", step=1)))
 
 
 def measure_antipodal_first(densities: np.ndarray, Ws: np.ndarray, m: int) -> Measurement:
@@ -632,7 +632,7 @@ def measure_lines(levels: pd.DataFrame, D: np.ndarray) -> Measurement:
     bars: tuple[Bar, ...] = ()
     for k, r in res.items():  # ECD's rule: enough features at the fraction, and a peak over both flanks
         peak = r["count"] / max(r["below"], r["above"], 1e-9)
-        bars += (Bar(f"features within 0.005 of {k}", r["count"], ">=", LINE_MIN_COUNT, "features"),
+        bars += (Bar(f"features within 0.005 of {k}", r["count"], ">=", LINE_MIN_COUNT, "features", step=1),
                  Bar(f"peak over flanks at {k}", peak, ">=", LINE_RATIO, "x"))
     return Measurement(measured={"features": int(vals.size), "lines": res, "found": found},
                        passed=len(found) == len(PAPER_LINES), bars=bars,
