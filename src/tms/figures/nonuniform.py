@@ -32,9 +32,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tms import data as data_mod
-from tms import metrics, models, rng
+from tms import metrics, rng
 from tms.data import FeatureSets
+from tms.evaluation import model_losses
 from tms.figures.base import PALETTE, FigureContext, FigureOutput, figure, new_figure
 from tms.figures.draw import GRAM_CMAP, draw_arrows_2d
 from tms.findings import Measurement, claim
@@ -59,24 +59,11 @@ SET_COLORS = [PALETTE["pos"], PALETTE["linear"], PALETTE["neg"], PALETTE["relu"]
 
 def common_eval_loss(kind: str, W: np.ndarray, b: np.ndarray, density: np.ndarray, importance: np.ndarray,
                      sets: FeatureSets, examples: int = CRN_EXAMPLES, key: str = "crn") -> np.ndarray:
-    """Loss of every model ``W [R, m, n]``, ``b [R, n]`` on one shared set of examples.
-
-    ``density`` and ``importance`` are ``[n]`` (the models of one cell). Deterministic: the examples
-    come from the counter-based generator under a fixed key.
-    """
-    kind_ = models.ModelKind(kind)
+    """Loss of every model ``W [R, m, n]``, ``b [R, n]`` of one cell (``density``, ``importance`` ``[n]``)
+    on one shared set of examples: common random numbers under one fixed key
+    (:func:`tms.evaluation.model_losses`)."""
     k = torch.tensor([rng.derive_key("tms.figures.nonuniform", key)], dtype=torch.int64)
-    dens = torch.as_tensor(np.asarray(density, dtype=np.float32)).view(1, -1)
-    imp = torch.as_tensor(np.asarray(importance, dtype=np.float32)).view(1, -1).expand(W.shape[0], -1)
-    params = {"W": torch.as_tensor(W, dtype=torch.float32), "b": torch.as_tensor(b, dtype=torch.float32)}
-    total = torch.zeros(W.shape[0], dtype=torch.float64)
-    chunk = 2**15
-    with torch.no_grad():
-        for j in range(0, examples, chunk):
-            x = data_mod.draw(k, j // chunk, min(chunk, examples - j), dens, sets, kind_.signed_inputs)
-            x = x.expand(W.shape[0], -1, -1)
-            total += models.loss_per_instance(kind_, params, x, imp).double() * x.shape[1]
-    return (total / examples).numpy()
+    return model_losses(kind, {"W": W, "b": b}, importance, k, density, sets, examples)
 
 
 def classify_pentagon(W: np.ndarray) -> str:
