@@ -135,14 +135,17 @@ def test_perturbation_claims_through_the_figure_context():
     W, b = _perturbation_run(True)
     run = fake_run("p", "relu_output", {"density": [0.05], "perturbed_density_ratio": RATIOS}, W, b, restarts=2,
                    perturbed_feature=0)
-    ctx = ctx_with(U.PERTURB, {"p": run})
-    v = verdicts(U.PERTURB, ctx)
+    ctx = ctx_with("pentagon_perturbation", {"p": run})
+    v = verdicts("pentagon_perturbation", ctx)
     assert v["norm_is_one_over_one_minus_bias"] == "reproduced"
     # the common-random-number losses of these hand-made models decide the rest; they must be computed
-    df = ctx.cache["perturb"]
+    an = U.perturbation_analysis(ctx)
+    df = an.models
     assert set(df["geometry"]) == {"pentagon", "digons"} and df["loss"].notna().all()
+    assert an.unperturbed_cell == RATIOS.index(1.0)
     out = U.build_perturbation(ctx)
     assert {"solution", "loss", "best_loss"} <= set(out.table["kind"])
+    assert out.table is an.table  # drawn from the analysis the claims read, computed once
     out.figure.clf()
 
 

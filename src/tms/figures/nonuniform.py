@@ -24,6 +24,7 @@ represented / not-embedded / orthogonal / antipodal thresholds apply too):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import matplotlib.colors as mcolors
@@ -35,7 +36,7 @@ import torch
 from tms import metrics, rng
 from tms.data import FeatureSets
 from tms.evaluation import model_losses
-from tms.figures.base import PALETTE, FigureContext, FigureOutput, figure, new_figure
+from tms.figures.base import PALETTE, FigureContext, FigureOutput, analysis, figure, new_figure
 from tms.figures.draw import GRAM_CMAP, draw_arrows_2d
 from tms.findings import Measurement, claim
 from tms.geometry import (ANTIPODAL_COS, NOT_EMBEDDED, ORTHOGONAL_COS, adjacent_on_circle, angular_gaps,
@@ -108,6 +109,12 @@ def side_by_side(W: np.ndarray, pairs: Sequence[Sequence[int]]) -> bool:
             and all(adjacent_on_circle(W, a, b) for a, b in pairs))
 
 
+def _claim(id: str, statement: str, expected: str, tolerance: str):
+    """Register claim ``id`` ("<figure>.<name>", written out in full) of the geometry section."""
+    return claim(id, figure=id.split(".")[0], section="geometry", statement=statement, expected=expected,
+                 tolerance=tolerance)
+
+
 # --------------------------------------------------------------------------------------------
 # Shared drawing
 
@@ -145,28 +152,40 @@ def _pairs_of(run: Any) -> list[list[int]]:
 # Perturbing a single feature of the pentagon
 
 
-PERTURB = "pentagon_perturbation"
+@dataclass(frozen=True)
+class PerturbationAnalysis:
+    models: pd.DataFrame  # one row per trained model: cell, ratio, restart, instance, geometry, CRN loss, selected
+    curves: pd.DataFrame  # per ratio: lowest loss of each geometry (NaN if none), difference pentagon - digons
+    crossings: list[float]  # relative densities where the two loss curves cross
+    solutions: pd.DataFrame  # lowest-loss pentagon and digons at each ratio, canonicalised: a row per feature
+    W: np.ndarray  # [N, 2, 5] every trained model
+    b: np.ndarray  # [N, 5]
+    unperturbed_cell: int  # the cell at relative density 1 (the norm-bias claim's)
+    table: pd.DataFrame
 
 
-def perturbation_table(ctx: FigureContext) -> pd.DataFrame:
-    """One row per trained model: ratio, restart, geometry, CRN loss, selected; cached."""
-    if "perturb" in ctx.cache:
-        return ctx.cache["perturb"]
+@analysis
+def perturbation_analysis(ctx: FigureContext) -> PerturbationAnalysis:
     run = ctx.run(ctx.experiments[0])
     W, b = run.arrays["W"], run.arrays["b"]
     rows = []
     for c, ratio in enumerate(run.cells["perturbed_density_ratio"].to_numpy(dtype=float)):
         inst = run.instances_of(c)
         crn = common_eval_loss(run.spec["model"], W[inst], b[inst], run.arrays["density"][inst[0]],
-                               run.arrays["importance"][inst[0]], _sets_of(run), key=f"{PERTURB}/{c}")
-        for r, i in enumerate(inst):
-            rows.append({"cell": c, "ratio": ratio, "restart": r, "instance": int(i),
-                         "geometry": classify_pentagon(W[i]), "loss": crn[r]})
+                               run.arrays["importance"][inst[0]], _sets_of(run), key=f"pentagon_perturbation/{c}")
+        rows += [{"cell": c, "ratio": ratio, "restart": r, "instance": int(i), "geometry": classify_pentagon(W[i]),
+                  "loss": crn[r]} for r, i in enumerate(inst)]
     df = pd.DataFrame(rows)
     df["selected"] = df.groupby("cell")["loss"].transform("min") == df["loss"]
-    ctx.cache["perturb"] = df
-    ctx.cache["perturb_run"] = run
-    return df
+    curves = loss_curves(df)
+    curves["difference"] = curves["pentagon"] - curves["digons"]
+    solutions = pd.DataFrame(best_solutions(df, W, "pentagon", 0) + best_solutions(df, W, "digons", None),
+                             columns=["panel", "ratio", "restart", "feature", "x", "y", "loss"])
+    table = pd.concat([solutions.assign(kind="solution"),
+                       df.assign(kind="loss")[["kind", "ratio", "restart", "geometry", "loss"]],
+                       curves.assign(kind="best_loss")], ignore_index=True)
+    return PerturbationAnalysis(df, curves, crossing(curves["ratio"], curves["pentagon"], curves["digons"]),
+                                solutions, W, b, run.cell(density=0.05, perturbed_density_ratio=1.0), table)
 
 
 def loss_curves(df: pd.DataFrame) -> pd.DataFrame:
@@ -178,8 +197,20 @@ def loss_curves(df: pd.DataFrame) -> pd.DataFrame:
     return best[["pentagon", "digons"]].reindex(sorted(df["ratio"].unique())).reset_index()
 
 
+def best_solutions(df: pd.DataFrame, W: np.ndarray, geom: str, anchor: int | None) -> list[dict]:
+    """The lowest-loss solution of ``geom`` at every ratio, canonicalised (``anchor`` pointing right; None:
+    the largest feature): one row per feature, ratios ascending."""
+    best = df[df["geometry"] == geom].sort_values("loss", kind="stable").groupby("ratio").head(1)
+    rows = []
+    for _, r in best.sort_values("ratio").iterrows():
+        Wc = metrics.canonicalize_2d(W[int(r["instance"])], anchor=anchor)
+        rows += [{"panel": geom, "ratio": r["ratio"], "restart": int(r["restart"]), "feature": f, "x": Wc[0, f],
+                  "y": Wc[1, f], "loss": r["loss"]} for f in range(Wc.shape[1])]
+    return rows
+
+
 @figure(
-    PERTURB,
+    "pentagon_perturbation",
     section="geometry",
     title="Perturbing one feature of the pentagon: deformation, then a first-order phase change",
     caption=(
@@ -192,23 +223,20 @@ def loss_curves(df: pd.DataFrame) -> pd.DataFrame:
     ),
 )
 def build_perturbation(ctx: FigureContext) -> FigureOutput:
-    df = perturbation_table(ctx)
-    run = ctx.cache["perturb_run"]
-    W = run.arrays["W"]
+    an = perturbation_analysis(ctx)
+    df, curves = an.models, an.curves
     ratios = np.sort(df["ratio"].unique())
     norm = mcolors.LogNorm(ratios.min(), ratios.max())
     cmap = plt.get_cmap("viridis")
     fig, axes = new_figure(1, 4, figsize=(11.5, 3.0), gridspec_kw={"width_ratios": [1, 1, 1.3, 1.3]})
-    rows = []
-    for ax, geom, anchor, tag in ((axes[0], "pentagon", 0, "a"), (axes[1], "digons", None, "b")):
-        _draw_solution_points(ax, df, W, geom, anchor, norm, cmap, rows)
+    for ax, geom, tag in ((axes[0], "pentagon", "a"), (axes[1], "digons", "b")):
+        _draw_solution_points(ax, an.solutions[an.solutions["panel"] == geom], norm, cmap)
         ax.set_title(f"({tag}) best {geom} at each density")
     cb = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes[1], fraction=0.05, pad=0.02,
                       label="relative density of feature 0")
     ticks = [v for v in (0.2, 0.5, 1, 2, 4) if ratios.min() <= v <= ratios.max()]
     cb.set_ticks(ticks, labels=[f"{v:g}" for v in ticks])
     cb.ax.yaxis.set_minor_formatter(plt.NullFormatter())
-    curves = loss_curves(df)
     style = {"pentagon": PALETTE["neg"], "digons": PALETTE["relu"], "other": "#aaaaaa"}
     ax = axes[2]
     for g, col in style.items():
@@ -221,11 +249,11 @@ def build_perturbation(ctx: FigureContext) -> FigureOutput:
     ax.legend(frameon=False, loc="upper left")
     ax.set_title("(c) every restart, by geometry")
     ax = axes[3]
-    diff = curves["pentagon"] - curves["digons"]
     ax.axhline(0, color=PALETTE["ink"], lw=0.6)
     ax.axvspan(*PHASE_RATIO_RANGE, color=PALETTE["grid"], alpha=0.7, lw=0, label="paper: ~2.5x sparser")
-    ax.plot(curves["ratio"], diff, "-o", ms=3, color=PALETTE["ink"], label="best pentagon - best digons")
-    for x in crossing(curves["ratio"], curves["pentagon"], curves["digons"]):
+    ax.plot(curves["ratio"], curves["difference"], "-o", ms=3, color=PALETTE["ink"],
+            label="best pentagon - best digons")
+    for x in an.crossings:
         ax.axvline(x, ls="--", color=PALETTE["theory"], lw=0.8)
     ax.set_ylabel("loss difference")
     ax.legend(frameon=False, loc="lower left")
@@ -233,25 +261,17 @@ def build_perturbation(ctx: FigureContext) -> FigureOutput:
     for ax in axes[2:]:
         _log_ratio_axis(ax, ratios)
     fig.tight_layout()
-    table = pd.concat([pd.DataFrame(rows).assign(kind="solution"),
-                       df.assign(kind="loss")[["kind", "ratio", "restart", "geometry", "loss"]],
-                       curves.assign(kind="best_loss", difference=diff)], ignore_index=True)
-    return FigureOutput(fig, table)
+    return FigureOutput(fig, an.table)
 
 
-def _draw_solution_points(ax: plt.Axes, df: pd.DataFrame, W: np.ndarray, geom: str, anchor: int | None,
-                          norm: mcolors.Normalize, cmap: Any, rows: list[dict]) -> None:
-    """The lowest-loss solution of ``geom`` at every ratio, canonicalised, as points (feature 0 a star)."""
-    best = df[df["geometry"] == geom].sort_values("loss", kind="stable").groupby("ratio").head(1)
+def _draw_solution_points(ax: plt.Axes, solutions: pd.DataFrame, norm: mcolors.Normalize, cmap: Any) -> None:
+    """The solution at each ratio as points in the ratio's colour, feature 0 a star."""
     t = np.linspace(0, 2 * np.pi, 200)
     ax.plot(np.cos(t), np.sin(t), color=PALETTE["grid"], lw=0.6, zorder=0)
-    for _, r in best.sort_values("ratio").iterrows():
-        Wc = metrics.canonicalize_2d(W[int(r["instance"])], anchor=anchor)
-        col = cmap(norm(r["ratio"]))
-        ax.scatter(Wc[0, 1:], Wc[1, 1:], s=10, color=col, edgecolor="none", zorder=2)
-        ax.scatter(Wc[0, :1], Wc[1, :1], s=30, marker="*", color=col, edgecolor=PALETTE["ink"], lw=0.3, zorder=3)
-        rows += [{"panel": geom, "ratio": r["ratio"], "restart": int(r["restart"]), "feature": f, "x": Wc[0, f],
-                  "y": Wc[1, f], "loss": r["loss"]} for f in range(Wc.shape[1])]
+    for ratio, pts in solutions.groupby("ratio", sort=True):
+        x, y, col = pts["x"].to_numpy(), pts["y"].to_numpy(), cmap(norm(ratio))
+        ax.scatter(x[1:], y[1:], s=10, color=col, edgecolor="none", zorder=2)
+        ax.scatter(x[:1], y[:1], s=30, marker="*", color=col, edgecolor=PALETTE["ink"], lw=0.3, zorder=3)
     ax.set_xlim(-1.45, 1.45)
     ax.set_ylim(-1.45, 1.45)
     ax.set_aspect("equal")
@@ -327,53 +347,48 @@ def measure_norm_bias(W: np.ndarray, b: np.ndarray) -> Measurement:
                               f"(output exact at x = 1) = {alt:.3f}")
 
 
-def _perturb_claim(name: str, statement: str, expected: str, tolerance: str):
-    return claim(f"{PERTURB}.{name}", figure=PERTURB, section="geometry", statement=statement,
-                 expected=expected, tolerance=tolerance)
-
-
-@_perturb_claim("phase_change_ratio",
-                "When the varied feature is about 2.5x sparser than the others, the pentagon collapses to a pair of "
-                "digons with the sparser feature at zero.",
-                "selected geometry switches from digons to pentagon at a relative density in [0.32, 0.5]; in the "
-                "digon solutions ||W_0|| < 0.1", "2.5x within a factor 1.25")
+@_claim("pentagon_perturbation.phase_change_ratio",
+        "When the varied feature is about 2.5x sparser than the others, the pentagon collapses to a pair of "
+        "digons with the sparser feature at zero.",
+        "selected geometry switches from digons to pentagon at a relative density in [0.32, 0.5]; in the "
+        "digon solutions ||W_0|| < 0.1", "2.5x within a factor 1.25")
 def _phase(ctx: FigureContext) -> Measurement:
-    df = perturbation_table(ctx)
-    return measure_phase_change(df, ctx.cache["perturb_run"].arrays["W"])
+    an = perturbation_analysis(ctx)
+    return measure_phase_change(an.models, an.W)
 
 
-@_perturb_claim("loss_curves_cross",
-                "The phase change corresponds to the loss curves of the two geometries crossing over (a first-order "
-                "phase change).",
-                "L(best pentagon) - L(best digons) changes sign exactly once, at a relative density in [0.32, 0.5]",
-                "2.5x within a factor 1.25")
+@_claim("pentagon_perturbation.loss_curves_cross",
+        "The phase change corresponds to the loss curves of the two geometries crossing over (a first-order "
+        "phase change).",
+        "L(best pentagon) - L(best digons) changes sign exactly once, at a relative density in [0.32, 0.5]",
+        "2.5x within a factor 1.25")
 def _cross(ctx: FigureContext) -> Measurement:
-    return measure_crossing(perturbation_table(ctx))
+    return measure_crossing(perturbation_analysis(ctx).models)
 
 
-@_perturb_claim("denser_repels_sparser_attracts",
-                "Making the varied feature denser makes the others repel from it, giving it more space; making it "
-                "sparser lets the others push towards it.",
-                "in selected pentagons the angle between feature 0's neighbours rises with its density "
-                f"(Spearman >= {REPEL_MIN_SPEARMAN}), above 144 deg when denser and below when sparser",
-                f"Spearman {REPEL_MIN_SPEARMAN}")
+@_claim("pentagon_perturbation.denser_repels_sparser_attracts",
+        "Making the varied feature denser makes the others repel from it, giving it more space; making it "
+        "sparser lets the others push towards it.",
+        "in selected pentagons the angle between feature 0's neighbours rises with its density "
+        f"(Spearman >= {REPEL_MIN_SPEARMAN}), above 144 deg when denser and below when sparser",
+        f"Spearman {REPEL_MIN_SPEARMAN}")
 def _repel(ctx: FigureContext) -> Measurement:
-    df = perturbation_table(ctx)
-    return measure_repel_attract(df, ctx.cache["perturb_run"].arrays["W"])
+    an = perturbation_analysis(ctx)
+    return measure_repel_attract(an.models, an.W)
 
 
-@_perturb_claim("norm_is_one_over_one_minus_bias",
-                "Pentagon solutions sit off the unit circle because the model sets a slight negative bias to cut off "
-                "positive interference and compensates with ||W_i|| = 1/(1 - b_i) (b_i the size of the negative bias).",
-                "every feature of the selected unperturbed pentagon (ratio 1) has b_i < 0 and "
-                f"| ||W_i|| (1 + b_i) - 1 | <= {NORM_BIAS_TOL}", f"{NORM_BIAS_TOL:.0%}")
+@_claim("pentagon_perturbation.norm_is_one_over_one_minus_bias",
+        "Pentagon solutions sit off the unit circle because the model sets a slight negative bias to cut off "
+        "positive interference and compensates with ||W_i|| = 1/(1 - b_i) (b_i the size of the negative bias).",
+        "every feature of the selected unperturbed pentagon (ratio 1) has b_i < 0 and "
+        f"| ||W_i|| (1 + b_i) - 1 | <= {NORM_BIAS_TOL}", f"{NORM_BIAS_TOL:.0%}")
 def _norm_bias(ctx: FigureContext) -> Measurement:
-    df = perturbation_table(ctx)
-    run = ctx.cache["perturb_run"]
-    c = run.cell(density=0.05, perturbed_density_ratio=1.0)
-    i = int(df[(df["cell"] == c) & df["selected"]]["instance"].iloc[0])
-    m = measure_norm_bias(run.arrays["W"][i], run.arrays["b"][i])
-    m.detail += f"; geometry {classify_pentagon(run.arrays['W'][i])}"
+    an = perturbation_analysis(ctx)
+    df = an.models
+    sel = df[(df["cell"] == an.unperturbed_cell) & df["selected"]].iloc[0]
+    i = int(sel["instance"])
+    m = measure_norm_bias(an.W[i], an.b[i])
+    m.detail += f"; geometry {sel['geometry']}"
     return m
 
 
