@@ -167,15 +167,18 @@ def _corr_ctx(corr: np.ndarray, anti: np.ndarray, three: np.ndarray) -> object:
     runs = {"correlated_2x2": _sets_run("c", "correlated", corr[None], [0.03]),
             "anticorrelated_2x2": _sets_run("a", "anticorrelated", anti[None], [0.1]),
             "pca_collapse": _sets_run("pca", "correlated", np.stack([three, _collapsed(3)]), [0.01, 0.5])}
-    return ctx_with(U.CORR, runs)
+    return ctx_with("correlated_features", runs)
 
 
 def test_correlated_claims_pass_and_fail():
-    good = verdicts(U.CORR, _corr_ctx(SQUARE, ANTI, rot(33) @ SIDE_BY_SIDE))
+    good = verdicts("correlated_features", _corr_ctx(SQUARE, ANTI, rot(33) @ SIDE_BY_SIDE))
     assert set(good.values()) == {"reproduced"}, good
-    bad = verdicts(U.CORR, _corr_ctx(ANTI, SQUARE, INTERLEAVED))
+    bad = verdicts("correlated_features", _corr_ctx(ANTI, SQUARE, INTERLEAVED))
     assert set(bad.values()) == {"not reproduced"}, bad
-    out = U.build_correlated(_corr_ctx(SQUARE, ANTI, SIDE_BY_SIDE))
+    ctx = _corr_ctx(SQUARE, ANTI, SIDE_BY_SIDE)
+    an = U.correlated_analysis(ctx)
+    assert an.rows["three pairs"].pairs == PAIRS3 and an.rows["correlated"].density == 0.03
+    out = U.build_correlated(ctx)
     assert set(out.table["row"]) == {"correlated", "anticorrelated", "three pairs"}
     out.figure.clf()
 

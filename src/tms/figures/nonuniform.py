@@ -119,12 +119,11 @@ def _claim(id: str, statement: str, expected: str, tolerance: str):
 # Shared drawing
 
 
-def _draw_solution(ax: plt.Axes, W: np.ndarray, colors: Sequence[Any], title: str, anchor: int | None = None,
-                   labels: Sequence[str] | None = None) -> np.ndarray:
-    Wc = metrics.canonicalize_2d(W, anchor=anchor)
+def _draw_canonical(ax: plt.Axes, Wc: np.ndarray, colors: Sequence[Any], title: str,
+                    labels: Sequence[str] | None = None) -> None:
+    """A canonicalised 2-D solution as arrows, titled small."""
     draw_arrows_2d(ax, Wc, colors, labels=labels, lim=1.5, lw=1.2)
     ax.set_title(title, fontsize=6)
-    return Wc
 
 
 def _set_colors(sets: FeatureSets) -> list[Any]:
@@ -146,6 +145,10 @@ def _sets_of(run: Any) -> FeatureSets:
 
 def _pairs_of(run: Any) -> list[list[int]]:
     return [m.tolist() for m in set_members(_sets_of(run)) if m.size == 2]
+
+
+def _sparsest_cell(run: Any) -> int:
+    return int(np.argmin(run.cells["density"].to_numpy()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -396,26 +399,44 @@ def _norm_bias(ctx: FigureContext) -> Measurement:
 # Correlated and anticorrelated features (m = 2)
 
 
-CORR = "correlated_features"
+@dataclass(frozen=True)
+class CorrelatedRow:
+    density: float  # the sparsest density of the experiment's sweep, where it is shown
+    sets: FeatureSets
+    pairs: list[list[int]]  # the sets of two features
+    selected: np.ndarray  # [2, n] the selected model at that density (the claims read it)
+    shown: list[tuple[int, float, np.ndarray]]  # (instance, final loss, canonicalised W): lowest loss first
 
 
-def _corr_runs(ctx: FigureContext) -> dict[str, Any]:
-    return {"correlated": ctx.run(ctx.option("correlated")),
-            "anticorrelated": ctx.run(ctx.option("anticorrelated")),
-            "three pairs": ctx.run(ctx.option("three_pairs"))}
+@dataclass(frozen=True)
+class CorrelatedAnalysis:
+    rows: dict[str, CorrelatedRow]  # "correlated", "anticorrelated", "three pairs"
+    per_row: int  # panels per row (the restarts_shown option)
+    table: pd.DataFrame
 
 
-def _sparsest_cell(run: Any) -> int:
-    return int(np.argmin(run.cells["density"].to_numpy()))
-
-
-def _restarts_by_loss(run: Any, cell: int) -> np.ndarray:
-    inst = run.instances_of(cell)
-    return inst[np.argsort(run.arrays["final_loss"][inst], kind="stable")]
+@analysis
+def correlated_analysis(ctx: FigureContext) -> CorrelatedAnalysis:
+    per_row = int(ctx.option("restarts_shown"))
+    rows, table = {}, []
+    for label, option in (("correlated", "correlated"), ("anticorrelated", "anticorrelated"),
+                          ("three pairs", "three_pairs")):
+        run = ctx.run(ctx.option(option))
+        sets, c = _sets_of(run), _sparsest_cell(run)
+        inst = run.instances_of(c)
+        loss = run.arrays["final_loss"]
+        shown = [(int(i), float(loss[i]), metrics.canonicalize_2d(run.arrays["W"][i]))
+                 for i in inst[np.argsort(loss[inst], kind="stable")][:per_row]]
+        rows[label] = CorrelatedRow(float(run.cells["density"].iloc[c]), sets, _pairs_of(run),
+                                    run.params()["W"][c], shown)
+        table += [{"row": label, "density": rows[label].density, "instance": i, "loss": li, "feature": f,
+                   "set": sets.set_index()[f], "x": Wc[0, f], "y": Wc[1, f]}
+                  for i, li, Wc in shown for f in range(Wc.shape[1])]
+    return CorrelatedAnalysis(rows, per_row, pd.DataFrame(table))
 
 
 @figure(
-    CORR,
+    "correlated_features",
     section="geometry",
     title="Correlated features prefer orthogonal dimensions, anticorrelated features opposite directions",
     caption=(
@@ -428,33 +449,23 @@ def _restarts_by_loss(run: Any, cell: int) -> np.ndarray:
              "restarts_shown": 6},
 )
 def build_correlated(ctx: FigureContext) -> FigureOutput:
-    runs = _corr_runs(ctx)
-    per_row = int(ctx.option("restarts_shown"))
-    fig, axes = new_figure(len(runs), per_row, figsize=(1.45 * per_row, 1.65 * len(runs)), squeeze=False)
-    rows = []
-    for r, (label, run) in enumerate(runs.items()):
-        sets = _sets_of(run)
-        c = _sparsest_cell(run)
-        shown = _restarts_by_loss(run, c)[:per_row]
-        for j in range(per_row):
-            ax = axes[r, j]
-            if j >= len(shown):
+    an = correlated_analysis(ctx)
+    fig, axes = new_figure(len(an.rows), an.per_row, figsize=(1.45 * an.per_row, 1.65 * len(an.rows)),
+                           squeeze=False)
+    for r, (label, row) in enumerate(an.rows.items()):
+        for j, ax in enumerate(axes[r]):
+            if j >= len(row.shown):
                 ax.axis("off")
                 continue
-            i = int(shown[j])
-            loss = float(run.arrays["final_loss"][i])
-            Wc = _draw_solution(ax, run.arrays["W"][i], _set_colors(sets), f"loss {loss:.3g}",
-                                labels=_set_labels(sets))
+            _, loss, Wc = row.shown[j]
+            _draw_canonical(ax, Wc, _set_colors(row.sets), f"loss {loss:.3g}", labels=_set_labels(row.sets))
             if j == 0:
-                ax.set_ylabel(f"{label}\n1-S = {run.cells['density'].iloc[c]:.3g}", fontsize=7)
+                ax.set_ylabel(f"{label}\n1-S = {row.density:.3g}", fontsize=7)
                 for side in ("left", "bottom", "right", "top"):
                     ax.spines[side].set_visible(True)
                     ax.spines[side].set_linewidth(1.2)
-            for f in range(Wc.shape[1]):
-                rows.append({"row": label, "density": float(run.cells["density"].iloc[c]), "instance": i,
-                             "loss": loss, "feature": f, "set": sets.set_index()[f], "x": Wc[0, f], "y": Wc[1, f]})
     fig.tight_layout()
-    return FigureOutput(fig, pd.DataFrame(rows))
+    return FigureOutput(fig, an.table)
 
 
 def measure_sets(W: np.ndarray, sets: FeatureSets, want: str) -> Measurement:
@@ -471,42 +482,36 @@ def measure_sets(W: np.ndarray, sets: FeatureSets, want: str) -> Measurement:
                        passed=bool(ok and ok_rep), detail="selected (lowest-loss) model at the sparsest density")
 
 
-def _selected_sparsest(run: Any) -> np.ndarray:
-    return run.params()["W"][_sparsest_cell(run)]
-
-
-@claim(f"{CORR}.correlated_orthogonal", figure=CORR, section="geometry",
-       statement="Models prefer to represent correlated features in orthogonal dimensions (2 sets of 2 correlated "
-                 "features in m = 2).",
-       expected="all four features represented; |cos| < 0.1 within each correlated set", tolerance="cos 0.1")
+@_claim("correlated_features.correlated_orthogonal",
+        "Models prefer to represent correlated features in orthogonal dimensions (2 sets of 2 correlated "
+        "features in m = 2).",
+        "all four features represented; |cos| < 0.1 within each correlated set", "cos 0.1")
 def _corr_orth(ctx: FigureContext) -> Measurement:
-    run = _corr_runs(ctx)["correlated"]
-    return measure_sets(_selected_sparsest(run), _sets_of(run), "orthogonal")
+    row = correlated_analysis(ctx).rows["correlated"]
+    return measure_sets(row.selected, row.sets, "orthogonal")
 
 
-@claim(f"{CORR}.anticorrelated_antipodal", figure=CORR, section="geometry",
-       statement="Models prefer to represent anticorrelated features in opposite directions (2 sets of 2 "
-                 "anticorrelated features in m = 2).",
-       expected="all four features represented; cos < -0.9 within each anticorrelated set", tolerance="cos -0.9")
+@_claim("correlated_features.anticorrelated_antipodal",
+        "Models prefer to represent anticorrelated features in opposite directions (2 sets of 2 "
+        "anticorrelated features in m = 2).",
+        "all four features represented; cos < -0.9 within each anticorrelated set", "cos -0.9")
 def _anti(ctx: FigureContext) -> Measurement:
-    run = _corr_runs(ctx)["anticorrelated"]
-    return measure_sets(_selected_sparsest(run), _sets_of(run), "antipodal")
+    row = correlated_analysis(ctx).rows["anticorrelated"]
+    return measure_sets(row.selected, row.sets, "antipodal")
 
 
-@claim(f"{CORR}.side_by_side", figure=CORR, section="geometry",
-       statement="When correlated features cannot be orthogonal they are arranged side by side (3 sets of 2 "
-                 "correlated features in m = 2 form a hexagon with each pair adjacent).",
-       expected="all six features represented, no pair collapsed, each pair's members angular neighbours",
-       tolerance="collapsed = cos > 0.9")
+@_claim("correlated_features.side_by_side",
+        "When correlated features cannot be orthogonal they are arranged side by side (3 sets of 2 "
+        "correlated features in m = 2 form a hexagon with each pair adjacent).",
+        "all six features represented, no pair collapsed, each pair's members angular neighbours",
+        "collapsed = cos > 0.9")
 def _side(ctx: FigureContext) -> Measurement:
-    run = _corr_runs(ctx)["three pairs"]
-    W = _selected_sparsest(run)
-    pairs = _pairs_of(run)
+    row = correlated_analysis(ctx).rows["three pairs"]
+    W, pairs = row.selected, row.pairs
     gaps = angular_gaps(W, represented(W))
     return Measurement(measured={"side_by_side": side_by_side(W, pairs), "gaps_deg": gaps.tolist(),
                                  "adjacent": [adjacent_on_circle(W, a, b) for a, b in pairs]},
-                       passed=side_by_side(W, pairs),
-                       detail=f"selected model at 1-S = {run.cells['density'].min():.3g}")
+                       passed=side_by_side(W, pairs), detail=f"selected model at 1-S = {row.density:.3g}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -626,7 +631,8 @@ def build_pca(ctx: FigureContext) -> FigureOutput:
     rows = []
     for j, (_, lv) in enumerate(levels.iterrows()):
         ax = fig.add_subplot(gs[j // cols, j % cols])
-        Wc = _draw_solution(ax, W[int(lv["cell"])], _set_colors(sets), f"1-S={lv['density']:.3g}")
+        Wc = metrics.canonicalize_2d(W[int(lv["cell"])])
+        _draw_canonical(ax, Wc, _set_colors(sets), f"1-S={lv['density']:.3g}")
         for f in range(Wc.shape[1]):
             rows.append({"kind": "solution", "density": lv["density"], "feature": f, "x": Wc[0, f], "y": Wc[1, f]})
     ax = fig.add_subplot(gs[2, :])
