@@ -196,8 +196,14 @@ def test_local_bases_claim():
     for good in (True, False):
         run = fake_run("l", "relu_output", {"density": [0.05]}, _local_W(good)[None],
                        feature_sets=[{"kind": "correlated", "size": 4, "count": 2}])
-        v = verdicts(U.LOCAL, ctx_with(U.LOCAL, {"l": run}))
+        ctx = ctx_with("local_orthogonal_bases", {"l": run})
+        v = verdicts("local_orthogonal_bases", ctx)
         assert v["orthogonal_within_sets"] == ("reproduced" if good else "not reproduced")
+        an = U.local_analysis(ctx)
+        assert np.allclose(an.gram, metrics.gram(_local_W(good))) and an.bounds.tolist() == [3.5]
+        out = U.build_local(ctx)
+        assert (out.table["quantity"] == "WtW").sum() == 64
+        out.figure.clf()
     stats = U.local_basis_stats(_local_W(True), FeatureSets.parse([{"kind": "correlated", "size": 4, "count": 2}], 8))
     assert stats["within_mean_abs_cos"] == 0 and stats["across_mean_abs_cos"] == pytest.approx(0.25)
 

@@ -518,7 +518,16 @@ def _side(ctx: FigureContext) -> Measurement:
 # Local almost-orthogonal bases
 
 
-LOCAL = "local_orthogonal_bases"
+@dataclass(frozen=True)
+class LocalAnalysis:
+    W: np.ndarray  # [m, n] the selected model at the sparsest density
+    density: float
+    gram: np.ndarray  # [n, n] W^T W
+    bounds: np.ndarray  # where lines separate the sets in W^T W
+    within: np.ndarray  # [n] per feature: mean |cos| to the other members of its set
+    across: np.ndarray  # [n] per feature: mean |cos| to the features of the other sets
+    stats: dict[str, float]  # local_basis_stats (the claim's)
+    table: pd.DataFrame
 
 
 def local_basis_stats(W: np.ndarray, sets: FeatureSets) -> dict[str, float]:
@@ -532,8 +541,28 @@ def local_basis_stats(W: np.ndarray, sets: FeatureSets) -> dict[str, float]:
             "m": int(W.shape[0])}
 
 
+@analysis
+def local_analysis(ctx: FigureContext) -> LocalAnalysis:
+    run = ctx.run(ctx.experiments[0])
+    sets, c = _sets_of(run), _sparsest_cell(run)
+    W = run.params()["W"][c]
+    G = metrics.gram(W)
+    n = G.shape[0]
+    C = np.abs(cosines(W))
+    idx = np.asarray(sets.set_index())
+    same = (idx[:, None] == idx[None, :]) & ~np.eye(n, dtype=bool)
+    within = (C * same).sum(1) / np.maximum(same.sum(1), 1)
+    across = (C * (idx[:, None] != idx[None, :])).sum(1) / np.maximum((idx[:, None] != idx[None, :]).sum(1), 1)
+    rows = [{"quantity": "WtW", "i": i, "j": j, "value": G[i, j]} for i in range(n) for j in range(n)]
+    rows += [{"quantity": "mean_abs_cos_same_set", "i": i, "j": -1, "value": within[i]} for i in range(n)]
+    rows += [{"quantity": "mean_abs_cos_other_set", "i": i, "j": -1, "value": across[i]} for i in range(n)]
+    return LocalAnalysis(W, float(run.cells["density"].iloc[c]), G,
+                         np.cumsum([size for _, size in sets.sets])[:-1] - 0.5, within, across,
+                         local_basis_stats(W, sets), pd.DataFrame(rows))
+
+
 @figure(
-    LOCAL,
+    "local_orthogonal_bases",
     section="geometry",
     title="Local almost-orthogonal bases: correlated sets are orthogonal within, in superposition across",
     caption=(
@@ -543,47 +572,33 @@ def local_basis_stats(W: np.ndarray, sets: FeatureSets) -> dict[str, float]:
     ),
 )
 def build_local(ctx: FigureContext) -> FigureOutput:
-    run = ctx.run(ctx.experiments[0])
-    sets = _sets_of(run)
-    c = _sparsest_cell(run)
-    W = run.params()["W"][c]
-    G = metrics.gram(W)
-    n = G.shape[0]
+    an = local_analysis(ctx)
+    m, n = an.W.shape
     fig, (ax, ax2) = new_figure(1, 2, figsize=(7.0, 3.3), gridspec_kw={"width_ratios": [1.1, 1]})
-    im = ax.imshow(G, cmap=GRAM_CMAP, norm=mcolors.Normalize(-1, 1), interpolation="nearest")
-    bounds = np.cumsum([size for _, size in sets.sets])[:-1] - 0.5
-    for x in bounds:
+    im = ax.imshow(an.gram, cmap=GRAM_CMAP, norm=mcolors.Normalize(-1, 1), interpolation="nearest")
+    for x in an.bounds:
         ax.axhline(x, color=PALETTE["ink"], lw=0.8)
         ax.axvline(x, color=PALETTE["ink"], lw=0.8)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(f"W$^T$W (n = {n}, m = {W.shape[0]}, 1-S = {run.cells['density'].iloc[c]:.3g})")
+    ax.set_title(f"W$^T$W (n = {n}, m = {m}, 1-S = {an.density:.3g})")
     fig.colorbar(im, ax=ax, fraction=0.046)
-    C = np.abs(cosines(W))
-    idx = np.asarray(sets.set_index())
-    same = (idx[:, None] == idx[None, :]) & ~np.eye(n, dtype=bool)
-    within = (C * same).sum(1) / np.maximum(same.sum(1), 1)
-    across = (C * (idx[:, None] != idx[None, :])).sum(1) / np.maximum((idx[:, None] != idx[None, :]).sum(1), 1)
-    ax2.bar(np.arange(n) - 0.2, within, 0.4, color=PALETTE["orthogonal"], label="same set")
-    ax2.bar(np.arange(n) + 0.2, across, 0.4, color=PALETTE["superposed"], label="other set")
+    ax2.bar(np.arange(n) - 0.2, an.within, 0.4, color=PALETTE["orthogonal"], label="same set")
+    ax2.bar(np.arange(n) + 0.2, an.across, 0.4, color=PALETTE["superposed"], label="other set")
     ax2.set_xlabel("feature")
     ax2.set_ylabel("mean |cos| to other features")
     ax2.legend(frameon=False)
     fig.tight_layout()
-    rows = [{"quantity": "WtW", "i": i, "j": j, "value": G[i, j]} for i in range(n) for j in range(n)]
-    rows += [{"quantity": "mean_abs_cos_same_set", "i": i, "j": -1, "value": within[i]} for i in range(n)]
-    rows += [{"quantity": "mean_abs_cos_other_set", "i": i, "j": -1, "value": across[i]} for i in range(n)]
-    return FigureOutput(fig, pd.DataFrame(rows))
+    return FigureOutput(fig, an.table)
 
 
-@claim(f"{LOCAL}.orthogonal_within_sets", figure=LOCAL, section="geometry",
-       statement="In a larger model with two sets of correlated features, the correlated sets considered in isolation "
-                 "are (nearly) orthogonal even though the model as a whole is in superposition.",
-       expected=f"more features represented than dimensions; mean |cos| within sets <= {LOCAL_ORTHO_MEAN_COS}",
-       tolerance=f"mean |cos| {LOCAL_ORTHO_MEAN_COS}")
+@_claim("local_orthogonal_bases.orthogonal_within_sets",
+        "In a larger model with two sets of correlated features, the correlated sets considered in isolation "
+        "are (nearly) orthogonal even though the model as a whole is in superposition.",
+        f"more features represented than dimensions; mean |cos| within sets <= {LOCAL_ORTHO_MEAN_COS}",
+        f"mean |cos| {LOCAL_ORTHO_MEAN_COS}")
 def _local(ctx: FigureContext) -> Measurement:
-    run = ctx.run(ctx.experiments[0])
-    s = local_basis_stats(run.params()["W"][_sparsest_cell(run)], _sets_of(run))
+    s = local_analysis(ctx).stats
     ok = s["represented"] > s["m"] and s["within_mean_abs_cos"] <= LOCAL_ORTHO_MEAN_COS
     return Measurement(measured=s, passed=ok, detail="selected model at the sparsest density")
 
