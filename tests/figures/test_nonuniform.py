@@ -226,15 +226,17 @@ def _pca_dense() -> np.ndarray:
 
 def test_pca_collapse_claims_pass_and_fail():
     good = _pca_run([0, 0, 0, 1, 1, 2, 3, 2], _pca_dense())
-    v = verdicts(U.PCA, ctx_with(U.PCA, {"pca": good}))
+    ctx = ctx_with("pca_collapse", {"pca": good})
+    v = verdicts("pca_collapse", ctx)
     assert set(v.values()) == {"reproduced"}, v
-    lv = U.pca_levels(good)
-    assert lv["collapsed"].tolist()[:-1] == [0, 0, 0, 1, 1, 2, 3]
+    an = U.pca_analysis(ctx)
+    assert an.levels["collapsed"].tolist()[:-1] == [0, 0, 0, 1, 1, 2, 3]
+    assert an.dense_density == 0.7 and np.array_equal(an.dense, _pca_dense())
     # all at once (0 -> 3) and too early; dense end still in superposition (a triangle of components)
     bad = _pca_run([0, 3, 3, 3, 3, 3, 3, 3], _collapsed(3))
-    v = verdicts(U.PCA, ctx_with(U.PCA, {"pca": bad}))
+    v = verdicts("pca_collapse", ctx_with("pca_collapse", {"pca": bad}))
     assert set(v.values()) == {"not reproduced"}, v
-    out = U.build_pca(ctx_with(U.PCA, {"pca": good}))
+    out = U.build_pca(ctx)
     assert (out.table["kind"] == "levels").sum() == len(PCA_DENS)
     out.figure.clf()
 

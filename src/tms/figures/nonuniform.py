@@ -607,7 +607,15 @@ def _local(ctx: FigureContext) -> Measurement:
 # Collapse of correlated pairs into their principal components
 
 
-PCA = "pca_collapse"
+@dataclass(frozen=True)
+class PCAAnalysis:
+    levels: pd.DataFrame  # per density, ascending: the selected model's pair states (pca_levels)
+    solutions: list[np.ndarray]  # the selected model at each level, canonicalised, in the order of levels
+    colors: list[Any]  # one per feature, by set
+    pairs: list[list[int]]
+    dense: np.ndarray  # [2, n] the selected model at the densest cell (the dense_pca_like claim's)
+    dense_density: float
+    table: pd.DataFrame
 
 
 def pca_levels(run: Any) -> pd.DataFrame:
@@ -624,8 +632,25 @@ def pca_levels(run: Any) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@analysis
+def pca_analysis(ctx: FigureContext) -> PCAAnalysis:
+    run = ctx.run(ctx.experiments[0])
+    levels = pca_levels(run)
+    W = run.params()["W"]
+    solutions, rows = [], []
+    for _, lv in levels.iterrows():
+        Wc = metrics.canonicalize_2d(W[int(lv["cell"])])
+        solutions.append(Wc)
+        rows += [{"kind": "solution", "density": lv["density"], "feature": f, "x": Wc[0, f], "y": Wc[1, f]}
+                 for f in range(Wc.shape[1])]
+    c = int(np.argmax(run.cells["density"].to_numpy()))
+    table = pd.concat([pd.DataFrame(rows), levels.assign(kind="levels")], ignore_index=True)
+    return PCAAnalysis(levels, solutions, _set_colors(_sets_of(run)), _pairs_of(run), W[c],
+                       float(run.cells["density"].iloc[c]), table)
+
+
 @figure(
-    PCA,
+    "pca_collapse",
     section="geometry",
     title="Correlated pairs collapse into their principal components as density grows",
     caption=(
@@ -635,21 +660,13 @@ def pca_levels(run: Any) -> pd.DataFrame:
     ),
 )
 def build_pca(ctx: FigureContext) -> FigureOutput:
-    run = ctx.run(ctx.experiments[0])
-    sets = _sets_of(run)
-    levels = pca_levels(run)
-    k = len(levels)
-    cols = int(np.ceil(k / 2))
+    an = pca_analysis(ctx)
+    levels = an.levels
+    cols = int(np.ceil(len(levels) / 2))
     fig = plt.figure(figsize=(1.35 * cols, 5.0))
     gs = fig.add_gridspec(3, cols, height_ratios=[1, 1, 1.1])
-    W = run.params()["W"]
-    rows = []
-    for j, (_, lv) in enumerate(levels.iterrows()):
-        ax = fig.add_subplot(gs[j // cols, j % cols])
-        Wc = metrics.canonicalize_2d(W[int(lv["cell"])])
-        _draw_canonical(ax, Wc, _set_colors(sets), f"1-S={lv['density']:.3g}")
-        for f in range(Wc.shape[1]):
-            rows.append({"kind": "solution", "density": lv["density"], "feature": f, "x": Wc[0, f], "y": Wc[1, f]})
+    for j, (Wc, d) in enumerate(zip(an.solutions, levels["density"])):
+        _draw_canonical(fig.add_subplot(gs[j // cols, j % cols]), Wc, an.colors, f"1-S={d:.3g}")
     ax = fig.add_subplot(gs[2, :])
     ax.step(levels["density"], levels["collapsed"], where="mid", color=PALETTE["ink"])
     ax.plot(levels["density"], levels["collapsed"], "o", ms=3, color=PALETTE["ink"])
@@ -666,8 +683,7 @@ def build_pca(ctx: FigureContext) -> FigureOutput:
     ax.set_xlabel("feature density 1-S")
     ax.set_ylabel("collapsed pairs")
     fig.tight_layout()
-    table = pd.concat([pd.DataFrame(rows), levels.assign(kind="levels")], ignore_index=True)
-    return FigureOutput(fig, table)
+    return FigureOutput(fig, an.table)
 
 
 def measure_no_collapse(levels: pd.DataFrame) -> Measurement:
@@ -715,38 +731,32 @@ def measure_dense_pca(W: np.ndarray, pairs: Sequence[Sequence[int]]) -> Measurem
                               "components)")
 
 
-def _pca_claim(name: str, statement: str, expected: str, tolerance: str):
-    return claim(f"{PCA}.{name}", figure=PCA, section="geometry", statement=statement, expected=expected,
-                 tolerance=tolerance)
-
-
-@_pca_claim("sparse_no_collapse",
-            "In the very sparse regime (1-S < ~0.05) the six features form a hexagon with correlated features side by "
-            "side and no pair collapsed.",
-            "side by side (all represented, no collapse, pairs adjacent) at every density <= 0.033",
-            "the paper's 0.05 within a factor 1.5")
+@_claim("pca_collapse.sparse_no_collapse",
+        "In the very sparse regime (1-S < ~0.05) the six features form a hexagon with correlated features side by "
+        "side and no pair collapsed.",
+        "side by side (all represented, no collapse, pairs adjacent) at every density <= 0.033",
+        "the paper's 0.05 within a factor 1.5")
 def _pca_sparse(ctx: FigureContext) -> Measurement:
-    return measure_no_collapse(pca_levels(ctx.run(ctx.experiments[0])))
+    return measure_no_collapse(pca_analysis(ctx).levels)
 
 
-@_pca_claim("collapse_one_after_another",
-            "As density increases, the pairs progressively collapse into their principal components one after "
-            "another: one set from 1-S ~ 0.05, two sets from ~0.15.",
-            "the number of pairs collapsed or dropped never falls with density and passes through 1 and 2; the "
-            "first collapsed pair appears at a density in [0.033, 0.075], the first two in [0.1, 0.225]",
-            "regime boundaries within a factor 1.5")
+@_claim("pca_collapse.collapse_one_after_another",
+        "As density increases, the pairs progressively collapse into their principal components one after "
+        "another: one set from 1-S ~ 0.05, two sets from ~0.15.",
+        "the number of pairs collapsed or dropped never falls with density and passes through 1 and 2; the "
+        "first collapsed pair appears at a density in [0.033, 0.075], the first two in [0.1, 0.225]",
+        "regime boundaries within a factor 1.5")
 def _pca_progressive(ctx: FigureContext) -> Measurement:
-    return measure_progressive(pca_levels(ctx.run(ctx.experiments[0])))
+    return measure_progressive(pca_analysis(ctx).levels)
 
 
-@_pca_claim("dense_pca_like",
-            "In the dense regime (1-S > ~0.5) the solution is equivalent to PCA: pairs are represented by their "
-            "principal components, without superposition.",
-            "at the densest level every pair is collapsed or dropped and the collapsed directions are orthogonal "
-            "(|cos| < 0.1)", "cos 0.1")
+@_claim("pca_collapse.dense_pca_like",
+        "In the dense regime (1-S > ~0.5) the solution is equivalent to PCA: pairs are represented by their "
+        "principal components, without superposition.",
+        "at the densest level every pair is collapsed or dropped and the collapsed directions are orthogonal "
+        "(|cos| < 0.1)", "cos 0.1")
 def _pca_dense(ctx: FigureContext) -> Measurement:
-    run = ctx.run(ctx.experiments[0])
-    c = int(np.argmax(run.cells["density"].to_numpy()))
-    m = measure_dense_pca(run.params()["W"][c], _pairs_of(run))
-    m.detail += f" (1-S = {run.cells['density'].iloc[c]:.3g})"
+    an = pca_analysis(ctx)
+    m = measure_dense_pca(an.dense, an.pairs)
+    m.detail += f" (1-S = {an.dense_density:.3g})"
     return m
