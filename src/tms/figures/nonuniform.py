@@ -1,18 +1,22 @@
-"""Non-uniform superposition: perturbing one feature of the pentagon, correlated and anticorrelated
-features, local almost-orthogonal bases, and the collapse of correlated pairs into principal
-components (paper: "The Geometry of Superposition", "Non-Uniform Superposition").
+"""Non-uniform superposition (paper: "The Geometry of Superposition", "Non-Uniform Superposition").
 
-Two-dimensional solutions are drawn canonicalised (:func:`tms.metrics.canonicalize_2d`: rotated so
-an anchor feature points right and reflected to a fixed orientation), so solutions of different
-restarts and cells can be compared feature by feature.
+Four figures, each drawn from one analysis (a frozen dataclass computed once per context by an
+``@analysis`` function) that its claims read too:
 
-Losses compared *across restarts* (the pentagon and digon loss curves) are re-evaluated here on
-common random numbers: every restart of a cell sees the same 2^16 examples, so the difference of
-two solutions' losses carries no sampling noise of its own (the trainer's evaluation losses use a
-different batch per instance).
+- ``pentagon_perturbation`` (:func:`perturbation_analysis`): one pentagon feature made sparser or denser;
+- ``correlated_features`` (:func:`correlated_analysis`): correlated and anticorrelated features in m = 2;
+- ``local_orthogonal_bases`` (:func:`local_analysis`): correlated sets orthogonal within, superposed across;
+- ``pca_collapse`` (:func:`pca_analysis`): correlated pairs collapse into their principal components.
 
-Thresholds (fixed from the paper's wording before any model was trained; the storage module's
-represented / not-embedded / orthogonal / antipodal thresholds apply too):
+Two-dimensional solutions are drawn canonicalised (:func:`tms.metrics.canonicalize_2d`: rotated so an
+anchor feature points right and reflected to a fixed orientation), so restarts and cells compare feature
+by feature. Losses compared *across restarts* (the pentagon and digon loss curves) are re-evaluated on
+common random numbers (:func:`common_eval_loss`): every restart of a cell sees the same 2^16 examples,
+so the difference of two solutions' losses carries no sampling noise of its own (the trainer's
+evaluation losses use a different batch per instance).
+
+Thresholds (fixed from the paper's wording before any model was trained; the represented /
+not-embedded / orthogonal / antipodal thresholds of :mod:`tms.geometry` apply too):
 
 - "~2.5x sparser": the phase change from pentagon to two digons lies at a relative density between
   1/3.125 and 1/2 (2.5x within a factor 1.25);
@@ -55,7 +59,7 @@ SET_COLORS = [PALETTE["pos"], PALETTE["linear"], PALETTE["neg"], PALETTE["relu"]
 
 
 # --------------------------------------------------------------------------------------------
-# Analysis helpers
+# Helpers the four figures share
 
 
 def common_eval_loss(kind: str, W: np.ndarray, b: np.ndarray, density: np.ndarray, importance: np.ndarray,
@@ -115,10 +119,6 @@ def _claim(id: str, statement: str, expected: str, tolerance: str):
                  tolerance=tolerance)
 
 
-# --------------------------------------------------------------------------------------------
-# Shared drawing
-
-
 def _draw_canonical(ax: plt.Axes, Wc: np.ndarray, colors: Sequence[Any], title: str,
                     labels: Sequence[str] | None = None) -> None:
     """A canonicalised 2-D solution as arrows, titled small."""
@@ -132,11 +132,8 @@ def _set_colors(sets: FeatureSets) -> list[Any]:
 
 def _set_labels(sets: FeatureSets) -> list[str]:
     """"A1, A2, B1, ..." : set letter and member number."""
-    out, seen = [], {}
-    for s in sets.set_index():
-        seen[s] = seen.get(s, 0) + 1
-        out.append(f"{chr(65 + s)}{seen[s]}")
-    return out
+    idx = list(sets.set_index())
+    return [f"{chr(65 + s)}{idx[:k + 1].count(s)}" for k, s in enumerate(idx)]
 
 
 def _sets_of(run: Any) -> FeatureSets:
@@ -180,8 +177,7 @@ def perturbation_analysis(ctx: FigureContext) -> PerturbationAnalysis:
                   "loss": crn[r]} for r, i in enumerate(inst)]
     df = pd.DataFrame(rows)
     df["selected"] = df.groupby("cell")["loss"].transform("min") == df["loss"]
-    curves = loss_curves(df)
-    curves["difference"] = curves["pentagon"] - curves["digons"]
+    curves = loss_curves(df).assign(difference=lambda t: t["pentagon"] - t["digons"])
     solutions = pd.DataFrame(best_solutions(df, W, "pentagon", 0) + best_solutions(df, W, "digons", None),
                              columns=["panel", "ratio", "restart", "feature", "x", "y", "loss"])
     table = pd.concat([solutions.assign(kind="solution"),
@@ -194,10 +190,7 @@ def perturbation_analysis(ctx: FigureContext) -> PerturbationAnalysis:
 def loss_curves(df: pd.DataFrame) -> pd.DataFrame:
     """Lowest loss of each geometry at each ratio: columns ratio, pentagon, digons (NaN if none)."""
     best = df[df["geometry"] != "other"].groupby(["ratio", "geometry"])["loss"].min().unstack()
-    for g in ("pentagon", "digons"):
-        if g not in best:
-            best[g] = np.nan
-    return best[["pentagon", "digons"]].reindex(sorted(df["ratio"].unique())).reset_index()
+    return best.reindex(index=sorted(df["ratio"].unique()), columns=["pentagon", "digons"]).reset_index()
 
 
 def best_solutions(df: pd.DataFrame, W: np.ndarray, geom: str, anchor: int | None) -> list[dict]:
@@ -213,8 +206,7 @@ def best_solutions(df: pd.DataFrame, W: np.ndarray, geom: str, anchor: int | Non
 
 
 @figure(
-    "pentagon_perturbation",
-    section="geometry",
+    "pentagon_perturbation", section="geometry",
     title="Perturbing one feature of the pentagon: deformation, then a first-order phase change",
     caption=(
         "n = 5 features in m = 2 dimensions, I = 1, density 0.05 for four features; feature 0's density is "
@@ -247,10 +239,8 @@ def build_perturbation(ctx: FigureContext) -> FigureOutput:
         ax.scatter(sub["ratio"], sub["loss"], s=5, color=col, label=g, alpha=0.6, lw=0)
     for g in ("pentagon", "digons"):
         ax.plot(curves["ratio"], curves[g], color=style[g], lw=1.0)
-    ax.set_yscale("log")
-    ax.set_ylabel("loss (common random numbers)")
+    ax.set(yscale="log", ylabel="loss (common random numbers)", title="(c) every restart, by geometry")
     ax.legend(frameon=False, loc="upper left")
-    ax.set_title("(c) every restart, by geometry")
     ax = axes[3]
     ax.axhline(0, color=PALETTE["ink"], lw=0.6)
     ax.axvspan(*PHASE_RATIO_RANGE, color=PALETTE["grid"], alpha=0.7, lw=0, label="paper: ~2.5x sparser")
@@ -258,9 +248,8 @@ def build_perturbation(ctx: FigureContext) -> FigureOutput:
             label="best pentagon - best digons")
     for x in an.crossings:
         ax.axvline(x, ls="--", color=PALETTE["theory"], lw=0.8)
-    ax.set_ylabel("loss difference")
+    ax.set(ylabel="loss difference", title="(d) the loss curves cross")
     ax.legend(frameon=False, loc="lower left")
-    ax.set_title("(d) the loss curves cross")
     for ax in axes[2:]:
         _log_ratio_axis(ax, ratios)
     fig.tight_layout()
@@ -269,27 +258,18 @@ def build_perturbation(ctx: FigureContext) -> FigureOutput:
 
 def _draw_solution_points(ax: plt.Axes, solutions: pd.DataFrame, norm: mcolors.Normalize, cmap: Any) -> None:
     """The solution at each ratio as points in the ratio's colour, feature 0 a star."""
-    t = np.linspace(0, 2 * np.pi, 200)
-    ax.plot(np.cos(t), np.sin(t), color=PALETTE["grid"], lw=0.6, zorder=0)
+    draw_arrows_2d(ax, np.zeros((2, 0)), [], lim=1.45)  # the unit circle in a bare square
     for ratio, pts in solutions.groupby("ratio", sort=True):
         x, y, col = pts["x"].to_numpy(), pts["y"].to_numpy(), cmap(norm(ratio))
         ax.scatter(x[1:], y[1:], s=10, color=col, edgecolor="none", zorder=2)
         ax.scatter(x[:1], y[:1], s=30, marker="*", color=col, edgecolor=PALETTE["ink"], lw=0.3, zorder=3)
-    ax.set_xlim(-1.45, 1.45)
-    ax.set_ylim(-1.45, 1.45)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    for side in ("left", "bottom"):
-        ax.spines[side].set_visible(False)
 
 
 def _log_ratio_axis(ax: plt.Axes, ratios: np.ndarray) -> None:
-    ax.set_xscale("log")
+    ax.set(xscale="log", xlabel="relative density of feature 0")
     ticks = [v for v in (0.2, 0.3, 0.5, 1, 2, 4) if ratios.min() <= v <= ratios.max()]
     ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
     ax.xaxis.set_minor_formatter(plt.NullFormatter())
-    ax.set_xlabel("relative density of feature 0")
 
 
 def measure_phase_change(df: pd.DataFrame, W: np.ndarray) -> Measurement:
@@ -387,10 +367,8 @@ def _repel(ctx: FigureContext) -> Measurement:
         f"| ||W_i|| (1 + b_i) - 1 | <= {NORM_BIAS_TOL}", f"{NORM_BIAS_TOL:.0%}")
 def _norm_bias(ctx: FigureContext) -> Measurement:
     an = perturbation_analysis(ctx)
-    df = an.models
-    sel = df[(df["cell"] == an.unperturbed_cell) & df["selected"]].iloc[0]
-    i = int(sel["instance"])
-    m = measure_norm_bias(an.W[i], an.b[i])
+    sel = an.models[(an.models["cell"] == an.unperturbed_cell) & an.models["selected"]].iloc[0]
+    m = measure_norm_bias(an.W[int(sel["instance"])], an.b[int(sel["instance"])])
     m.detail += f"; geometry {sel['geometry']}"
     return m
 
@@ -436,8 +414,7 @@ def correlated_analysis(ctx: FigureContext) -> CorrelatedAnalysis:
 
 
 @figure(
-    "correlated_features",
-    section="geometry",
+    "correlated_features", section="geometry",
     title="Correlated features prefer orthogonal dimensions, anticorrelated features opposite directions",
     caption=(
         "m = 2 solutions (rotated and flipped to a common orientation), one panel per restart, lowest loss "
@@ -461,9 +438,7 @@ def build_correlated(ctx: FigureContext) -> FigureOutput:
             _draw_canonical(ax, Wc, _set_colors(row.sets), f"loss {loss:.3g}", labels=_set_labels(row.sets))
             if j == 0:
                 ax.set_ylabel(f"{label}\n1-S = {row.density:.3g}", fontsize=7)
-                for side in ("left", "bottom", "right", "top"):
-                    ax.spines[side].set_visible(True)
-                    ax.spines[side].set_linewidth(1.2)
+                ax.spines[:].set(visible=True, linewidth=1.2)  # framed: the lowest loss
     fig.tight_layout()
     return FigureOutput(fig, an.table)
 
@@ -473,13 +448,10 @@ def measure_sets(W: np.ndarray, sets: FeatureSets, want: str) -> Measurement:
     every feature represented."""
     C = cosines(W)
     within = [float(C[m[0], m[1]]) for m in set_members(sets) if m.size == 2]
-    ok_rep = represented(W).size == W.shape[1]
-    if want == "orthogonal":
-        ok = all(abs(c) < ORTHOGONAL_COS for c in within)
-    else:
-        ok = all(c < ANTIPODAL_COS for c in within)
+    ok = all(abs(c) < ORTHOGONAL_COS if want == "orthogonal" else c < ANTIPODAL_COS for c in within)
     return Measurement(measured={"within_set_cos": within, "represented": int(represented(W).size)},
-                       passed=bool(ok and ok_rep), detail="selected (lowest-loss) model at the sparsest density")
+                       passed=bool(ok and represented(W).size == W.shape[1]),
+                       detail="selected (lowest-loss) model at the sparsest density")
 
 
 @_claim("correlated_features.correlated_orthogonal",
@@ -548,11 +520,9 @@ def local_analysis(ctx: FigureContext) -> LocalAnalysis:
     W = run.params()["W"][c]
     G = metrics.gram(W)
     n = G.shape[0]
-    C = np.abs(cosines(W))
-    idx = np.asarray(sets.set_index())
-    same = (idx[:, None] == idx[None, :]) & ~np.eye(n, dtype=bool)
-    within = (C * same).sum(1) / np.maximum(same.sum(1), 1)
-    across = (C * (idx[:, None] != idx[None, :])).sum(1) / np.maximum((idx[:, None] != idx[None, :]).sum(1), 1)
+    C, idx = np.abs(cosines(W)), np.asarray(sets.set_index())
+    same, other = (idx[:, None] == idx[None, :]) & ~np.eye(n, dtype=bool), idx[:, None] != idx[None, :]
+    within, across = (C * same).sum(1) / np.maximum(same.sum(1), 1), (C * other).sum(1) / np.maximum(other.sum(1), 1)
     rows = [{"quantity": "WtW", "i": i, "j": j, "value": G[i, j]} for i in range(n) for j in range(n)]
     rows += [{"quantity": "mean_abs_cos_same_set", "i": i, "j": -1, "value": within[i]} for i in range(n)]
     rows += [{"quantity": "mean_abs_cos_other_set", "i": i, "j": -1, "value": across[i]} for i in range(n)]
@@ -562,8 +532,7 @@ def local_analysis(ctx: FigureContext) -> LocalAnalysis:
 
 
 @figure(
-    "local_orthogonal_bases",
-    section="geometry",
+    "local_orthogonal_bases", section="geometry",
     title="Local almost-orthogonal bases: correlated sets are orthogonal within, in superposition across",
     caption=(
         "W^T W of a ReLU-output model with two sets of correlated features (lines separate the sets) and the "
@@ -579,14 +548,11 @@ def build_local(ctx: FigureContext) -> FigureOutput:
     for x in an.bounds:
         ax.axhline(x, color=PALETTE["ink"], lw=0.8)
         ax.axvline(x, color=PALETTE["ink"], lw=0.8)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(f"W$^T$W (n = {n}, m = {m}, 1-S = {an.density:.3g})")
+    ax.set(xticks=[], yticks=[], title=f"W$^T$W (n = {n}, m = {m}, 1-S = {an.density:.3g})")
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax2.bar(np.arange(n) - 0.2, an.within, 0.4, color=PALETTE["orthogonal"], label="same set")
     ax2.bar(np.arange(n) + 0.2, an.across, 0.4, color=PALETTE["superposed"], label="other set")
-    ax2.set_xlabel("feature")
-    ax2.set_ylabel("mean |cos| to other features")
+    ax2.set(xlabel="feature", ylabel="mean |cos| to other features")
     ax2.legend(frameon=False)
     fig.tight_layout()
     return FigureOutput(fig, an.table)
@@ -637,12 +603,9 @@ def pca_analysis(ctx: FigureContext) -> PCAAnalysis:
     run = ctx.run(ctx.experiments[0])
     levels = pca_levels(run)
     W = run.params()["W"]
-    solutions, rows = [], []
-    for _, lv in levels.iterrows():
-        Wc = metrics.canonicalize_2d(W[int(lv["cell"])])
-        solutions.append(Wc)
-        rows += [{"kind": "solution", "density": lv["density"], "feature": f, "x": Wc[0, f], "y": Wc[1, f]}
-                 for f in range(Wc.shape[1])]
+    solutions = [metrics.canonicalize_2d(W[c]) for c in levels["cell"]]
+    rows = [{"kind": "solution", "density": d, "feature": f, "x": Wc[0, f], "y": Wc[1, f]}
+            for d, Wc in zip(levels["density"], solutions) for f in range(Wc.shape[1])]
     c = int(np.argmax(run.cells["density"].to_numpy()))
     table = pd.concat([pd.DataFrame(rows), levels.assign(kind="levels")], ignore_index=True)
     return PCAAnalysis(levels, solutions, _set_colors(_sets_of(run)), _pairs_of(run), W[c],
@@ -650,8 +613,7 @@ def pca_analysis(ctx: FigureContext) -> PCAAnalysis:
 
 
 @figure(
-    "pca_collapse",
-    section="geometry",
+    "pca_collapse", section="geometry",
     title="Correlated pairs collapse into their principal components as density grows",
     caption=(
         "Six features in three correlated pairs (colours), m = 2, selected model at each density (canonicalised). "
@@ -679,9 +641,7 @@ def build_pca(ctx: FigureContext) -> FigureOutput:
     ticks = [v for v in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0) if lo <= v <= hi]
     ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
     ax.xaxis.set_minor_formatter(plt.NullFormatter())
-    ax.set_yticks([0, 1, 2, 3])
-    ax.set_xlabel("feature density 1-S")
-    ax.set_ylabel("collapsed pairs")
+    ax.set(yticks=[0, 1, 2, 3], xlabel="feature density 1-S", ylabel="collapsed pairs")
     fig.tight_layout()
     return FigureOutput(fig, an.table)
 
