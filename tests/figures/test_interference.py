@@ -9,9 +9,13 @@ from tms.figures import interference as I
 from tms.figures.base import FigureContext
 from tms.findings import evaluate
 
+from .conftest import ctx_with, verdicts
+
+FIGURE = "interference_worked_example"
+
 
 def _ctx(**options) -> FigureContext:
-    return FigureContext(I.FIGURE, [], options)
+    return ctx_with(FIGURE, {}, **options)  # analytic: no experiments
 
 
 def test_directions_are_the_slide_decks_vectors():
@@ -37,26 +41,37 @@ def test_one_sparse_relu_is_exact_but_linear_is_not():
 
 
 def test_claims_reproduce_on_the_example():
-    found = evaluate(I.FIGURE, _ctx(), [])
+    found = evaluate(FIGURE, _ctx(), [])
     assert {f.id.split(".")[-1] for f in found} == {"projection", "ambiguity", "recovery", "relu_filters_one_sparse"}
     assert all(f.verdict == "reproduced" for f in found), [(f.id, f.measured) for f in found]
 
 
 def test_claims_fail_on_another_geometry():
     # features at 0, 90 and 225 degrees: projection 0, NC State reads -1.27, recovery 0.9
-    found = {f.id.split(".")[-1]: f for f in evaluate(I.FIGURE, _ctx(angles_deg=[0, 90, 225]), [])}
-    assert found["projection"].verdict == "not reproduced"
-    assert found["ambiguity"].verdict == "not reproduced"
-    assert found["recovery"].verdict == "not reproduced"
+    found = verdicts(FIGURE, _ctx(angles_deg=[0, 90, 225]))
+    assert found["projection"] == "not reproduced"
+    assert found["ambiguity"] == "not reproduced"
+    assert found["recovery"] == "not reproduced"
     # only orthogonal or obtuse pairs: the ReLU read-out of one active feature is still exact
-    assert found["relu_filters_one_sparse"].verdict == "reproduced"
+    assert found["relu_filters_one_sparse"] == "reproduced"
     # an acute geometry has positive interference, which a ReLU does not remove
-    acute = {f.id.split(".")[-1]: f for f in evaluate(I.FIGURE, _ctx(angles_deg=[0, 30, 60]), [])}
-    assert acute["relu_filters_one_sparse"].verdict == "not reproduced"
+    assert verdicts(FIGURE, _ctx(angles_deg=[0, 30, 60]))["relu_filters_one_sparse"] == "not reproduced"
+
+
+def test_analysis_holds_the_numbers_and_checks_the_options():
+    an = I.interference_analysis(_ctx())
+    assert an.projection == pytest.approx(-0.5, abs=1e-12)
+    assert an.two_active["hidden"] == pytest.approx([0.0, 0.9], abs=1e-12)
+    assert an.one_sparse_error["relu"] == pytest.approx(0.0, abs=1e-12)
+    assert an.one_sparse_error["linear"] == pytest.approx(0.5, abs=1e-12)
+    with pytest.raises(ValueError, match="options.active needs 3 values"):
+        I.interference_analysis(_ctx(active=[0.9, 0.9]))
 
 
 def test_build_draws_the_numbers_it_reports():
-    out = I.build(_ctx())
+    ctx = _ctx()
+    out = I.build(ctx)
+    assert out.table is I.interference_analysis(ctx).table  # drawn from the analysis the claims read
     t = out.table.set_index(["quantity", "feature"])["value"]
     assert t[("projection", "Duke on Clemson")] == pytest.approx(-0.5)
     assert t[("two_active.linear_readout", "NC State")] == pytest.approx(-0.9)

@@ -135,14 +135,17 @@ def test_perturbation_claims_through_the_figure_context():
     W, b = _perturbation_run(True)
     run = fake_run("p", "relu_output", {"density": [0.05], "perturbed_density_ratio": RATIOS}, W, b, restarts=2,
                    perturbed_feature=0)
-    ctx = ctx_with(U.PERTURB, {"p": run})
-    v = verdicts(U.PERTURB, ctx)
+    ctx = ctx_with("pentagon_perturbation", {"p": run})
+    v = verdicts("pentagon_perturbation", ctx)
     assert v["norm_is_one_over_one_minus_bias"] == "reproduced"
     # the common-random-number losses of these hand-made models decide the rest; they must be computed
-    df = ctx.cache["perturb"]
+    an = U.perturbation_analysis(ctx)
+    df = an.models
     assert set(df["geometry"]) == {"pentagon", "digons"} and df["loss"].notna().all()
+    assert an.unperturbed_cell == RATIOS.index(1.0)
     out = U.build_perturbation(ctx)
     assert {"solution", "loss", "best_loss"} <= set(out.table["kind"])
+    assert out.table is an.table  # drawn from the analysis the claims read, computed once
     out.figure.clf()
 
 
@@ -164,15 +167,18 @@ def _corr_ctx(corr: np.ndarray, anti: np.ndarray, three: np.ndarray) -> object:
     runs = {"correlated_2x2": _sets_run("c", "correlated", corr[None], [0.03]),
             "anticorrelated_2x2": _sets_run("a", "anticorrelated", anti[None], [0.1]),
             "pca_collapse": _sets_run("pca", "correlated", np.stack([three, _collapsed(3)]), [0.01, 0.5])}
-    return ctx_with(U.CORR, runs)
+    return ctx_with("correlated_features", runs)
 
 
 def test_correlated_claims_pass_and_fail():
-    good = verdicts(U.CORR, _corr_ctx(SQUARE, ANTI, rot(33) @ SIDE_BY_SIDE))
+    good = verdicts("correlated_features", _corr_ctx(SQUARE, ANTI, rot(33) @ SIDE_BY_SIDE))
     assert set(good.values()) == {"reproduced"}, good
-    bad = verdicts(U.CORR, _corr_ctx(ANTI, SQUARE, INTERLEAVED))
+    bad = verdicts("correlated_features", _corr_ctx(ANTI, SQUARE, INTERLEAVED))
     assert set(bad.values()) == {"not reproduced"}, bad
-    out = U.build_correlated(_corr_ctx(SQUARE, ANTI, SIDE_BY_SIDE))
+    ctx = _corr_ctx(SQUARE, ANTI, SIDE_BY_SIDE)
+    an = U.correlated_analysis(ctx)
+    assert an.rows["three pairs"].pairs == PAIRS3 and an.rows["correlated"].density == 0.03
+    out = U.build_correlated(ctx)
     assert set(out.table["row"]) == {"correlated", "anticorrelated", "three pairs"}
     out.figure.clf()
 
@@ -190,8 +196,14 @@ def test_local_bases_claim():
     for good in (True, False):
         run = fake_run("l", "relu_output", {"density": [0.05]}, _local_W(good)[None],
                        feature_sets=[{"kind": "correlated", "size": 4, "count": 2}])
-        v = verdicts(U.LOCAL, ctx_with(U.LOCAL, {"l": run}))
+        ctx = ctx_with("local_orthogonal_bases", {"l": run})
+        v = verdicts("local_orthogonal_bases", ctx)
         assert v["orthogonal_within_sets"] == ("reproduced" if good else "not reproduced")
+        an = U.local_analysis(ctx)
+        assert np.allclose(an.gram, metrics.gram(_local_W(good))) and an.bounds.tolist() == [3.5]
+        out = U.build_local(ctx)
+        assert (out.table["quantity"] == "WtW").sum() == 64
+        out.figure.clf()
     stats = U.local_basis_stats(_local_W(True), FeatureSets.parse([{"kind": "correlated", "size": 4, "count": 2}], 8))
     assert stats["within_mean_abs_cos"] == 0 and stats["across_mean_abs_cos"] == pytest.approx(0.25)
 
@@ -214,15 +226,17 @@ def _pca_dense() -> np.ndarray:
 
 def test_pca_collapse_claims_pass_and_fail():
     good = _pca_run([0, 0, 0, 1, 1, 2, 3, 2], _pca_dense())
-    v = verdicts(U.PCA, ctx_with(U.PCA, {"pca": good}))
+    ctx = ctx_with("pca_collapse", {"pca": good})
+    v = verdicts("pca_collapse", ctx)
     assert set(v.values()) == {"reproduced"}, v
-    lv = U.pca_levels(good)
-    assert lv["collapsed"].tolist()[:-1] == [0, 0, 0, 1, 1, 2, 3]
+    an = U.pca_analysis(ctx)
+    assert an.levels["collapsed"].tolist()[:-1] == [0, 0, 0, 1, 1, 2, 3]
+    assert an.dense_density == 0.7 and np.array_equal(an.dense, _pca_dense())
     # all at once (0 -> 3) and too early; dense end still in superposition (a triangle of components)
     bad = _pca_run([0, 3, 3, 3, 3, 3, 3, 3], _collapsed(3))
-    v = verdicts(U.PCA, ctx_with(U.PCA, {"pca": bad}))
+    v = verdicts("pca_collapse", ctx_with("pca_collapse", {"pca": bad}))
     assert set(v.values()) == {"not reproduced"}, v
-    out = U.build_pca(ctx_with(U.PCA, {"pca": good}))
+    out = U.build_pca(ctx)
     assert (out.table["kind"] == "levels").sum() == len(PCA_DENS)
     out.figure.clf()
 

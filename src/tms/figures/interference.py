@@ -7,20 +7,22 @@ linear read-out ``W^T h`` turns into 0.45 for each of them and a spurious -0.9 f
 on the read-out removes negative interference, which makes every 1-sparse input exact (the
 paper's "ReLU makes negative interference free in the 1-sparse case").
 
-The directions and the active values are figure options, so the claims can be checked against
-other geometries (the tests do).
+One figure, ``interference_worked_example``, drawn from one analysis (:func:`interference_analysis`,
+computed once per context) that its claims read too. The directions and the active values are
+figure options, so the claims can be checked against other geometries (the tests do).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
-from tms.figures.base import PALETTE, FigureContext, FigureOutput, figure, new_figure
+from tms.figures.base import PALETTE, FigureContext, FigureOutput, analysis, figure, new_figure
 from tms.figures.draw import draw_arrows_2d
 from tms.findings import Measurement, claim
 
-FIGURE = "interference_worked_example"
 NAMES = ("Clemson", "Duke", "NC State")
 ANGLES_DEG = (30.0, 150.0, 270.0)  # the slide deck's vectors (sqrt3/2, 1/2), (-sqrt3/2, 1/2), (0, -1)
 ACTIVE = (0.9, 0.9, 0.0)  # Clemson and Duke active together
@@ -51,28 +53,46 @@ def readout(W: np.ndarray, x: np.ndarray, relu: bool = False) -> tuple[np.ndarra
 def one_sparse_error(W: np.ndarray, relu: bool, values: np.ndarray | None = None) -> float:
     """Largest ``|x' - x|`` over 1-sparse inputs (one feature active, at each of ``values``)."""
     values = np.linspace(0.1, 1.0, 10) if values is None else values
+    return max((float(np.abs(readout(W, v * e, relu)[1] - v * e).max()) for e in np.eye(W.shape[1]) for v in values),
+               default=0.0)
+
+
+@dataclass(frozen=True)
+class InterferenceAnalysis:
+    W: np.ndarray  # [2, k] unit feature directions (columns)
+    names: list[str]
+    projection: float  # feature 1 projected on feature 0's direction
+    two_active: dict[str, np.ndarray]  # (b, c) the active input: "input" x, "hidden" h = W x, "linear", "relu"
+    one_active: dict[str, np.ndarray]  # (d) feature 0 alone at 1: "input", "linear", "relu" read-outs
+    one_sparse_error: dict[str, float]  # largest |x' - x| over 1-sparse inputs: "relu", "linear"
+    table: pd.DataFrame
+
+
+@analysis
+def interference_analysis(ctx: FigureContext) -> InterferenceAnalysis:
+    W, x = directions(ctx.option("angles_deg")), np.asarray(ctx.option("active"), dtype=np.float64)
     k = W.shape[1]
-    worst = 0.0
-    for i in range(k):
-        for v in values:
-            x = np.zeros(k)
-            x[i] = v
-            worst = max(worst, float(np.abs(readout(W, x, relu)[1] - x).max()))
-    return worst
-
-
-def _example(ctx: FigureContext) -> tuple[np.ndarray, np.ndarray]:
-    """(W, active input x) of the figure, from its options (default: the slide deck's)."""
-    W = directions(ctx.option("angles_deg"))
-    x = np.asarray(ctx.option("active"), dtype=np.float64)
-    if x.shape != (W.shape[1],):
-        raise ValueError(f"figures.{FIGURE}.options.active needs {W.shape[1]} values, got {x.tolist()}")
-    return W, x
+    if x.shape != (k,):
+        raise ValueError(f"figures.interference_worked_example.options.active needs {k} values, got {x.tolist()}")
+    names = list(NAMES) if k == len(NAMES) else [f"feature {i}" for i in range(k)]
+    (h, lin), (_, rel) = readout(W, x), readout(W, x, relu=True)
+    two = {"input": x, "hidden": h, "linear": lin, "relu": rel}
+    x1 = np.eye(k)[0]
+    one = {"input": x1, "linear": readout(W, x1)[1], "relu": readout(W, x1, relu=True)[1]}
+    proj = projection(W, 0, 1)
+    per_feature = (("direction_x", W[0]), ("direction_y", W[1]), ("two_active.input", x),
+                   ("two_active.linear_readout", lin), ("two_active.relu_readout", rel), ("one_active.input", x1),
+                   ("one_active.linear_readout", one["linear"]), ("one_active.relu_readout", one["relu"]))
+    rows = [(q, name, v[i]) for i, name in enumerate(names) for q, v in per_feature]
+    rows += [("two_active.hidden", "h_x", h[0]), ("two_active.hidden", "h_y", h[1]),
+             ("projection", f"{names[1]} on {names[0]}", proj)]
+    errors = {"relu": one_sparse_error(W, relu=True), "linear": one_sparse_error(W, relu=False)}
+    return InterferenceAnalysis(W, names, proj, two, one, errors,
+                                pd.DataFrame(rows, columns=["quantity", "feature", "value"]))
 
 
 @figure(
-    FIGURE,
-    section="introduction",
+    "interference_worked_example", section="introduction",
     title="Interference: three features in two dimensions (worked example)",
     caption=(
         "Three features at 120 degrees in a 2-D hidden space (the slide deck's example). (a) Projecting "
@@ -84,17 +104,9 @@ def _example(ctx: FigureContext) -> tuple[np.ndarray, np.ndarray]:
     options={"angles_deg": list(ANGLES_DEG), "active": list(ACTIVE)},
 )
 def build(ctx: FigureContext) -> FigureOutput:
-    W, x = _example(ctx)
-    k = W.shape[1]
+    an = interference_analysis(ctx)
+    W, names, proj, two, one = an.W, an.names, an.projection, an.two_active, an.one_active
     colors = [PALETTE["relu"], PALETTE["linear"], PALETTE["neg"]]
-    names = list(NAMES) if k == len(NAMES) else [f"feature {i}" for i in range(k)]
-    h, lin = readout(W, x)
-    _, rel = readout(W, x, relu=True)
-    x1 = np.eye(k)[0]
-    _, lin1 = readout(W, x1)
-    _, rel1 = readout(W, x1, relu=True)
-    proj = projection(W, 0, 1)
-
     fig, axes = new_figure(1, 4, figsize=(11.5, 3.0), gridspec_kw={"width_ratios": [1, 1, 1.3, 1.3]})
     ax = axes[0]
     draw_arrows_2d(ax, W, colors, labels=names, lim=1.35)
@@ -103,26 +115,17 @@ def build(ctx: FigureContext) -> FigureOutput:
     ax.plot([0, foot[0]], [0, foot[1]], color=PALETTE["ink"], lw=2.2, alpha=0.5)
     ax.annotate(f"projection\n= {proj:+.2f}", foot, xytext=(-1.3, -0.75), fontsize=7, color=PALETTE["ink"])
     ax.set_title("(a) feature directions")
-
-    ax = axes[1]
+    ax, h = axes[1], two["hidden"]
     draw_arrows_2d(ax, W, colors, labels=names, lim=1.35, alpha=0.35)
     ax.annotate("", xy=h, xytext=(0, 0), arrowprops={"arrowstyle": "-|>", "color": PALETTE["ink"], "lw": 1.6})
     ax.text(h[0] + 0.05, h[1] + 0.05, f"h = ({_fmt(h[0])}, {_fmt(h[1])})", fontsize=7)
-    ax.set_title(f"(b) x = ({', '.join(f'{v:g}' for v in x)})")
-
-    _bars(axes[2], names, {"input x": x, "W$^T$h": lin, "ReLU(W$^T$h)": rel}, "(c) two features active")
-    _bars(axes[3], names, {"input x": x1, "W$^T$Wx": lin1, "ReLU(W$^T$Wx)": rel1}, "(d) one feature active")
+    ax.set_title(f"(b) x = ({', '.join(f'{v:g}' for v in two['input'])})")
+    _bars(axes[2], names, {"input x": two["input"], "W$^T$h": two["linear"], "ReLU(W$^T$h)": two["relu"]},
+          "(c) two features active")
+    _bars(axes[3], names, {"input x": one["input"], "W$^T$Wx": one["linear"], "ReLU(W$^T$Wx)": one["relu"]},
+          "(d) one feature active")
     fig.tight_layout()
-
-    rows = []
-    for i, name in enumerate(names):
-        rows += [("direction_x", name, W[0, i]), ("direction_y", name, W[1, i]),
-                 ("two_active.input", name, x[i]), ("two_active.linear_readout", name, lin[i]),
-                 ("two_active.relu_readout", name, rel[i]), ("one_active.input", name, x1[i]),
-                 ("one_active.linear_readout", name, lin1[i]), ("one_active.relu_readout", name, rel1[i])]
-    rows += [("two_active.hidden", "h_x", h[0]), ("two_active.hidden", "h_y", h[1]),
-             ("projection", f"{names[1]} on {names[0]}", proj)]
-    return FigureOutput(fig, pd.DataFrame(rows, columns=["quantity", "feature", "value"]))
+    return FigureOutput(fig, an.table)
 
 
 def _fmt(v: float) -> str:
@@ -141,57 +144,53 @@ def _bars(ax, names: list[str], series: dict[str, np.ndarray], title: str) -> No
                     va="bottom" if val >= 0 else "top", fontsize=6)
     ax.axhline(0, color=PALETTE["ink"], lw=0.6)
     ax.set_xticks(np.arange(len(names)), names)
-    ax.set_ylim(-1.15, 1.25)
+    ax.set(ylim=(-1.15, 1.25), title=title)
     ax.legend(loc="lower left", frameon=False)
-    ax.set_title(title)
 
 
 # --------------------------------------------------------------------------------------------
 # Claims (the slide deck's numbers, and the paper's remark on negative interference)
 
 
-@claim(f"{FIGURE}.projection", figure=FIGURE, section="introduction",
+@claim("interference_worked_example.projection", figure="interference_worked_example", section="introduction",
        statement="With three features at 120 degrees in two dimensions, projecting Duke onto Clemson "
                  "gives -0.5 Clemson: activating one feature changes the apparent activation of another.",
        expected="W_Duke . W_Clemson_hat = -0.5", tolerance="1e-9 (analytic)")
 def _projection(ctx: FigureContext) -> Measurement:
-    W, _ = _example(ctx)
-    p = projection(W, 0, 1)
+    p = interference_analysis(ctx).projection
     return Measurement(measured=p, passed=abs(p + 0.5) <= EXACT, detail="dot product of the unit directions")
 
 
-@claim(f"{FIGURE}.ambiguity", figure=FIGURE, section="introduction",
+@claim("interference_worked_example.ambiguity", figure="interference_worked_example", section="introduction",
        statement="Activating Clemson and Duke together at 0.9 gives h = (0, 0.9), which the NC State "
                  "direction reads as -0.9: an ambiguous signal on a feature that is not present.",
        expected="NC State read-out (W^T h)_3 = -0.9", tolerance="1e-9 (analytic)")
 def _ambiguity(ctx: FigureContext) -> Measurement:
-    W, x = _example(ctx)
-    _, out = readout(W, x)
-    v = float(out[2])
+    two = interference_analysis(ctx).two_active
+    v, h = float(two["linear"][2]), two["hidden"]
     return Measurement(measured=v, passed=abs(v + 0.9) <= EXACT,
-                       detail=f"h = W x = ({(W @ x)[0]:.3g}, {(W @ x)[1]:.3g}); read-out W^T h")
+                       detail=f"h = W x = ({h[0]:.3g}, {h[1]:.3g}); read-out W^T h")
 
 
-@claim(f"{FIGURE}.recovery", figure=FIGURE, section="introduction",
+@claim("interference_worked_example.recovery", figure="interference_worked_example", section="introduction",
        statement="De-embedding h = (0, 0.9) with W^T recovers Clemson and Duke at 0.45 each: half their "
                  "value, because each cancels half of the other.",
        expected="(W^T h)_Clemson = (W^T h)_Duke = 0.45", tolerance="1e-9 (analytic)")
 def _recovery(ctx: FigureContext) -> Measurement:
-    W, x = _example(ctx)
-    _, out = readout(W, x)
+    out = interference_analysis(ctx).two_active["linear"]
     got = [float(out[0]), float(out[1])]
     return Measurement(measured=got, passed=max(abs(v - 0.45) for v in got) <= EXACT,
                        detail="linear read-out of the two active features")
 
 
-@claim(f"{FIGURE}.relu_filters_one_sparse", figure=FIGURE, section="demonstrating",
+@claim("interference_worked_example.relu_filters_one_sparse", figure="interference_worked_example",
+       section="demonstrating",
        statement="ReLU makes negative interference free in the 1-sparse case: with one feature active, "
                  "ReLU(W^T W x) recovers x exactly although W^T W x alone does not.",
        expected="max |ReLU(W^T W x) - x| = 0 over 1-sparse inputs, while the linear read-out errs",
        tolerance="1e-9 (analytic); linear error > 0.1")
 def _relu_filters(ctx: FigureContext) -> Measurement:
-    W, _ = _example(ctx)
-    relu_err, lin_err = one_sparse_error(W, relu=True), one_sparse_error(W, relu=False)
-    return Measurement(measured={"relu_max_error": relu_err, "linear_max_error": lin_err},
-                       passed=relu_err <= EXACT and lin_err > 0.1,
+    err = interference_analysis(ctx).one_sparse_error
+    return Measurement(measured={"relu_max_error": err["relu"], "linear_max_error": err["linear"]},
+                       passed=err["relu"] <= EXACT and err["linear"] > 0.1,
                        detail="each feature alone at 0.1, 0.2, ..., 1.0; no bias")

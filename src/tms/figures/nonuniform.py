@@ -1,18 +1,22 @@
-"""Non-uniform superposition: perturbing one feature of the pentagon, correlated and anticorrelated
-features, local almost-orthogonal bases, and the collapse of correlated pairs into principal
-components (paper: "The Geometry of Superposition", "Non-Uniform Superposition").
+"""Non-uniform superposition (paper: "The Geometry of Superposition", "Non-Uniform Superposition").
 
-Two-dimensional solutions are drawn canonicalised (:func:`tms.metrics.canonicalize_2d`: rotated so
-an anchor feature points right and reflected to a fixed orientation), so solutions of different
-restarts and cells can be compared feature by feature.
+Four figures, each drawn from one analysis (a frozen dataclass computed once per context by an
+``@analysis`` function) that its claims read too:
 
-Losses compared *across restarts* (the pentagon and digon loss curves) are re-evaluated here on
-common random numbers: every restart of a cell sees the same 2^16 examples, so the difference of
-two solutions' losses carries no sampling noise of its own (the trainer's evaluation losses use a
-different batch per instance).
+- ``pentagon_perturbation`` (:func:`perturbation_analysis`): one pentagon feature made sparser or denser;
+- ``correlated_features`` (:func:`correlated_analysis`): correlated and anticorrelated features in m = 2;
+- ``local_orthogonal_bases`` (:func:`local_analysis`): correlated sets orthogonal within, superposed across;
+- ``pca_collapse`` (:func:`pca_analysis`): correlated pairs collapse into their principal components.
 
-Thresholds (fixed from the paper's wording before any model was trained; the storage module's
-represented / not-embedded / orthogonal / antipodal thresholds apply too):
+Two-dimensional solutions are drawn canonicalised (:func:`tms.metrics.canonicalize_2d`: rotated so an
+anchor feature points right and reflected to a fixed orientation), so restarts and cells compare feature
+by feature. Losses compared *across restarts* (the pentagon and digon loss curves) are re-evaluated on
+common random numbers (:func:`common_eval_loss`): every restart of a cell sees the same 2^16 examples,
+so the difference of two solutions' losses carries no sampling noise of its own (the trainer's
+evaluation losses use a different batch per instance).
+
+Thresholds (fixed from the paper's wording before any model was trained; the represented /
+not-embedded / orthogonal / antipodal thresholds of :mod:`tms.geometry` apply too):
 
 - "~2.5x sparser": the phase change from pentagon to two digons lies at a relative density between
   1/3.125 and 1/2 (2.5x within a factor 1.25);
@@ -24,6 +28,7 @@ represented / not-embedded / orthogonal / antipodal thresholds apply too):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import matplotlib.colors as mcolors
@@ -32,10 +37,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tms import data as data_mod
-from tms import metrics, models, rng
+from tms import metrics, rng
 from tms.data import FeatureSets
-from tms.figures.base import PALETTE, FigureContext, FigureOutput, figure, new_figure
+from tms.evaluation import model_losses
+from tms.figures.base import PALETTE, FigureContext, FigureOutput, analysis, figure, new_figure
 from tms.figures.draw import GRAM_CMAP, draw_arrows_2d
 from tms.findings import Measurement, claim
 from tms.geometry import (ANTIPODAL_COS, NOT_EMBEDDED, ORTHOGONAL_COS, adjacent_on_circle, angular_gaps,
@@ -54,29 +59,16 @@ SET_COLORS = [PALETTE["pos"], PALETTE["linear"], PALETTE["neg"], PALETTE["relu"]
 
 
 # --------------------------------------------------------------------------------------------
-# Analysis helpers
+# Helpers the four figures share
 
 
 def common_eval_loss(kind: str, W: np.ndarray, b: np.ndarray, density: np.ndarray, importance: np.ndarray,
                      sets: FeatureSets, examples: int = CRN_EXAMPLES, key: str = "crn") -> np.ndarray:
-    """Loss of every model ``W [R, m, n]``, ``b [R, n]`` on one shared set of examples.
-
-    ``density`` and ``importance`` are ``[n]`` (the models of one cell). Deterministic: the examples
-    come from the counter-based generator under a fixed key.
-    """
-    kind_ = models.ModelKind(kind)
+    """Loss of every model ``W [R, m, n]``, ``b [R, n]`` of one cell (``density``, ``importance`` ``[n]``)
+    on one shared set of examples: common random numbers under one fixed key
+    (:func:`tms.evaluation.model_losses`)."""
     k = torch.tensor([rng.derive_key("tms.figures.nonuniform", key)], dtype=torch.int64)
-    dens = torch.as_tensor(np.asarray(density, dtype=np.float32)).view(1, -1)
-    imp = torch.as_tensor(np.asarray(importance, dtype=np.float32)).view(1, -1).expand(W.shape[0], -1)
-    params = {"W": torch.as_tensor(W, dtype=torch.float32), "b": torch.as_tensor(b, dtype=torch.float32)}
-    total = torch.zeros(W.shape[0], dtype=torch.float64)
-    chunk = 2**15
-    with torch.no_grad():
-        for j in range(0, examples, chunk):
-            x = data_mod.draw(k, j // chunk, min(chunk, examples - j), dens, sets, kind_.signed_inputs)
-            x = x.expand(W.shape[0], -1, -1)
-            total += models.loss_per_instance(kind_, params, x, imp).double() * x.shape[1]
-    return (total / examples).numpy()
+    return model_losses(kind, {"W": W, "b": b}, importance, k, density, sets, examples)
 
 
 def classify_pentagon(W: np.ndarray) -> str:
@@ -121,16 +113,17 @@ def side_by_side(W: np.ndarray, pairs: Sequence[Sequence[int]]) -> bool:
             and all(adjacent_on_circle(W, a, b) for a, b in pairs))
 
 
-# --------------------------------------------------------------------------------------------
-# Shared drawing
+def _claim(id: str, statement: str, expected: str, tolerance: str):
+    """Register claim ``id`` ("<figure>.<name>", written out in full) of the geometry section."""
+    return claim(id, figure=id.split(".")[0], section="geometry", statement=statement, expected=expected,
+                 tolerance=tolerance)
 
 
-def _draw_solution(ax: plt.Axes, W: np.ndarray, colors: Sequence[Any], title: str, anchor: int | None = None,
-                   labels: Sequence[str] | None = None) -> np.ndarray:
-    Wc = metrics.canonicalize_2d(W, anchor=anchor)
+def _draw_canonical(ax: plt.Axes, Wc: np.ndarray, colors: Sequence[Any], title: str,
+                    labels: Sequence[str] | None = None) -> None:
+    """A canonicalised 2-D solution as arrows, titled small."""
     draw_arrows_2d(ax, Wc, colors, labels=labels, lim=1.5, lw=1.2)
     ax.set_title(title, fontsize=6)
-    return Wc
 
 
 def _set_colors(sets: FeatureSets) -> list[Any]:
@@ -139,11 +132,8 @@ def _set_colors(sets: FeatureSets) -> list[Any]:
 
 def _set_labels(sets: FeatureSets) -> list[str]:
     """"A1, A2, B1, ..." : set letter and member number."""
-    out, seen = [], {}
-    for s in sets.set_index():
-        seen[s] = seen.get(s, 0) + 1
-        out.append(f"{chr(65 + s)}{seen[s]}")
-    return out
+    idx = list(sets.set_index())
+    return [f"{chr(65 + s)}{idx[:k + 1].count(s)}" for k, s in enumerate(idx)]
 
 
 def _sets_of(run: Any) -> FeatureSets:
@@ -154,46 +144,69 @@ def _pairs_of(run: Any) -> list[list[int]]:
     return [m.tolist() for m in set_members(_sets_of(run)) if m.size == 2]
 
 
+def _sparsest_cell(run: Any) -> int:
+    return int(np.argmin(run.cells["density"].to_numpy()))
+
+
 # --------------------------------------------------------------------------------------------
 # Perturbing a single feature of the pentagon
 
 
-PERTURB = "pentagon_perturbation"
+@dataclass(frozen=True)
+class PerturbationAnalysis:
+    models: pd.DataFrame  # one row per trained model: cell, ratio, restart, instance, geometry, CRN loss, selected
+    curves: pd.DataFrame  # per ratio: lowest loss of each geometry (NaN if none), difference pentagon - digons
+    crossings: list[float]  # relative densities where the two loss curves cross
+    solutions: pd.DataFrame  # lowest-loss pentagon and digons at each ratio, canonicalised: a row per feature
+    W: np.ndarray  # [N, 2, 5] every trained model
+    b: np.ndarray  # [N, 5]
+    unperturbed_cell: int  # the cell at relative density 1 (the norm-bias claim's)
+    table: pd.DataFrame
 
 
-def perturbation_table(ctx: FigureContext) -> pd.DataFrame:
-    """One row per trained model: ratio, restart, geometry, CRN loss, selected; cached."""
-    if "perturb" in ctx.cache:
-        return ctx.cache["perturb"]
+@analysis
+def perturbation_analysis(ctx: FigureContext) -> PerturbationAnalysis:
     run = ctx.run(ctx.experiments[0])
     W, b = run.arrays["W"], run.arrays["b"]
     rows = []
     for c, ratio in enumerate(run.cells["perturbed_density_ratio"].to_numpy(dtype=float)):
         inst = run.instances_of(c)
         crn = common_eval_loss(run.spec["model"], W[inst], b[inst], run.arrays["density"][inst[0]],
-                               run.arrays["importance"][inst[0]], _sets_of(run), key=f"{PERTURB}/{c}")
-        for r, i in enumerate(inst):
-            rows.append({"cell": c, "ratio": ratio, "restart": r, "instance": int(i),
-                         "geometry": classify_pentagon(W[i]), "loss": crn[r]})
+                               run.arrays["importance"][inst[0]], _sets_of(run), key=f"pentagon_perturbation/{c}")
+        rows += [{"cell": c, "ratio": ratio, "restart": r, "instance": int(i), "geometry": classify_pentagon(W[i]),
+                  "loss": crn[r]} for r, i in enumerate(inst)]
     df = pd.DataFrame(rows)
     df["selected"] = df.groupby("cell")["loss"].transform("min") == df["loss"]
-    ctx.cache["perturb"] = df
-    ctx.cache["perturb_run"] = run
-    return df
+    curves = loss_curves(df).assign(difference=lambda t: t["pentagon"] - t["digons"])
+    solutions = pd.DataFrame(best_solutions(df, W, "pentagon", 0) + best_solutions(df, W, "digons", None),
+                             columns=["panel", "ratio", "restart", "feature", "x", "y", "loss"])
+    table = pd.concat([solutions.assign(kind="solution"),
+                       df.assign(kind="loss")[["kind", "ratio", "restart", "geometry", "loss"]],
+                       curves.assign(kind="best_loss")], ignore_index=True)
+    return PerturbationAnalysis(df, curves, crossing(curves["ratio"], curves["pentagon"], curves["digons"]),
+                                solutions, W, b, run.cell(density=0.05, perturbed_density_ratio=1.0), table)
 
 
 def loss_curves(df: pd.DataFrame) -> pd.DataFrame:
     """Lowest loss of each geometry at each ratio: columns ratio, pentagon, digons (NaN if none)."""
     best = df[df["geometry"] != "other"].groupby(["ratio", "geometry"])["loss"].min().unstack()
-    for g in ("pentagon", "digons"):
-        if g not in best:
-            best[g] = np.nan
-    return best[["pentagon", "digons"]].reindex(sorted(df["ratio"].unique())).reset_index()
+    return best.reindex(index=sorted(df["ratio"].unique()), columns=["pentagon", "digons"]).reset_index()
+
+
+def best_solutions(df: pd.DataFrame, W: np.ndarray, geom: str, anchor: int | None) -> list[dict]:
+    """The lowest-loss solution of ``geom`` at every ratio, canonicalised (``anchor`` pointing right; None:
+    the largest feature): one row per feature, ratios ascending."""
+    best = df[df["geometry"] == geom].sort_values("loss", kind="stable").groupby("ratio").head(1)
+    rows = []
+    for _, r in best.sort_values("ratio").iterrows():
+        Wc = metrics.canonicalize_2d(W[int(r["instance"])], anchor=anchor)
+        rows += [{"panel": geom, "ratio": r["ratio"], "restart": int(r["restart"]), "feature": f, "x": Wc[0, f],
+                  "y": Wc[1, f], "loss": r["loss"]} for f in range(Wc.shape[1])]
+    return rows
 
 
 @figure(
-    PERTURB,
-    section="geometry",
+    "pentagon_perturbation", section="geometry",
     title="Perturbing one feature of the pentagon: deformation, then a first-order phase change",
     caption=(
         "n = 5 features in m = 2 dimensions, I = 1, density 0.05 for four features; feature 0's density is "
@@ -205,23 +218,20 @@ def loss_curves(df: pd.DataFrame) -> pd.DataFrame:
     ),
 )
 def build_perturbation(ctx: FigureContext) -> FigureOutput:
-    df = perturbation_table(ctx)
-    run = ctx.cache["perturb_run"]
-    W = run.arrays["W"]
+    an = perturbation_analysis(ctx)
+    df, curves = an.models, an.curves
     ratios = np.sort(df["ratio"].unique())
     norm = mcolors.LogNorm(ratios.min(), ratios.max())
     cmap = plt.get_cmap("viridis")
     fig, axes = new_figure(1, 4, figsize=(11.5, 3.0), gridspec_kw={"width_ratios": [1, 1, 1.3, 1.3]})
-    rows = []
-    for ax, geom, anchor, tag in ((axes[0], "pentagon", 0, "a"), (axes[1], "digons", None, "b")):
-        _draw_solution_points(ax, df, W, geom, anchor, norm, cmap, rows)
+    for ax, geom, tag in ((axes[0], "pentagon", "a"), (axes[1], "digons", "b")):
+        _draw_solution_points(ax, an.solutions[an.solutions["panel"] == geom], norm, cmap)
         ax.set_title(f"({tag}) best {geom} at each density")
     cb = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes[1], fraction=0.05, pad=0.02,
                       label="relative density of feature 0")
     ticks = [v for v in (0.2, 0.5, 1, 2, 4) if ratios.min() <= v <= ratios.max()]
     cb.set_ticks(ticks, labels=[f"{v:g}" for v in ticks])
     cb.ax.yaxis.set_minor_formatter(plt.NullFormatter())
-    curves = loss_curves(df)
     style = {"pentagon": PALETTE["neg"], "digons": PALETTE["relu"], "other": "#aaaaaa"}
     ax = axes[2]
     for g, col in style.items():
@@ -229,57 +239,37 @@ def build_perturbation(ctx: FigureContext) -> FigureOutput:
         ax.scatter(sub["ratio"], sub["loss"], s=5, color=col, label=g, alpha=0.6, lw=0)
     for g in ("pentagon", "digons"):
         ax.plot(curves["ratio"], curves[g], color=style[g], lw=1.0)
-    ax.set_yscale("log")
-    ax.set_ylabel("loss (common random numbers)")
+    ax.set(yscale="log", ylabel="loss (common random numbers)", title="(c) every restart, by geometry")
     ax.legend(frameon=False, loc="upper left")
-    ax.set_title("(c) every restart, by geometry")
     ax = axes[3]
-    diff = curves["pentagon"] - curves["digons"]
     ax.axhline(0, color=PALETTE["ink"], lw=0.6)
     ax.axvspan(*PHASE_RATIO_RANGE, color=PALETTE["grid"], alpha=0.7, lw=0, label="paper: ~2.5x sparser")
-    ax.plot(curves["ratio"], diff, "-o", ms=3, color=PALETTE["ink"], label="best pentagon - best digons")
-    for x in crossing(curves["ratio"], curves["pentagon"], curves["digons"]):
+    ax.plot(curves["ratio"], curves["difference"], "-o", ms=3, color=PALETTE["ink"],
+            label="best pentagon - best digons")
+    for x in an.crossings:
         ax.axvline(x, ls="--", color=PALETTE["theory"], lw=0.8)
-    ax.set_ylabel("loss difference")
+    ax.set(ylabel="loss difference", title="(d) the loss curves cross")
     ax.legend(frameon=False, loc="lower left")
-    ax.set_title("(d) the loss curves cross")
     for ax in axes[2:]:
         _log_ratio_axis(ax, ratios)
     fig.tight_layout()
-    table = pd.concat([pd.DataFrame(rows).assign(kind="solution"),
-                       df.assign(kind="loss")[["kind", "ratio", "restart", "geometry", "loss"]],
-                       curves.assign(kind="best_loss", difference=diff)], ignore_index=True)
-    return FigureOutput(fig, table)
+    return FigureOutput(fig, an.table)
 
 
-def _draw_solution_points(ax: plt.Axes, df: pd.DataFrame, W: np.ndarray, geom: str, anchor: int | None,
-                          norm: mcolors.Normalize, cmap: Any, rows: list[dict]) -> None:
-    """The lowest-loss solution of ``geom`` at every ratio, canonicalised, as points (feature 0 a star)."""
-    best = df[df["geometry"] == geom].sort_values("loss", kind="stable").groupby("ratio").head(1)
-    t = np.linspace(0, 2 * np.pi, 200)
-    ax.plot(np.cos(t), np.sin(t), color=PALETTE["grid"], lw=0.6, zorder=0)
-    for _, r in best.sort_values("ratio").iterrows():
-        Wc = metrics.canonicalize_2d(W[int(r["instance"])], anchor=anchor)
-        col = cmap(norm(r["ratio"]))
-        ax.scatter(Wc[0, 1:], Wc[1, 1:], s=10, color=col, edgecolor="none", zorder=2)
-        ax.scatter(Wc[0, :1], Wc[1, :1], s=30, marker="*", color=col, edgecolor=PALETTE["ink"], lw=0.3, zorder=3)
-        rows += [{"panel": geom, "ratio": r["ratio"], "restart": int(r["restart"]), "feature": f, "x": Wc[0, f],
-                  "y": Wc[1, f], "loss": r["loss"]} for f in range(Wc.shape[1])]
-    ax.set_xlim(-1.45, 1.45)
-    ax.set_ylim(-1.45, 1.45)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    for side in ("left", "bottom"):
-        ax.spines[side].set_visible(False)
+def _draw_solution_points(ax: plt.Axes, solutions: pd.DataFrame, norm: mcolors.Normalize, cmap: Any) -> None:
+    """The solution at each ratio as points in the ratio's colour, feature 0 a star."""
+    draw_arrows_2d(ax, np.zeros((2, 0)), [], lim=1.45)  # the unit circle in a bare square
+    for ratio, pts in solutions.groupby("ratio", sort=True):
+        x, y, col = pts["x"].to_numpy(), pts["y"].to_numpy(), cmap(norm(ratio))
+        ax.scatter(x[1:], y[1:], s=10, color=col, edgecolor="none", zorder=2)
+        ax.scatter(x[:1], y[:1], s=30, marker="*", color=col, edgecolor=PALETTE["ink"], lw=0.3, zorder=3)
 
 
 def _log_ratio_axis(ax: plt.Axes, ratios: np.ndarray) -> None:
-    ax.set_xscale("log")
+    ax.set(xscale="log", xlabel="relative density of feature 0")
     ticks = [v for v in (0.2, 0.3, 0.5, 1, 2, 4) if ratios.min() <= v <= ratios.max()]
     ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
     ax.xaxis.set_minor_formatter(plt.NullFormatter())
-    ax.set_xlabel("relative density of feature 0")
 
 
 def measure_phase_change(df: pd.DataFrame, W: np.ndarray) -> Measurement:
@@ -340,53 +330,46 @@ def measure_norm_bias(W: np.ndarray, b: np.ndarray) -> Measurement:
                               f"(output exact at x = 1) = {alt:.3f}")
 
 
-def _perturb_claim(name: str, statement: str, expected: str, tolerance: str):
-    return claim(f"{PERTURB}.{name}", figure=PERTURB, section="geometry", statement=statement,
-                 expected=expected, tolerance=tolerance)
-
-
-@_perturb_claim("phase_change_ratio",
-                "When the varied feature is about 2.5x sparser than the others, the pentagon collapses to a pair of "
-                "digons with the sparser feature at zero.",
-                "selected geometry switches from digons to pentagon at a relative density in [0.32, 0.5]; in the "
-                "digon solutions ||W_0|| < 0.1", "2.5x within a factor 1.25")
+@_claim("pentagon_perturbation.phase_change_ratio",
+        "When the varied feature is about 2.5x sparser than the others, the pentagon collapses to a pair of "
+        "digons with the sparser feature at zero.",
+        "selected geometry switches from digons to pentagon at a relative density in [0.32, 0.5]; in the "
+        "digon solutions ||W_0|| < 0.1", "2.5x within a factor 1.25")
 def _phase(ctx: FigureContext) -> Measurement:
-    df = perturbation_table(ctx)
-    return measure_phase_change(df, ctx.cache["perturb_run"].arrays["W"])
+    an = perturbation_analysis(ctx)
+    return measure_phase_change(an.models, an.W)
 
 
-@_perturb_claim("loss_curves_cross",
-                "The phase change corresponds to the loss curves of the two geometries crossing over (a first-order "
-                "phase change).",
-                "L(best pentagon) - L(best digons) changes sign exactly once, at a relative density in [0.32, 0.5]",
-                "2.5x within a factor 1.25")
+@_claim("pentagon_perturbation.loss_curves_cross",
+        "The phase change corresponds to the loss curves of the two geometries crossing over (a first-order "
+        "phase change).",
+        "L(best pentagon) - L(best digons) changes sign exactly once, at a relative density in [0.32, 0.5]",
+        "2.5x within a factor 1.25")
 def _cross(ctx: FigureContext) -> Measurement:
-    return measure_crossing(perturbation_table(ctx))
+    return measure_crossing(perturbation_analysis(ctx).models)
 
 
-@_perturb_claim("denser_repels_sparser_attracts",
-                "Making the varied feature denser makes the others repel from it, giving it more space; making it "
-                "sparser lets the others push towards it.",
-                "in selected pentagons the angle between feature 0's neighbours rises with its density "
-                f"(Spearman >= {REPEL_MIN_SPEARMAN}), above 144 deg when denser and below when sparser",
-                f"Spearman {REPEL_MIN_SPEARMAN}")
+@_claim("pentagon_perturbation.denser_repels_sparser_attracts",
+        "Making the varied feature denser makes the others repel from it, giving it more space; making it "
+        "sparser lets the others push towards it.",
+        "in selected pentagons the angle between feature 0's neighbours rises with its density "
+        f"(Spearman >= {REPEL_MIN_SPEARMAN}), above 144 deg when denser and below when sparser",
+        f"Spearman {REPEL_MIN_SPEARMAN}")
 def _repel(ctx: FigureContext) -> Measurement:
-    df = perturbation_table(ctx)
-    return measure_repel_attract(df, ctx.cache["perturb_run"].arrays["W"])
+    an = perturbation_analysis(ctx)
+    return measure_repel_attract(an.models, an.W)
 
 
-@_perturb_claim("norm_is_one_over_one_minus_bias",
-                "Pentagon solutions sit off the unit circle because the model sets a slight negative bias to cut off "
-                "positive interference and compensates with ||W_i|| = 1/(1 - b_i) (b_i the size of the negative bias).",
-                "every feature of the selected unperturbed pentagon (ratio 1) has b_i < 0 and "
-                f"| ||W_i|| (1 + b_i) - 1 | <= {NORM_BIAS_TOL}", f"{NORM_BIAS_TOL:.0%}")
+@_claim("pentagon_perturbation.norm_is_one_over_one_minus_bias",
+        "Pentagon solutions sit off the unit circle because the model sets a slight negative bias to cut off "
+        "positive interference and compensates with ||W_i|| = 1/(1 - b_i) (b_i the size of the negative bias).",
+        "every feature of the selected unperturbed pentagon (ratio 1) has b_i < 0 and "
+        f"| ||W_i|| (1 + b_i) - 1 | <= {NORM_BIAS_TOL}", f"{NORM_BIAS_TOL:.0%}")
 def _norm_bias(ctx: FigureContext) -> Measurement:
-    df = perturbation_table(ctx)
-    run = ctx.cache["perturb_run"]
-    c = run.cell(density=0.05, perturbed_density_ratio=1.0)
-    i = int(df[(df["cell"] == c) & df["selected"]]["instance"].iloc[0])
-    m = measure_norm_bias(run.arrays["W"][i], run.arrays["b"][i])
-    m.detail += f"; geometry {classify_pentagon(run.arrays['W'][i])}"
+    an = perturbation_analysis(ctx)
+    sel = an.models[(an.models["cell"] == an.unperturbed_cell) & an.models["selected"]].iloc[0]
+    m = measure_norm_bias(an.W[int(sel["instance"])], an.b[int(sel["instance"])])
+    m.detail += f"; geometry {sel['geometry']}"
     return m
 
 
@@ -394,27 +377,44 @@ def _norm_bias(ctx: FigureContext) -> Measurement:
 # Correlated and anticorrelated features (m = 2)
 
 
-CORR = "correlated_features"
+@dataclass(frozen=True)
+class CorrelatedRow:
+    density: float  # the sparsest density of the experiment's sweep, where it is shown
+    sets: FeatureSets
+    pairs: list[list[int]]  # the sets of two features
+    selected: np.ndarray  # [2, n] the selected model at that density (the claims read it)
+    shown: list[tuple[int, float, np.ndarray]]  # (instance, final loss, canonicalised W): lowest loss first
 
 
-def _corr_runs(ctx: FigureContext) -> dict[str, Any]:
-    return {"correlated": ctx.run(ctx.option("correlated")),
-            "anticorrelated": ctx.run(ctx.option("anticorrelated")),
-            "three pairs": ctx.run(ctx.option("three_pairs"))}
+@dataclass(frozen=True)
+class CorrelatedAnalysis:
+    rows: dict[str, CorrelatedRow]  # "correlated", "anticorrelated", "three pairs"
+    per_row: int  # panels per row (the restarts_shown option)
+    table: pd.DataFrame
 
 
-def _sparsest_cell(run: Any) -> int:
-    return int(np.argmin(run.cells["density"].to_numpy()))
-
-
-def _restarts_by_loss(run: Any, cell: int) -> np.ndarray:
-    inst = run.instances_of(cell)
-    return inst[np.argsort(run.arrays["final_loss"][inst], kind="stable")]
+@analysis
+def correlated_analysis(ctx: FigureContext) -> CorrelatedAnalysis:
+    per_row = int(ctx.option("restarts_shown"))
+    rows, table = {}, []
+    for label, option in (("correlated", "correlated"), ("anticorrelated", "anticorrelated"),
+                          ("three pairs", "three_pairs")):
+        run = ctx.run(ctx.option(option))
+        sets, c = _sets_of(run), _sparsest_cell(run)
+        inst = run.instances_of(c)
+        loss = run.arrays["final_loss"]
+        shown = [(int(i), float(loss[i]), metrics.canonicalize_2d(run.arrays["W"][i]))
+                 for i in inst[np.argsort(loss[inst], kind="stable")][:per_row]]
+        rows[label] = CorrelatedRow(float(run.cells["density"].iloc[c]), sets, _pairs_of(run),
+                                    run.params()["W"][c], shown)
+        table += [{"row": label, "density": rows[label].density, "instance": i, "loss": li, "feature": f,
+                   "set": sets.set_index()[f], "x": Wc[0, f], "y": Wc[1, f]}
+                  for i, li, Wc in shown for f in range(Wc.shape[1])]
+    return CorrelatedAnalysis(rows, per_row, pd.DataFrame(table))
 
 
 @figure(
-    CORR,
-    section="geometry",
+    "correlated_features", section="geometry",
     title="Correlated features prefer orthogonal dimensions, anticorrelated features opposite directions",
     caption=(
         "m = 2 solutions (rotated and flipped to a common orientation), one panel per restart, lowest loss "
@@ -426,33 +426,21 @@ def _restarts_by_loss(run: Any, cell: int) -> np.ndarray:
              "restarts_shown": 6},
 )
 def build_correlated(ctx: FigureContext) -> FigureOutput:
-    runs = _corr_runs(ctx)
-    per_row = int(ctx.option("restarts_shown"))
-    fig, axes = new_figure(len(runs), per_row, figsize=(1.45 * per_row, 1.65 * len(runs)), squeeze=False)
-    rows = []
-    for r, (label, run) in enumerate(runs.items()):
-        sets = _sets_of(run)
-        c = _sparsest_cell(run)
-        shown = _restarts_by_loss(run, c)[:per_row]
-        for j in range(per_row):
-            ax = axes[r, j]
-            if j >= len(shown):
+    an = correlated_analysis(ctx)
+    fig, axes = new_figure(len(an.rows), an.per_row, figsize=(1.45 * an.per_row, 1.65 * len(an.rows)),
+                           squeeze=False)
+    for r, (label, row) in enumerate(an.rows.items()):
+        for j, ax in enumerate(axes[r]):
+            if j >= len(row.shown):
                 ax.axis("off")
                 continue
-            i = int(shown[j])
-            loss = float(run.arrays["final_loss"][i])
-            Wc = _draw_solution(ax, run.arrays["W"][i], _set_colors(sets), f"loss {loss:.3g}",
-                                labels=_set_labels(sets))
+            _, loss, Wc = row.shown[j]
+            _draw_canonical(ax, Wc, _set_colors(row.sets), f"loss {loss:.3g}", labels=_set_labels(row.sets))
             if j == 0:
-                ax.set_ylabel(f"{label}\n1-S = {run.cells['density'].iloc[c]:.3g}", fontsize=7)
-                for side in ("left", "bottom", "right", "top"):
-                    ax.spines[side].set_visible(True)
-                    ax.spines[side].set_linewidth(1.2)
-            for f in range(Wc.shape[1]):
-                rows.append({"row": label, "density": float(run.cells["density"].iloc[c]), "instance": i,
-                             "loss": loss, "feature": f, "set": sets.set_index()[f], "x": Wc[0, f], "y": Wc[1, f]})
+                ax.set_ylabel(f"{label}\n1-S = {row.density:.3g}", fontsize=7)
+                ax.spines[:].set(visible=True, linewidth=1.2)  # framed: the lowest loss
     fig.tight_layout()
-    return FigureOutput(fig, pd.DataFrame(rows))
+    return FigureOutput(fig, an.table)
 
 
 def measure_sets(W: np.ndarray, sets: FeatureSets, want: str) -> Measurement:
@@ -460,58 +448,58 @@ def measure_sets(W: np.ndarray, sets: FeatureSets, want: str) -> Measurement:
     every feature represented."""
     C = cosines(W)
     within = [float(C[m[0], m[1]]) for m in set_members(sets) if m.size == 2]
-    ok_rep = represented(W).size == W.shape[1]
-    if want == "orthogonal":
-        ok = all(abs(c) < ORTHOGONAL_COS for c in within)
-    else:
-        ok = all(c < ANTIPODAL_COS for c in within)
+    ok = all(abs(c) < ORTHOGONAL_COS if want == "orthogonal" else c < ANTIPODAL_COS for c in within)
     return Measurement(measured={"within_set_cos": within, "represented": int(represented(W).size)},
-                       passed=bool(ok and ok_rep), detail="selected (lowest-loss) model at the sparsest density")
+                       passed=bool(ok and represented(W).size == W.shape[1]),
+                       detail="selected (lowest-loss) model at the sparsest density")
 
 
-def _selected_sparsest(run: Any) -> np.ndarray:
-    return run.params()["W"][_sparsest_cell(run)]
-
-
-@claim(f"{CORR}.correlated_orthogonal", figure=CORR, section="geometry",
-       statement="Models prefer to represent correlated features in orthogonal dimensions (2 sets of 2 correlated "
-                 "features in m = 2).",
-       expected="all four features represented; |cos| < 0.1 within each correlated set", tolerance="cos 0.1")
+@_claim("correlated_features.correlated_orthogonal",
+        "Models prefer to represent correlated features in orthogonal dimensions (2 sets of 2 correlated "
+        "features in m = 2).",
+        "all four features represented; |cos| < 0.1 within each correlated set", "cos 0.1")
 def _corr_orth(ctx: FigureContext) -> Measurement:
-    run = _corr_runs(ctx)["correlated"]
-    return measure_sets(_selected_sparsest(run), _sets_of(run), "orthogonal")
+    row = correlated_analysis(ctx).rows["correlated"]
+    return measure_sets(row.selected, row.sets, "orthogonal")
 
 
-@claim(f"{CORR}.anticorrelated_antipodal", figure=CORR, section="geometry",
-       statement="Models prefer to represent anticorrelated features in opposite directions (2 sets of 2 "
-                 "anticorrelated features in m = 2).",
-       expected="all four features represented; cos < -0.9 within each anticorrelated set", tolerance="cos -0.9")
+@_claim("correlated_features.anticorrelated_antipodal",
+        "Models prefer to represent anticorrelated features in opposite directions (2 sets of 2 "
+        "anticorrelated features in m = 2).",
+        "all four features represented; cos < -0.9 within each anticorrelated set", "cos -0.9")
 def _anti(ctx: FigureContext) -> Measurement:
-    run = _corr_runs(ctx)["anticorrelated"]
-    return measure_sets(_selected_sparsest(run), _sets_of(run), "antipodal")
+    row = correlated_analysis(ctx).rows["anticorrelated"]
+    return measure_sets(row.selected, row.sets, "antipodal")
 
 
-@claim(f"{CORR}.side_by_side", figure=CORR, section="geometry",
-       statement="When correlated features cannot be orthogonal they are arranged side by side (3 sets of 2 "
-                 "correlated features in m = 2 form a hexagon with each pair adjacent).",
-       expected="all six features represented, no pair collapsed, each pair's members angular neighbours",
-       tolerance="collapsed = cos > 0.9")
+@_claim("correlated_features.side_by_side",
+        "When correlated features cannot be orthogonal they are arranged side by side (3 sets of 2 "
+        "correlated features in m = 2 form a hexagon with each pair adjacent).",
+        "all six features represented, no pair collapsed, each pair's members angular neighbours",
+        "collapsed = cos > 0.9")
 def _side(ctx: FigureContext) -> Measurement:
-    run = _corr_runs(ctx)["three pairs"]
-    W = _selected_sparsest(run)
-    pairs = _pairs_of(run)
+    row = correlated_analysis(ctx).rows["three pairs"]
+    W, pairs = row.selected, row.pairs
     gaps = angular_gaps(W, represented(W))
     return Measurement(measured={"side_by_side": side_by_side(W, pairs), "gaps_deg": gaps.tolist(),
                                  "adjacent": [adjacent_on_circle(W, a, b) for a, b in pairs]},
-                       passed=side_by_side(W, pairs),
-                       detail=f"selected model at 1-S = {run.cells['density'].min():.3g}")
+                       passed=side_by_side(W, pairs), detail=f"selected model at 1-S = {row.density:.3g}")
 
 
 # --------------------------------------------------------------------------------------------
 # Local almost-orthogonal bases
 
 
-LOCAL = "local_orthogonal_bases"
+@dataclass(frozen=True)
+class LocalAnalysis:
+    W: np.ndarray  # [m, n] the selected model at the sparsest density
+    density: float
+    gram: np.ndarray  # [n, n] W^T W
+    bounds: np.ndarray  # where lines separate the sets in W^T W
+    within: np.ndarray  # [n] per feature: mean |cos| to the other members of its set
+    across: np.ndarray  # [n] per feature: mean |cos| to the features of the other sets
+    stats: dict[str, float]  # local_basis_stats (the claim's)
+    table: pd.DataFrame
 
 
 def local_basis_stats(W: np.ndarray, sets: FeatureSets) -> dict[str, float]:
@@ -525,9 +513,26 @@ def local_basis_stats(W: np.ndarray, sets: FeatureSets) -> dict[str, float]:
             "m": int(W.shape[0])}
 
 
+@analysis
+def local_analysis(ctx: FigureContext) -> LocalAnalysis:
+    run = ctx.run(ctx.experiments[0])
+    sets, c = _sets_of(run), _sparsest_cell(run)
+    W = run.params()["W"][c]
+    G = metrics.gram(W)
+    n = G.shape[0]
+    C, idx = np.abs(cosines(W)), np.asarray(sets.set_index())
+    same, other = (idx[:, None] == idx[None, :]) & ~np.eye(n, dtype=bool), idx[:, None] != idx[None, :]
+    within, across = (C * same).sum(1) / np.maximum(same.sum(1), 1), (C * other).sum(1) / np.maximum(other.sum(1), 1)
+    rows = [{"quantity": "WtW", "i": i, "j": j, "value": G[i, j]} for i in range(n) for j in range(n)]
+    rows += [{"quantity": "mean_abs_cos_same_set", "i": i, "j": -1, "value": within[i]} for i in range(n)]
+    rows += [{"quantity": "mean_abs_cos_other_set", "i": i, "j": -1, "value": across[i]} for i in range(n)]
+    return LocalAnalysis(W, float(run.cells["density"].iloc[c]), G,
+                         np.cumsum([size for _, size in sets.sets])[:-1] - 0.5, within, across,
+                         local_basis_stats(W, sets), pd.DataFrame(rows))
+
+
 @figure(
-    LOCAL,
-    section="geometry",
+    "local_orthogonal_bases", section="geometry",
     title="Local almost-orthogonal bases: correlated sets are orthogonal within, in superposition across",
     caption=(
         "W^T W of a ReLU-output model with two sets of correlated features (lines separate the sets) and the "
@@ -536,47 +541,30 @@ def local_basis_stats(W: np.ndarray, sets: FeatureSets) -> dict[str, float]:
     ),
 )
 def build_local(ctx: FigureContext) -> FigureOutput:
-    run = ctx.run(ctx.experiments[0])
-    sets = _sets_of(run)
-    c = _sparsest_cell(run)
-    W = run.params()["W"][c]
-    G = metrics.gram(W)
-    n = G.shape[0]
+    an = local_analysis(ctx)
+    m, n = an.W.shape
     fig, (ax, ax2) = new_figure(1, 2, figsize=(7.0, 3.3), gridspec_kw={"width_ratios": [1.1, 1]})
-    im = ax.imshow(G, cmap=GRAM_CMAP, norm=mcolors.Normalize(-1, 1), interpolation="nearest")
-    bounds = np.cumsum([size for _, size in sets.sets])[:-1] - 0.5
-    for x in bounds:
+    im = ax.imshow(an.gram, cmap=GRAM_CMAP, norm=mcolors.Normalize(-1, 1), interpolation="nearest")
+    for x in an.bounds:
         ax.axhline(x, color=PALETTE["ink"], lw=0.8)
         ax.axvline(x, color=PALETTE["ink"], lw=0.8)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(f"W$^T$W (n = {n}, m = {W.shape[0]}, 1-S = {run.cells['density'].iloc[c]:.3g})")
+    ax.set(xticks=[], yticks=[], title=f"W$^T$W (n = {n}, m = {m}, 1-S = {an.density:.3g})")
     fig.colorbar(im, ax=ax, fraction=0.046)
-    C = np.abs(cosines(W))
-    idx = np.asarray(sets.set_index())
-    same = (idx[:, None] == idx[None, :]) & ~np.eye(n, dtype=bool)
-    within = (C * same).sum(1) / np.maximum(same.sum(1), 1)
-    across = (C * (idx[:, None] != idx[None, :])).sum(1) / np.maximum((idx[:, None] != idx[None, :]).sum(1), 1)
-    ax2.bar(np.arange(n) - 0.2, within, 0.4, color=PALETTE["orthogonal"], label="same set")
-    ax2.bar(np.arange(n) + 0.2, across, 0.4, color=PALETTE["superposed"], label="other set")
-    ax2.set_xlabel("feature")
-    ax2.set_ylabel("mean |cos| to other features")
+    ax2.bar(np.arange(n) - 0.2, an.within, 0.4, color=PALETTE["orthogonal"], label="same set")
+    ax2.bar(np.arange(n) + 0.2, an.across, 0.4, color=PALETTE["superposed"], label="other set")
+    ax2.set(xlabel="feature", ylabel="mean |cos| to other features")
     ax2.legend(frameon=False)
     fig.tight_layout()
-    rows = [{"quantity": "WtW", "i": i, "j": j, "value": G[i, j]} for i in range(n) for j in range(n)]
-    rows += [{"quantity": "mean_abs_cos_same_set", "i": i, "j": -1, "value": within[i]} for i in range(n)]
-    rows += [{"quantity": "mean_abs_cos_other_set", "i": i, "j": -1, "value": across[i]} for i in range(n)]
-    return FigureOutput(fig, pd.DataFrame(rows))
+    return FigureOutput(fig, an.table)
 
 
-@claim(f"{LOCAL}.orthogonal_within_sets", figure=LOCAL, section="geometry",
-       statement="In a larger model with two sets of correlated features, the correlated sets considered in isolation "
-                 "are (nearly) orthogonal even though the model as a whole is in superposition.",
-       expected=f"more features represented than dimensions; mean |cos| within sets <= {LOCAL_ORTHO_MEAN_COS}",
-       tolerance=f"mean |cos| {LOCAL_ORTHO_MEAN_COS}")
+@_claim("local_orthogonal_bases.orthogonal_within_sets",
+        "In a larger model with two sets of correlated features, the correlated sets considered in isolation "
+        "are (nearly) orthogonal even though the model as a whole is in superposition.",
+        f"more features represented than dimensions; mean |cos| within sets <= {LOCAL_ORTHO_MEAN_COS}",
+        f"mean |cos| {LOCAL_ORTHO_MEAN_COS}")
 def _local(ctx: FigureContext) -> Measurement:
-    run = ctx.run(ctx.experiments[0])
-    s = local_basis_stats(run.params()["W"][_sparsest_cell(run)], _sets_of(run))
+    s = local_analysis(ctx).stats
     ok = s["represented"] > s["m"] and s["within_mean_abs_cos"] <= LOCAL_ORTHO_MEAN_COS
     return Measurement(measured=s, passed=ok, detail="selected model at the sparsest density")
 
@@ -585,7 +573,15 @@ def _local(ctx: FigureContext) -> Measurement:
 # Collapse of correlated pairs into their principal components
 
 
-PCA = "pca_collapse"
+@dataclass(frozen=True)
+class PCAAnalysis:
+    levels: pd.DataFrame  # per density, ascending: the selected model's pair states (pca_levels)
+    solutions: list[np.ndarray]  # the selected model at each level, canonicalised, in the order of levels
+    colors: list[Any]  # one per feature, by set
+    pairs: list[list[int]]
+    dense: np.ndarray  # [2, n] the selected model at the densest cell (the dense_pca_like claim's)
+    dense_density: float
+    table: pd.DataFrame
 
 
 def pca_levels(run: Any) -> pd.DataFrame:
@@ -602,9 +598,22 @@ def pca_levels(run: Any) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@analysis
+def pca_analysis(ctx: FigureContext) -> PCAAnalysis:
+    run = ctx.run(ctx.experiments[0])
+    levels = pca_levels(run)
+    W = run.params()["W"]
+    solutions = [metrics.canonicalize_2d(W[c]) for c in levels["cell"]]
+    rows = [{"kind": "solution", "density": d, "feature": f, "x": Wc[0, f], "y": Wc[1, f]}
+            for d, Wc in zip(levels["density"], solutions) for f in range(Wc.shape[1])]
+    c = int(np.argmax(run.cells["density"].to_numpy()))
+    table = pd.concat([pd.DataFrame(rows), levels.assign(kind="levels")], ignore_index=True)
+    return PCAAnalysis(levels, solutions, _set_colors(_sets_of(run)), _pairs_of(run), W[c],
+                       float(run.cells["density"].iloc[c]), table)
+
+
 @figure(
-    PCA,
-    section="geometry",
+    "pca_collapse", section="geometry",
     title="Correlated pairs collapse into their principal components as density grows",
     caption=(
         "Six features in three correlated pairs (colours), m = 2, selected model at each density (canonicalised). "
@@ -613,20 +622,13 @@ def pca_levels(run: Any) -> pd.DataFrame:
     ),
 )
 def build_pca(ctx: FigureContext) -> FigureOutput:
-    run = ctx.run(ctx.experiments[0])
-    sets = _sets_of(run)
-    levels = pca_levels(run)
-    k = len(levels)
-    cols = int(np.ceil(k / 2))
+    an = pca_analysis(ctx)
+    levels = an.levels
+    cols = int(np.ceil(len(levels) / 2))
     fig = plt.figure(figsize=(1.35 * cols, 5.0))
     gs = fig.add_gridspec(3, cols, height_ratios=[1, 1, 1.1])
-    W = run.params()["W"]
-    rows = []
-    for j, (_, lv) in enumerate(levels.iterrows()):
-        ax = fig.add_subplot(gs[j // cols, j % cols])
-        Wc = _draw_solution(ax, W[int(lv["cell"])], _set_colors(sets), f"1-S={lv['density']:.3g}")
-        for f in range(Wc.shape[1]):
-            rows.append({"kind": "solution", "density": lv["density"], "feature": f, "x": Wc[0, f], "y": Wc[1, f]})
+    for j, (Wc, d) in enumerate(zip(an.solutions, levels["density"])):
+        _draw_canonical(fig.add_subplot(gs[j // cols, j % cols]), Wc, an.colors, f"1-S={d:.3g}")
     ax = fig.add_subplot(gs[2, :])
     ax.step(levels["density"], levels["collapsed"], where="mid", color=PALETTE["ink"])
     ax.plot(levels["density"], levels["collapsed"], "o", ms=3, color=PALETTE["ink"])
@@ -639,12 +641,9 @@ def build_pca(ctx: FigureContext) -> FigureOutput:
     ticks = [v for v in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0) if lo <= v <= hi]
     ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
     ax.xaxis.set_minor_formatter(plt.NullFormatter())
-    ax.set_yticks([0, 1, 2, 3])
-    ax.set_xlabel("feature density 1-S")
-    ax.set_ylabel("collapsed pairs")
+    ax.set(yticks=[0, 1, 2, 3], xlabel="feature density 1-S", ylabel="collapsed pairs")
     fig.tight_layout()
-    table = pd.concat([pd.DataFrame(rows), levels.assign(kind="levels")], ignore_index=True)
-    return FigureOutput(fig, table)
+    return FigureOutput(fig, an.table)
 
 
 def measure_no_collapse(levels: pd.DataFrame) -> Measurement:
@@ -692,38 +691,32 @@ def measure_dense_pca(W: np.ndarray, pairs: Sequence[Sequence[int]]) -> Measurem
                               "components)")
 
 
-def _pca_claim(name: str, statement: str, expected: str, tolerance: str):
-    return claim(f"{PCA}.{name}", figure=PCA, section="geometry", statement=statement, expected=expected,
-                 tolerance=tolerance)
-
-
-@_pca_claim("sparse_no_collapse",
-            "In the very sparse regime (1-S < ~0.05) the six features form a hexagon with correlated features side by "
-            "side and no pair collapsed.",
-            "side by side (all represented, no collapse, pairs adjacent) at every density <= 0.033",
-            "the paper's 0.05 within a factor 1.5")
+@_claim("pca_collapse.sparse_no_collapse",
+        "In the very sparse regime (1-S < ~0.05) the six features form a hexagon with correlated features side by "
+        "side and no pair collapsed.",
+        "side by side (all represented, no collapse, pairs adjacent) at every density <= 0.033",
+        "the paper's 0.05 within a factor 1.5")
 def _pca_sparse(ctx: FigureContext) -> Measurement:
-    return measure_no_collapse(pca_levels(ctx.run(ctx.experiments[0])))
+    return measure_no_collapse(pca_analysis(ctx).levels)
 
 
-@_pca_claim("collapse_one_after_another",
-            "As density increases, the pairs progressively collapse into their principal components one after "
-            "another: one set from 1-S ~ 0.05, two sets from ~0.15.",
-            "the number of pairs collapsed or dropped never falls with density and passes through 1 and 2; the "
-            "first collapsed pair appears at a density in [0.033, 0.075], the first two in [0.1, 0.225]",
-            "regime boundaries within a factor 1.5")
+@_claim("pca_collapse.collapse_one_after_another",
+        "As density increases, the pairs progressively collapse into their principal components one after "
+        "another: one set from 1-S ~ 0.05, two sets from ~0.15.",
+        "the number of pairs collapsed or dropped never falls with density and passes through 1 and 2; the "
+        "first collapsed pair appears at a density in [0.033, 0.075], the first two in [0.1, 0.225]",
+        "regime boundaries within a factor 1.5")
 def _pca_progressive(ctx: FigureContext) -> Measurement:
-    return measure_progressive(pca_levels(ctx.run(ctx.experiments[0])))
+    return measure_progressive(pca_analysis(ctx).levels)
 
 
-@_pca_claim("dense_pca_like",
-            "In the dense regime (1-S > ~0.5) the solution is equivalent to PCA: pairs are represented by their "
-            "principal components, without superposition.",
-            "at the densest level every pair is collapsed or dropped and the collapsed directions are orthogonal "
-            "(|cos| < 0.1)", "cos 0.1")
+@_claim("pca_collapse.dense_pca_like",
+        "In the dense regime (1-S > ~0.5) the solution is equivalent to PCA: pairs are represented by their "
+        "principal components, without superposition.",
+        "at the densest level every pair is collapsed or dropped and the collapsed directions are orthogonal "
+        "(|cos| < 0.1)", "cos 0.1")
 def _pca_dense(ctx: FigureContext) -> Measurement:
-    run = ctx.run(ctx.experiments[0])
-    c = int(np.argmax(run.cells["density"].to_numpy()))
-    m = measure_dense_pca(run.params()["W"][c], _pairs_of(run))
-    m.detail += f" (1-S = {run.cells['density'].iloc[c]:.3g})"
+    an = pca_analysis(ctx)
+    m = measure_dense_pca(an.dense, an.pairs)
+    m.detail += f" (1-S = {an.dense_density:.3g})"
     return m
