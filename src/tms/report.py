@@ -312,6 +312,18 @@ def _section_key(name: str) -> str:
     return "appendix"
 
 
+def margin_text(f: findings_mod.Finding) -> str:
+    """The binding condition of a verdict and its signed margin: "agreement 0.899 >= 0.9 (margin -0.001)"."""
+    bars = f.bars or []
+    if not bars or f.margin is None:
+        return ""
+    decides = [b for b in bars if not b["passed"]] if f.verdict == "not reproduced" else bars
+    b = min(decides or bars, key=lambda x: x["relative_margin"] if x["relative_margin"] is not None else -1e300)
+    unit = f" {b['unit']}" if b["unit"] else ""
+    return (f"{b['name']}: {format_value(b['value'])} {b['op']} {format_value(b['threshold'])}{unit} "
+            f"(margin {b['margin']:+.3g}{unit})")
+
+
 def _finding_row(f: findings_mod.Finding, index: int) -> dict[str, Any]:
     key = _section_key(f.section)
     return {
@@ -321,6 +333,7 @@ def _finding_row(f: findings_mod.Finding, index: int) -> dict[str, Any]:
         "measured_json": json.dumps(f.measured, sort_keys=True), "verdict": f.verdict,
         "verdict_class": VERDICT_CLASS.get(f.verdict, "unsure"), "detail": f.detail,
         "experiments": list(f.experiments), "config": f.config,
+        "margin_text": margin_text(f), "near_miss": bool(f.near_miss),
     }
 
 
