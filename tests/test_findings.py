@@ -83,3 +83,16 @@ def test_a_count_flips_only_by_whole_steps():
     assert not Bar("computed", 21, ">", 40, step=1).near
     assert Bar("computed", 39, ">", 40, step=1).near  # needs 41: two steps, within 2
     assert not Bar("polysemantic", 0, "<", 1, step=1).near
+    assert not Bar("collapsed pairs", 1, "<", 1, step=1).near  # failing by a whole step: 1 of 1 away
+
+
+def test_a_count_at_its_bar_does_not_hide_a_near_bar_of_a_reproduced_claim():
+    at_bar, close = Bar("sign changes", 1, ">=", 1, step=1), Bar("crossing", 0.49, "<=", 0.5)
+    assert findings.near_miss(True, (at_bar, close)) is True
+    assert findings.binding(True, (at_bar, close)) is close
+
+
+def test_a_failed_categorical_condition_blocks_a_near_miss_even_with_a_near_failing_bar():
+    near_fail = Bar("b", 0.99, ">=", 1.0)
+    assert findings.near_miss(False, (near_fail,)) is True
+    assert findings.near_miss(False, (near_fail,), categorical_ok=False) is False

@@ -96,7 +96,8 @@ class Bar:
         if not math.isfinite(m):
             return math.inf
         strict = self.op in (">", "<")
-        return abs(m) + (self.step if (m >= 0) != strict else 0.0)
+        # a count needs one more whole step to cross a non-strict bar from above, or a strict one from below
+        return abs(m) + (self.step if self.passed != strict else 0.0)
 
     @property
     def near(self) -> bool:
@@ -110,23 +111,34 @@ class Bar:
                 "passed": self.passed, "near": self.near}
 
 
-def near_miss(passed: bool | None, bars: tuple[Bar, ...]) -> bool | None:
-    """The one near-miss rule (module docstring); None when there is no numeric bar or no verdict."""
+def _room(b: Bar) -> float:
+    """Distance to flip in units of the bar's scale (how close the bar is to changing)."""
+    scale = b.scale if b.scale else abs(float(b.threshold))
+    return b.distance_to_flip / scale
+
+
+def near_miss(passed: bool | None, bars: tuple[Bar, ...], categorical_ok: bool | None = None) -> bool | None:
+    """The one near-miss rule (module docstring); None when there is no numeric bar or no verdict.
+
+    ``categorical_ok`` is False when a non-numeric condition of the claim failed: no move of a
+    number can then flip the verdict.
+    """
     if passed is None or not bars:
         return None
     if passed:
-        return min(bars, key=lambda b: b.relative_margin).near
+        return any(b.near for b in bars)
     failing = [b for b in bars if not b.passed]
-    return bool(failing) and all(b.near for b in failing)
+    return categorical_ok is not False and bool(failing) and all(b.near for b in failing)
 
 
 def binding(passed: bool | None, bars: tuple[Bar, ...]) -> Bar | None:
-    """The bar that decides the verdict: the tightest one of a reproduced claim, the worst failing one
-    of a claim that is not reproduced."""
+    """The bar that decides the verdict: the one closest to flipping of a reproduced claim, the worst
+    failing one of a claim that is not reproduced."""
     if passed is None or not bars:
         return None
-    pool = list(bars) if passed else [b for b in bars if not b.passed] or list(bars)
-    return min(pool, key=lambda b: b.relative_margin)
+    if passed:
+        return min(bars, key=_room)
+    return min([b for b in bars if not b.passed] or list(bars), key=lambda b: b.relative_margin)
 
 
 @dataclass
@@ -137,6 +149,7 @@ class Measurement:
     passed: bool | None  # None: could not be decided (inconclusive)
     detail: str = ""  # one or two sentences: how it was measured, what was seen
     bars: tuple[Bar, ...] = ()  # the numeric conditions the verdict rests on (margins, near misses)
+    categorical_ok: bool | None = None  # the non-numeric conditions (exact sets, shapes), where there are any
 
 
 @dataclass(frozen=True)
@@ -233,7 +246,7 @@ def evaluate(figure: str, ctx: Any, experiments: list[str], config: str = "") ->
                 config=config,
                 bars=[b.to_json() for b in bars],
                 margin=_jsonable(bind.margin) if bind else None,
-                near_miss=near_miss(m.passed, bars),
+                near_miss=near_miss(m.passed, bars, m.categorical_ok),
             )
         )
     return out

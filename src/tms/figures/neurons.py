@@ -210,7 +210,7 @@ def polysemanticity_rises(cells: pd.DataFrame, m: int) -> Measurement:
         f"{list(map(int, polys))}; non-decreasing: {monotone}.",
         bars=(Bar("polysemantic neurons, sparsest level", int(polys[-1]), ">=", 1, "neurons", step=1),
               Bar("features represented, sparsest level", int(reps[-1]), ">", int(max(m, reps[0])), "features",
-                  step=1)))
+                  step=1)), categorical_ok=monotone)
 
 
 def coexist(cells: pd.DataFrame) -> Measurement:
@@ -513,7 +513,7 @@ def abs_dense_monosemantic(cells: pd.DataFrame) -> Measurement:
                        f"at 1-S={row['density']:.3g}: {int(row['monosemantic'])} monosemantic, "
                        f"{int(row['polysemantic'])} polysemantic, {int(row['dead'])} dead neurons.",
                        bars=(Bar("polysemantic neurons, densest level", int(row["polysemantic"]), "<", 1, "neurons",
-                                 step=1),))
+                                 step=1),), categorical_ok=live > 0)
 
 
 def sparse_computes_more(cells: pd.DataFrame, column: str, threshold: float, what: str) -> Measurement:

@@ -166,7 +166,7 @@ def measure_dense_orthogonal(W: np.ndarray) -> Measurement:
     bars = (Bar("|cos(W_0, W_1)|", abs(cos01), "<", ORTHOGONAL_COS),
             Bar("max ||W_i||, features 2-4", rest, "<", NOT_EMBEDDED))
     return Measurement(measured={"represented": rep, "cos_01": cos01, "max_norm_rest": rest}, passed=ok,
-                       detail=f"norms {np.round(norms, 3).tolist()}", bars=bars)
+                       detail=f"norms {np.round(norms, 3).tolist()}", bars=bars, categorical_ok=rep == [0, 1])
 
 
 def measure_two_antipodal_pairs(W: np.ndarray) -> Measurement:
@@ -181,7 +181,8 @@ def measure_two_antipodal_pairs(W: np.ndarray) -> Measurement:
         bars += (Bar("largest cos within a pair", max(float(C[a, b]) for a, b in pairs), "<", ANTIPODAL_COS),)
     return Measurement(measured={"pairs": [list(p) for p in pairs], "pair_cos": [float(C[a, b]) for a, b in pairs],
                                  "norm_4": float(norms[4])}, passed=ok,
-                       detail=f"norms {np.round(norms, 3).tolist()}", bars=bars)
+                       detail=f"norms {np.round(norms, 3).tolist()}", bars=bars,
+                       categorical_ok=represented(W).tolist() == [0, 1, 2, 3] and paired == [0, 1, 2, 3])
 
 
 def measure_pentagon(W: np.ndarray, tol_deg: float) -> Measurement:
@@ -335,7 +336,7 @@ def measure_antipodal_first(densities: np.ndarray, Ws: np.ndarray, m: int) -> Me
                                          "share": share}, passed=bool(sup.size > 0 and share >= ANTIPODAL_FIRST_MIN),
                                detail=f"first density with more than m = {m} represented features",
                                bars=(Bar("share of superposed features in antipodal pairs", share, ">=",
-                                         ANTIPODAL_FIRST_MIN),))
+                                         ANTIPODAL_FIRST_MIN),), categorical_ok=bool(sup.size > 0))
     return Measurement(measured=None, passed=False, detail=f"no density has more than m = {m} represented features")
 
 
