@@ -9,6 +9,7 @@ import pytest
 from tms import metrics
 from tms.data import FeatureSets
 from tms.figures import nonuniform as U
+from tms.findings import binding, evaluate, near_miss
 from tms.geometry import adjacent_on_circle
 
 from .conftest import PAIRS, PENTAGON, ctx_with, fake_run, rot, verdicts
@@ -25,6 +26,16 @@ def _hexagon(order: list[int]) -> np.ndarray:
 SIDE_BY_SIDE = _hexagon([0, 1, 2, 3, 4, 5])  # pairs (0,1), (2,3), (4,5) adjacent
 INTERLEAVED = _hexagon([0, 2, 4, 1, 3, 5])  # each pair's members 180 degrees apart
 PAIRS3 = [[0, 1], [2, 3], [4, 5]]
+
+
+def _findings(fid: str, ctx) -> dict:
+    """Claim name (without the figure prefix) -> Finding (verdict, bars, margin, near_miss)."""
+    return {f.id.split(".", 1)[1]: f for f in evaluate(fid, ctx, ctx.experiments)}
+
+
+def _bind(m) -> str:
+    """Name of the bar that decides a measurement's verdict."""
+    return binding(m.passed, m.bars).name
 
 
 def _collapsed(k: int) -> np.ndarray:
@@ -100,12 +111,13 @@ def _perturbation_run(good: bool) -> tuple:
     return np.stack(Ws), np.stack(bs)
 
 
-def _perturbation_table(good: bool) -> tuple[pd.DataFrame, np.ndarray]:
+def _perturbation_table(good: bool, ratios: list[float] = RATIOS, switch: float = 0.4
+                        ) -> tuple[pd.DataFrame, np.ndarray]:
     W, _ = _perturbation_run(good)
     rows = []
-    for c, r in enumerate(RATIOS):
-        # pentagon loss falls faster with sparsity than the digons' only above the crossing (0.4)
-        lp, ld = 1.0 + (0.4 - r if good else -0.5), 1.0
+    for c, r in enumerate(ratios):
+        # pentagon loss falls faster with sparsity than the digons' only above the crossing (``switch``)
+        lp, ld = 1.0 + (switch - r if good else -0.5), 1.0
         for k, (g, loss) in enumerate((("pentagon", lp), ("digons", ld))):
             rows.append({"cell": c, "ratio": r, "restart": k, "instance": 2 * c + k, "geometry": g, "loss": loss})
     df = pd.DataFrame(rows)
@@ -117,18 +129,47 @@ def test_perturbation_measures_pass_and_fail():
     df, W = _perturbation_table(True)
     m = U.measure_phase_change(df, W)
     assert m.passed and m.measured["ratio"] == pytest.approx(np.sqrt(0.3 * 0.5))
-    assert U.measure_crossing(df).passed
-    assert U.measure_repel_attract(df, W).passed
+    assert [(b.op, b.threshold) for b in m.bars] == [(">=", 1 / 3.125), ("<=", 0.5), ("<", 0.1)]
+    assert _bind(m) == "switch ratio" and binding(m.passed, m.bars).op == ">="  # 0.39: nearer 0.32 than 0.5
+    assert near_miss(m.passed, m.bars) is False
+    m = U.measure_crossing(df)
+    assert m.passed and [b.name for b in m.bars][2:] == ["crossing", "crossing"]
+    assert all(b.margin >= 0 for b in m.bars)
+    m = U.measure_repel_attract(df, W)
+    assert m.passed and {b.name for b in m.bars} == {
+        "ratios with a selected pentagon", "Spearman(ratio, neighbour span)",
+        "smallest neighbour span, feature 0 denser", "largest neighbour span, feature 0 sparser"}
     bad, Wb = _perturbation_table(False)
-    assert not U.measure_phase_change(bad, Wb).passed  # pentagons everywhere
-    assert not U.measure_crossing(bad).passed
-    assert not U.measure_repel_attract(df, _perturbation_run(False)[0]).passed  # no deformation
+    m = U.measure_phase_change(bad, Wb)
+    assert not m.passed and m.bars == ()  # pentagons everywhere: no switch, nothing numeric to miss by
+    m = U.measure_crossing(bad)
+    assert not m.passed and _bind(m) == "sign changes of the loss difference" and m.bars[0].margin == -1
+    assert near_miss(m.passed, m.bars) is False  # a whole crossing is missing
+    m = U.measure_repel_attract(df, _perturbation_run(False)[0])  # no deformation
+    assert not m.passed and not all(b.passed for b in m.bars)
+
+
+@pytest.mark.parametrize("low, high, passed", [(0.47, 0.51, True), (0.49, 0.53, False)])
+def test_phase_change_just_inside_and_just_outside_its_bar(low, high, passed):
+    # the switch at sqrt(low * high): 0.490 (1.0 % of 0.5 inside the bar) and 0.510 (1.0 % outside)
+    df, W = _perturbation_table(True, [0.3, low, high, 1.0, 2.0], switch=(low + high) / 2)
+    m = U.measure_phase_change(df, W)
+    assert m.passed is passed and m.measured["ratio"] == pytest.approx(np.sqrt(low * high))
+    bind = binding(m.passed, m.bars)
+    assert (bind.name, bind.op, bind.threshold) == ("switch ratio", "<=", 0.5)
+    assert bind.margin == pytest.approx(0.5 - np.sqrt(low * high)) and (bind.margin > 0) is passed
+    assert near_miss(m.passed, m.bars) is True
 
 
 def test_norm_bias_relation():
-    assert U.measure_norm_bias(PENTAGON / 0.9, np.full(5, -0.1)).passed
-    assert not U.measure_norm_bias(PENTAGON, np.full(5, -0.1)).passed  # on the unit circle
-    assert not U.measure_norm_bias(PENTAGON / 1.1, np.full(5, 0.1)).passed  # positive bias
+    m = U.measure_norm_bias(PENTAGON / 0.9, np.full(5, -0.1))
+    assert m.passed and _bind(m) == "largest b_i" and m.bars[1].margin == pytest.approx(0.1)
+    m = U.measure_norm_bias(PENTAGON, np.full(5, -0.1))  # on the unit circle
+    assert not m.passed and [b.passed for b in m.bars] == [False, True]
+    assert m.bars[0].margin == pytest.approx(0.05 - 0.1)
+    m = U.measure_norm_bias(PENTAGON / 1.1, np.full(5, 0.1))  # positive bias: the norm relation holds, the sign not
+    assert not m.passed and [b.passed for b in m.bars] == [True, False] and _bind(m) == "largest b_i"
+    assert m.bars[1].margin == pytest.approx(-0.1) and near_miss(m.passed, m.bars) is False  # 0.1 past 0, scale 1
 
 
 def test_perturbation_claims_through_the_figure_context():
@@ -171,10 +212,17 @@ def _corr_ctx(corr: np.ndarray, anti: np.ndarray, three: np.ndarray) -> object:
 
 
 def test_correlated_claims_pass_and_fail():
-    good = verdicts("correlated_features", _corr_ctx(SQUARE, ANTI, rot(33) @ SIDE_BY_SIDE))
-    assert set(good.values()) == {"reproduced"}, good
-    bad = verdicts("correlated_features", _corr_ctx(ANTI, SQUARE, INTERLEAVED))
-    assert set(bad.values()) == {"not reproduced"}, bad
+    good = _findings("correlated_features", _corr_ctx(SQUARE, ANTI, rot(33) @ SIDE_BY_SIDE))
+    assert {f.verdict for f in good.values()} == {"reproduced"}, good
+    assert all(b["passed"] for f in good.values() for b in f.bars) and not any(f.near_miss for f in good.values())
+    assert good["correlated_orthogonal"].bars[1]["value"] == pytest.approx(0.0, abs=1e-12)
+    bad = _findings("correlated_features", _corr_ctx(ANTI, SQUARE, INTERLEAVED))
+    assert {f.verdict for f in bad.values()} == {"not reproduced"}, bad
+    # swapped data: correlated pairs antipodal (|cos| 1), anticorrelated pairs orthogonal (cos 0)
+    assert bad["correlated_orthogonal"].margin == pytest.approx(0.1 - 1.0)
+    assert bad["anticorrelated_antipodal"].margin == pytest.approx(-0.9 - 0.0, abs=1e-12)
+    # interleaved hexagon: every feature represented, no pair collapsed; only adjacency fails (no bar)
+    assert all(b["passed"] for b in bad["side_by_side"].bars) and bad["side_by_side"].near_miss is False
     ctx = _corr_ctx(SQUARE, ANTI, SIDE_BY_SIDE)
     an = U.correlated_analysis(ctx)
     assert an.rows["three pairs"].pairs == PAIRS3 and an.rows["correlated"].density == 0.03
@@ -197,8 +245,11 @@ def test_local_bases_claim():
         run = fake_run("l", "relu_output", {"density": [0.05]}, _local_W(good)[None],
                        feature_sets=[{"kind": "correlated", "size": 4, "count": 2}])
         ctx = ctx_with("local_orthogonal_bases", {"l": run})
-        v = verdicts("local_orthogonal_bases", ctx)
-        assert v["orthogonal_within_sets"] == ("reproduced" if good else "not reproduced")
+        f = _findings("local_orthogonal_bases", ctx)["orthogonal_within_sets"]
+        assert f.verdict == ("reproduced" if good else "not reproduced")
+        assert [(b["name"], b["op"], b["threshold"]) for b in f.bars] == [
+            ("features represented", ">", 4), ("mean |cos| within sets", "<=", 0.1)]
+        assert (f.margin > 0) is good and f.bars[0]["margin"] == 4  # 8 features in 4 dimensions either way
         an = U.local_analysis(ctx)
         assert np.allclose(an.gram, metrics.gram(_local_W(good))) and an.bounds.tolist() == [3.5]
         out = U.build_local(ctx)
@@ -227,26 +278,41 @@ def _pca_dense() -> np.ndarray:
 def test_pca_collapse_claims_pass_and_fail():
     good = _pca_run([0, 0, 0, 1, 1, 2, 3, 2], _pca_dense())
     ctx = ctx_with("pca_collapse", {"pca": good})
-    v = verdicts("pca_collapse", ctx)
-    assert set(v.values()) == {"reproduced"}, v
+    found = _findings("pca_collapse", ctx)
+    assert {f.verdict for f in found.values()} == {"reproduced"}, found
+    prog = {(b["name"], b["op"]): b for b in found["collapse_one_after_another"].bars}
+    assert prog[("density of the first collapse", ">=")]["value"] == 0.06
+    assert prog[("density of the first two collapses", "<=")]["margin"] == pytest.approx(0.225 - 0.17)
+    assert found["dense_pca_like"].bars[2]["name"] == "largest |cos| between collapsed directions"
     an = U.pca_analysis(ctx)
     assert an.levels["collapsed"].tolist()[:-1] == [0, 0, 0, 1, 1, 2, 3]
     assert an.dense_density == 0.7 and np.array_equal(an.dense, _pca_dense())
     # all at once (0 -> 3) and too early; dense end still in superposition (a triangle of components)
     bad = _pca_run([0, 3, 3, 3, 3, 3, 3, 3], _collapsed(3))
-    v = verdicts("pca_collapse", ctx_with("pca_collapse", {"pca": bad}))
-    assert set(v.values()) == {"not reproduced"}, v
+    found = _findings("pca_collapse", ctx_with("pca_collapse", {"pca": bad}))
+    assert {f.verdict for f in found.values()} == {"not reproduced"}, found
+    # at 0.02 three pairs are collapsed already; the first collapse at 0.02 < 0.033 and all three at once
+    assert found["sparse_no_collapse"].bars[1]["value"] == 3 and found["sparse_no_collapse"].margin == -2
+    prog = {(b["name"], b["op"]): b for b in found["collapse_one_after_another"].bars}
+    assert not prog[("density of the first collapse", ">=")]["passed"]
+    assert not prog[("density of the first two collapses", ">=")]["passed"]
+    # a triangle of components: no pair separate, but the directions are 60 degrees apart (|cos| 0.5)
+    assert found["dense_pca_like"].margin == pytest.approx(0.1 - 0.5)
+    assert not any(f.near_miss for f in found.values())
     out = U.build_pca(ctx)
     assert (out.table["kind"] == "levels").sum() == len(PCA_DENS)
     out.figure.clf()
 
 
 def test_dense_pca_measure():
-    assert U.measure_dense_pca(_pca_dense(), PAIRS3).passed
+    m = U.measure_dense_pca(_pca_dense(), PAIRS3)
+    assert m.passed and all(b.margin > 0 for b in m.bars)
     skew = _pca_dense()
     skew[:, 2] = skew[:, 3] = [0.5, 0.5]  # components not orthogonal
-    assert not U.measure_dense_pca(skew, PAIRS3).passed
-    assert not U.measure_dense_pca(SIDE_BY_SIDE, PAIRS3).passed
+    m = U.measure_dense_pca(skew, PAIRS3)
+    assert not m.passed and _bind(m) == "largest |cos| between collapsed directions"
+    m = U.measure_dense_pca(SIDE_BY_SIDE, PAIRS3)
+    assert not m.passed and _bind(m) == "separate pairs" and m.bars[0].value == 3
 
 
 # --------------------------------------------------------------------------------------------

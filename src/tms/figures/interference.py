@@ -21,12 +21,13 @@ import pandas as pd
 
 from tms.figures.base import PALETTE, FigureContext, FigureOutput, analysis, figure, new_figure
 from tms.figures.draw import draw_arrows_2d
-from tms.findings import Measurement, claim
+from tms.findings import Bar, Measurement, claim
 
 NAMES = ("Clemson", "Duke", "NC State")
 ANGLES_DEG = (30.0, 150.0, 270.0)  # the slide deck's vectors (sqrt3/2, 1/2), (-sqrt3/2, 1/2), (0, -1)
 ACTIVE = (0.9, 0.9, 0.0)  # Clemson and Duke active together
 EXACT = 1e-9  # analytic quantities: equal up to floating-point rounding
+LINEAR_MIN_ERROR = 0.1  # the linear read-out "errs": its 1-sparse error exceeds this
 
 
 def directions(angles_deg: tuple[float, ...] | list[float]) -> np.ndarray:
@@ -158,7 +159,8 @@ def _bars(ax, names: list[str], series: dict[str, np.ndarray], title: str) -> No
        expected="W_Duke . W_Clemson_hat = -0.5", tolerance="1e-9 (analytic)")
 def _projection(ctx: FigureContext) -> Measurement:
     p = interference_analysis(ctx).projection
-    return Measurement(measured=p, passed=abs(p + 0.5) <= EXACT, detail="dot product of the unit directions")
+    return Measurement(measured=p, passed=abs(p + 0.5) <= EXACT, detail="dot product of the unit directions",
+                       bars=(Bar("|projection + 0.5|", abs(p + 0.5), "<=", EXACT),))
 
 
 @claim("interference_worked_example.ambiguity", figure="interference_worked_example", section="introduction",
@@ -169,7 +171,8 @@ def _ambiguity(ctx: FigureContext) -> Measurement:
     two = interference_analysis(ctx).two_active
     v, h = float(two["linear"][2]), two["hidden"]
     return Measurement(measured=v, passed=abs(v + 0.9) <= EXACT,
-                       detail=f"h = W x = ({h[0]:.3g}, {h[1]:.3g}); read-out W^T h")
+                       detail=f"h = W x = ({h[0]:.3g}, {h[1]:.3g}); read-out W^T h",
+                       bars=(Bar("|NC State read-out + 0.9|", abs(v + 0.9), "<=", EXACT),))
 
 
 @claim("interference_worked_example.recovery", figure="interference_worked_example", section="introduction",
@@ -179,8 +182,9 @@ def _ambiguity(ctx: FigureContext) -> Measurement:
 def _recovery(ctx: FigureContext) -> Measurement:
     out = interference_analysis(ctx).two_active["linear"]
     got = [float(out[0]), float(out[1])]
-    return Measurement(measured=got, passed=max(abs(v - 0.45) for v in got) <= EXACT,
-                       detail="linear read-out of the two active features")
+    worst = max(abs(v - 0.45) for v in got)  # the worse of the two features
+    return Measurement(measured=got, passed=worst <= EXACT, detail="linear read-out of the two active features",
+                       bars=(Bar("largest |read-out - 0.45|", worst, "<=", EXACT),))
 
 
 @claim("interference_worked_example.relu_filters_one_sparse", figure="interference_worked_example",
@@ -192,5 +196,7 @@ def _recovery(ctx: FigureContext) -> Measurement:
 def _relu_filters(ctx: FigureContext) -> Measurement:
     err = interference_analysis(ctx).one_sparse_error
     return Measurement(measured={"relu_max_error": err["relu"], "linear_max_error": err["linear"]},
-                       passed=err["relu"] <= EXACT and err["linear"] > 0.1,
-                       detail="each feature alone at 0.1, 0.2, ..., 1.0; no bias")
+                       passed=err["relu"] <= EXACT and err["linear"] > LINEAR_MIN_ERROR,
+                       detail="each feature alone at 0.1, 0.2, ..., 1.0; no bias",
+                       bars=(Bar("max |ReLU(W^T W x) - x|", err["relu"], "<=", EXACT),
+                             Bar("max |W^T W x - x|", err["linear"], ">", LINEAR_MIN_ERROR)))

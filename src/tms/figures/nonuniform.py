@@ -42,8 +42,8 @@ from tms.data import FeatureSets
 from tms.evaluation import model_losses
 from tms.figures.base import PALETTE, FigureContext, FigureOutput, analysis, figure, new_figure
 from tms.figures.draw import GRAM_CMAP, draw_arrows_2d
-from tms.findings import Measurement, claim
-from tms.geometry import (ANTIPODAL_COS, NOT_EMBEDDED, ORTHOGONAL_COS, adjacent_on_circle, angular_gaps,
+from tms.findings import Bar, Measurement, claim
+from tms.geometry import (ANTIPODAL_COS, NOT_EMBEDDED, ORTHOGONAL_COS, REPRESENTED, adjacent_on_circle, angular_gaps,
                           antipodal_pairs, cosines, count_dips, crossing, neighbour_span, represented, spearman)
 
 PHASE_RATIO_RANGE = (1 / 3.125, 1 / 2.0)
@@ -111,6 +111,18 @@ def side_by_side(W: np.ndarray, pairs: Sequence[Sequence[int]]) -> bool:
     """Every feature represented, no pair collapsed, each pair's members angular neighbours."""
     return (represented(W).size == W.shape[1] and collapsed_count(W, pairs) == 0
             and all(adjacent_on_circle(W, a, b) for a, b in pairs))
+
+
+def _window_bars(name: str, value: float, window: tuple[float, float], unit: str = "") -> tuple[Bar, Bar]:
+    """``lo <= value <= hi`` as two bars (lower and upper)."""
+    return Bar(name, value, ">=", window[0], unit), Bar(name, value, "<=", window[1], unit)
+
+
+def side_by_side_bars(W: np.ndarray, pairs: Sequence[Sequence[int]]) -> tuple[Bar, ...]:
+    """The numeric conditions of :func:`side_by_side`: every feature represented (the smallest norm) and no
+    pair collapsed (a count); the pairs' adjacency is a condition on the order of directions, no bar."""
+    return (Bar("smallest ||W_i||", float(metrics.feature_norms(W).min()), ">", REPRESENTED),
+            Bar("collapsed pairs", collapsed_count(W, pairs), "<", 1, "pairs", step=1))
 
 
 def _claim(id: str, statement: str, expected: str, tolerance: str):
@@ -277,8 +289,8 @@ def measure_phase_change(df: pd.DataFrame, W: np.ndarray) -> Measurement:
     sel = df[df["selected"]].sort_values("ratio")
     geo = sel["geometry"].tolist()
     ratios = sel["ratio"].to_numpy()
-    digon_zero = all(metrics.feature_norms(W[int(i)])[0] < NOT_EMBEDDED
-                     for i in sel.loc[sel["geometry"] == "digons", "instance"])
+    digon_w0 = [float(metrics.feature_norms(W[int(i)])[0]) for i in sel.loc[sel["geometry"] == "digons", "instance"]]
+    digon_zero = all(v < NOT_EMBEDDED for v in digon_w0)
     # the switch: last digon ratio below the first pentagon ratio
     pent = [k for k, g in enumerate(geo) if g == "pentagon"]
     dig = [k for k, g in enumerate(geo) if g == "digons"]
@@ -287,9 +299,12 @@ def measure_phase_change(df: pd.DataFrame, W: np.ndarray) -> Measurement:
                            detail="no clean switch from digons (sparser) to pentagons (denser) among selected models")
     r_star = float(np.sqrt(ratios[max(dig)] * ratios[min(pent)]))
     ok = PHASE_RATIO_RANGE[0] <= r_star <= PHASE_RATIO_RANGE[1] and digon_zero
+    bars = (*_window_bars("switch ratio", r_star, PHASE_RATIO_RANGE, "relative density"),
+            Bar("largest ||W_0|| in selected digons", max(digon_w0), "<", NOT_EMBEDDED))
     return Measurement(measured={"ratio": r_star, "times_sparser": 1 / r_star, "between": [float(ratios[max(dig)]),
                                  float(ratios[min(pent)])], "sparse_feature_at_zero": digon_zero}, passed=ok,
-                       detail="geometric mean of the neighbouring ratios where the selected geometry switches")
+                       detail="geometric mean of the neighbouring ratios where the selected geometry switches",
+                       bars=bars)
 
 
 def measure_crossing(df: pd.DataFrame) -> Measurement:
@@ -298,8 +313,13 @@ def measure_crossing(df: pd.DataFrame) -> Measurement:
     xs = crossing(curves["ratio"], curves["pentagon"], curves["digons"])
     both = int(curves[["pentagon", "digons"]].notna().all(axis=1).sum())
     ok = len(xs) == 1 and PHASE_RATIO_RANGE[0] <= xs[0] <= PHASE_RATIO_RANGE[1]
+    bars = (Bar("sign changes of the loss difference", len(xs), ">=", 1, "crossings", step=1),
+            Bar("sign changes of the loss difference", len(xs), "<=", 1, "crossings", step=1))
+    if len(xs) == 1:
+        bars += _window_bars("crossing", xs[0], PHASE_RATIO_RANGE, "relative density")
     return Measurement(measured={"crossings": xs, "ratios_with_both": both}, passed=ok,
-                       detail="sign changes of L(best pentagon) - L(best digons) over ratios where both exist")
+                       detail="sign changes of L(best pentagon) - L(best digons) over ratios where both exist",
+                       bars=bars)
 
 
 def measure_repel_attract(df: pd.DataFrame, W: np.ndarray) -> Measurement:
@@ -312,8 +332,16 @@ def measure_repel_attract(df: pd.DataFrame, W: np.ndarray) -> Measurement:
     sparser = [s for x, s in zip(r, span) if x < 1]
     ok = (len(span) >= 3 and rho >= REPEL_MIN_SPEARMAN and bool(denser) and bool(sparser)
           and min(denser) > 144.0 > max(sparser))
+    # a pentagon on each side of ratio 1 is a condition on which ratios exist, not a number: no bar
+    bars = (Bar("ratios with a selected pentagon", len(span), ">=", 3, "ratios", step=1),)
+    if np.isfinite(rho):  # undefined for fewer than two pentagons (the count above fails then)
+        bars += (Bar("Spearman(ratio, neighbour span)", rho, ">=", REPEL_MIN_SPEARMAN),)
+    if denser:
+        bars += (Bar("smallest neighbour span, feature 0 denser", min(denser), ">", 144.0, "degrees"),)
+    if sparser:
+        bars += (Bar("largest neighbour span, feature 0 sparser", max(sparser), "<", 144.0, "degrees"),)
     return Measurement(measured={"ratio": r.tolist(), "neighbour_span_deg": span, "spearman": rho}, passed=ok,
-                       detail="angle between feature 0's two neighbours; 144 deg in the regular pentagon")
+                       detail="angle between feature 0's two neighbours; 144 deg in the regular pentagon", bars=bars)
 
 
 def measure_norm_bias(W: np.ndarray, b: np.ndarray) -> Measurement:
@@ -327,7 +355,11 @@ def measure_norm_bias(W: np.ndarray, b: np.ndarray) -> Measurement:
                                  "bias": [float(v) for v in b.ravel()], "norm": [float(v) for v in norms.ravel()]},
                        passed=bool(dev <= NORM_BIAS_TOL and (beta > 0).all()),
                        detail=f"b_i < 0 everywhere: {bool((beta > 0).all())}; for comparison max |‖W_i‖² - (1 - b_i)| "
-                              f"(output exact at x = 1) = {alt:.3f}")
+                              f"(output exact at x = 1) = {alt:.3f}",
+                       bars=(Bar("largest | ||W_i|| (1 + b_i) - 1 |", dev, "<=", NORM_BIAS_TOL),
+                             # threshold 0: b_i is an offset on outputs whose features take values in [0, 1],
+                             # so its natural size is 1 (a bias within 0.05 of zero is a near miss)
+                             Bar("largest b_i", float(np.max(b)), "<", 0.0, scale=1.0)))
 
 
 @_claim("pentagon_perturbation.phase_change_ratio",
@@ -449,9 +481,14 @@ def measure_sets(W: np.ndarray, sets: FeatureSets, want: str) -> Measurement:
     C = cosines(W)
     within = [float(C[m[0], m[1]]) for m in set_members(sets) if m.size == 2]
     ok = all(abs(c) < ORTHOGONAL_COS if want == "orthogonal" else c < ANTIPODAL_COS for c in within)
+    bars = (Bar("smallest ||W_i||", float(metrics.feature_norms(W).min()), ">", REPRESENTED),)
+    if within and want == "orthogonal":  # the worst set
+        bars += (Bar("largest |cos| within a set", max(map(abs, within)), "<", ORTHOGONAL_COS),)
+    elif within:
+        bars += (Bar("largest cos within a set", max(within), "<", ANTIPODAL_COS),)
     return Measurement(measured={"within_set_cos": within, "represented": int(represented(W).size)},
                        passed=bool(ok and represented(W).size == W.shape[1]),
-                       detail="selected (lowest-loss) model at the sparsest density")
+                       detail="selected (lowest-loss) model at the sparsest density", bars=bars)
 
 
 @_claim("correlated_features.correlated_orthogonal",
@@ -483,7 +520,8 @@ def _side(ctx: FigureContext) -> Measurement:
     gaps = angular_gaps(W, represented(W))
     return Measurement(measured={"side_by_side": side_by_side(W, pairs), "gaps_deg": gaps.tolist(),
                                  "adjacent": [adjacent_on_circle(W, a, b) for a, b in pairs]},
-                       passed=side_by_side(W, pairs), detail=f"selected model at 1-S = {row.density:.3g}")
+                       passed=side_by_side(W, pairs), detail=f"selected model at 1-S = {row.density:.3g}",
+                       bars=side_by_side_bars(W, pairs))
 
 
 # --------------------------------------------------------------------------------------------
@@ -566,7 +604,9 @@ def build_local(ctx: FigureContext) -> FigureOutput:
 def _local(ctx: FigureContext) -> Measurement:
     s = local_analysis(ctx).stats
     ok = s["represented"] > s["m"] and s["within_mean_abs_cos"] <= LOCAL_ORTHO_MEAN_COS
-    return Measurement(measured=s, passed=ok, detail="selected model at the sparsest density")
+    return Measurement(measured=s, passed=ok, detail="selected model at the sparsest density",
+                       bars=(Bar("features represented", s["represented"], ">", s["m"], "features", step=1),
+                             Bar("mean |cos| within sets", s["within_mean_abs_cos"], "<=", LOCAL_ORTHO_MEAN_COS)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -585,7 +625,8 @@ class PCAAnalysis:
 
 
 def pca_levels(run: Any) -> pd.DataFrame:
-    """Per density (ascending): collapsed / dropped / separate pairs and side-by-side of the selected model."""
+    """Per density (ascending): collapsed / dropped / separate pairs and side-by-side of the selected model,
+    and its smallest feature norm (side by side needs it above the represented threshold)."""
     pairs = _pairs_of(run)
     dens = run.cells["density"].to_numpy(dtype=float)
     W = run.params()["W"]
@@ -594,7 +635,8 @@ def pca_levels(run: Any) -> pd.DataFrame:
         states = [pair_state(W[c], a, b) for a, b in pairs]
         rows.append({"cell": int(c), "density": dens[c], "collapsed": states.count("collapsed"),
                      "dropped": states.count("dropped"), "separate": states.count("separate"),
-                     "side_by_side": side_by_side(W[c], pairs)})
+                     "side_by_side": side_by_side(W[c], pairs),
+                     "min_norm": float(metrics.feature_norms(W[c]).min())})
     return pd.DataFrame(rows)
 
 
@@ -607,7 +649,7 @@ def pca_analysis(ctx: FigureContext) -> PCAAnalysis:
     rows = [{"kind": "solution", "density": d, "feature": f, "x": Wc[0, f], "y": Wc[1, f]}
             for d, Wc in zip(levels["density"], solutions) for f in range(Wc.shape[1])]
     c = int(np.argmax(run.cells["density"].to_numpy()))
-    table = pd.concat([pd.DataFrame(rows), levels.assign(kind="levels")], ignore_index=True)
+    table = pd.concat([pd.DataFrame(rows), levels.drop(columns="min_norm").assign(kind="levels")], ignore_index=True)
     return PCAAnalysis(levels, solutions, _set_colors(_sets_of(run)), _pairs_of(run), W[c],
                        float(run.cells["density"].iloc[c]), table)
 
@@ -649,8 +691,13 @@ def build_pca(ctx: FigureContext) -> FigureOutput:
 def measure_no_collapse(levels: pd.DataFrame) -> Measurement:
     sparse = levels[levels["density"] <= NO_COLLAPSE_BELOW / REGIME_FACTOR]
     ok = len(sparse) > 0 and bool(sparse["side_by_side"].all())
+    # side by side at every sparse level: the worst level's numbers (adjacency has no bar, see side_by_side_bars)
+    where = f"densities <= {NO_COLLAPSE_BELOW / REGIME_FACTOR:.2g}"
+    bars = () if sparse.empty else (
+        Bar(f"smallest ||W_i||, {where}", float(sparse["min_norm"].min()), ">", REPRESENTED),
+        Bar(f"most collapsed pairs, {where}", int(sparse["collapsed"].max()), "<", 1, "pairs", step=1))
     return Measurement(measured={f"{d:.3g}": bool(s) for d, s in zip(sparse["density"], sparse["side_by_side"])},
-                       passed=ok, detail="side-by-side hexagon (no collapse) at every density <= 0.05/1.5")
+                       passed=ok, detail="side-by-side hexagon (no collapse) at every density <= 0.05/1.5", bars=bars)
 
 
 def measure_progressive(levels: pd.DataFrame) -> Measurement:
@@ -670,9 +717,17 @@ def measure_progressive(levels: pd.DataFrame) -> Measurement:
     ok = (count_dips(merged) == 0 and 1 in merged and 2 in merged and d1 is not None and d2 is not None
           and ONE_COLLAPSED_FROM / f <= d1 <= ONE_COLLAPSED_FROM * f
           and TWO_COLLAPSED_FROM / f <= d2 <= TWO_COLLAPSED_FROM * f)
+    # passing through 1 and 2, and a first collapse existing at all, are conditions on which counts occur: no bar
+    bars = (Bar("largest fall in pairs collapsed or dropped", count_dips(merged), "<", 1, "pairs", step=1),)
+    if d1 is not None:
+        bars += _window_bars("density of the first collapse", d1, (ONE_COLLAPSED_FROM / f, ONE_COLLAPSED_FROM * f),
+                             "1-S")
+    if d2 is not None:
+        bars += _window_bars("density of the first two collapses", d2,
+                             (TWO_COLLAPSED_FROM / f, TWO_COLLAPSED_FROM * f), "1-S")
     return Measurement(measured={"collapsed": collapsed, "collapsed_or_dropped": merged, "density": dens.tolist(),
                                  "first_one": d1, "first_two": d2},
-                       passed=ok, detail="pairs of the selected model, sparse to dense")
+                       passed=ok, detail="pairs of the selected model, sparse to dense", bars=bars)
 
 
 def measure_dense_pca(W: np.ndarray, pairs: Sequence[Sequence[int]]) -> Measurement:
@@ -684,8 +739,12 @@ def measure_dense_pca(W: np.ndarray, pairs: Sequence[Sequence[int]]) -> Measurem
     worst = float(off.max()) if off.size else 0.0
     # for context: the share of ||W||_F^2 along the pairs' minor components (a - b)/sqrt 2, which PCA ignores
     minor = sum(float(np.sum((W[:, a] - W[:, b]) ** 2)) / 2 for a, b in pairs) / max(float(np.sum(W**2)), 1e-12)
+    bars = (Bar("separate pairs", states.count("separate"), "<", 1, "pairs", step=1),
+            Bar("collapsed pairs", len(dirs), ">=", 1, "pairs", step=1))
+    if off.size:  # orthogonality needs two collapsed directions
+        bars += (Bar("largest |cos| between collapsed directions", worst, "<", ORTHOGONAL_COS),)
     return Measurement(measured={"pairs": states, "max_abs_cos_between_components": worst,
-                                 "minor_component_share": minor}, passed=ok,
+                                 "minor_component_share": minor}, passed=ok, bars=bars,
                        detail="every pair collapsed or dropped; collapsed directions mutually orthogonal (the "
                               "minor-component share says how much of W lies outside the pairs' principal "
                               "components)")
