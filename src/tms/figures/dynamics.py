@@ -275,6 +275,18 @@ def run_events(run: Any, instance: int) -> RunEvents:
 DIGON_MIN = 0.9  # "all features converge into digons": >= 90 % of represented features at D = 1/2
 
 
+def _jump_stats(runs: list[RunEvents]) -> dict[str, Any]:
+    events = sum(len(r.events) for r in runs)
+    aligned = sum(sum(r.aligned) for r in runs)
+    chance = sum(r.chance * len(r.events) for r in runs if r.events) / events if events else float("nan")
+    widths = [np.log10(max(r.steps[d.end], 1) / max(r.steps[d.start], 1)) for r in runs for d in r.drops]
+    return {"runs": len(runs), "runs_with_jumps": sum(bool(r.events) for r in runs),
+            "jump_events": events, "aligned_events": aligned,
+            "aligned_share": aligned / events if events else float("nan"), "chance_share": chance,
+            "drops": sum(len(r.drops) for r in runs),
+            "median_drop_width_decades": float(np.median(widths)) if widths else float("nan")}
+
+
 @dataclass(frozen=True)
 class EnergyAnalysis:
     """What energy_level_jumps draws and its claims read."""
@@ -335,18 +347,6 @@ def build_energy(ctx: FigureContext) -> FigureOutput:
                  f"{len(r.drops)} drops")
     fig.tight_layout()
     return FigureOutput(fig, an.table)
-
-
-def _jump_stats(runs: list[RunEvents]) -> dict[str, Any]:
-    events = sum(len(r.events) for r in runs)
-    aligned = sum(sum(r.aligned) for r in runs)
-    chance = sum(r.chance * len(r.events) for r in runs if r.events) / events if events else float("nan")
-    widths = [np.log10(max(r.steps[d.end], 1) / max(r.steps[d.start], 1)) for r in runs for d in r.drops]
-    return {"runs": len(runs), "runs_with_jumps": sum(bool(r.events) for r in runs),
-            "jump_events": events, "aligned_events": aligned,
-            "aligned_share": aligned / events if events else float("nan"), "chance_share": chance,
-            "drops": sum(len(r.drops) for r in runs),
-            "median_drop_width_decades": float(np.median(widths)) if widths else float("nan")}
 
 
 @claim("energy_level_jumps.discrete_jumps", figure="energy_level_jumps", section="learning_dynamics",
