@@ -15,8 +15,10 @@ from tms.findings import evaluate
 
 
 def fake_run(name: str, model: str, sweep: dict, W: np.ndarray, b: np.ndarray | None = None,
-             restarts: int = 1, loss: np.ndarray | None = None, **spec) -> RunData:
-    """Results of experiment ``name`` with instances ``W [N, m, n]`` (cell-major, ``restarts`` each)."""
+             restarts: int = 1, loss: np.ndarray | None = None, extra_arrays: dict | None = None, **spec) -> RunData:
+    """Results of experiment ``name`` with instances ``W [N, m, n]`` (cell-major, ``restarts`` each);
+    ``extra_arrays`` adds what else ``run.npz`` would hold (loss records, ``snapshot_steps`` and
+    ``snap_<param>`` weight snapshots)."""
     N, m, n = W.shape
     cells = pd.DataFrame(list(itertools.product(*sweep.values())), columns=list(sweep))
     cells.insert(0, "cell", np.arange(len(cells)))
@@ -30,7 +32,7 @@ def fake_run(name: str, model: str, sweep: dict, W: np.ndarray, b: np.ndarray | 
     arrays = {"W": W.astype(np.float64), "b": np.zeros((N, n)) if b is None else b, "final_loss": loss, "best": best,
               "density": np.repeat(dens, restarts, axis=0), "importance": np.ones((N, n))}
     full = {"model": model, "n_features": n, "n_hidden": m, "sweep": sweep, "restarts": restarts, **spec}
-    return RunData.from_arrays(name, full, cells, arrays)
+    return RunData.from_arrays(name, full, cells, {**arrays, **(extra_arrays or {})})
 
 
 def ctx_with(fid: str, runs: dict[str, RunData], **options) -> FigureContext:

@@ -4,15 +4,15 @@ tests/test_pipeline.py)."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 
+from tms.experiments import RunData
 from tms.figures import dynamics as dyn
 from tms.figures.base import FigureContext
 from tms.findings import CLAIMS
-from tms.models import ModelKind
 from tms.training import log_steps
+
+from .conftest import ctx_with, fake_run
 
 STEPS = log_steps(10_000, 80, include_end=True)
 
@@ -101,24 +101,20 @@ def test_octahedron_check_on_hand_built_embeddings():
 # claims on constructed runs
 
 
-def fake_run(name: str, n: int, snaps_W: list[np.ndarray], snaps_b: list[np.ndarray], density: float,
-             sets=None) -> SimpleNamespace:
-    """One-model-per-entry run from per-instance snapshot lists ``[S, m, n]``."""
+def snapshot_run(name: str, snaps_W: list[np.ndarray], snaps_b: list[np.ndarray], density: float,
+                 sets=None) -> RunData:
+    """A run of one density whose instances have the snapshots ``snaps_W[i] [S, m, n]`` (and
+    ``snaps_b[i] [S, n]``); the last snapshot is the final model."""
     W = np.stack(snaps_W, axis=1).astype(np.float32)  # [S, N, m, n]
     b = np.stack(snaps_b, axis=1).astype(np.float32)
     N = W.shape[1]
-    arrays = {"snapshot_steps": STEPS[: W.shape[0]], "snap_W": W, "snap_b": b, "W": W[-1], "b": b[-1],
-              "density": np.full((N, n), density, np.float32), "importance": np.ones((N, n), np.float32),
-              "final_loss": np.arange(N, dtype=float) * 1e-6 + 1e-3}
-    spec = {"model": "relu_output", "n_features": n, "feature_sets": sets}
-    return SimpleNamespace(name=name, kind=ModelKind.RELU_OUTPUT, spec=spec, arrays=arrays,
-                           snapshots=lambda k: arrays[f"snap_{k}"])
+    snaps = {"snapshot_steps": STEPS[: W.shape[0]], "snap_W": W, "snap_b": b}
+    return fake_run(name, "relu_output", {"density": [density]}, W[-1], b[-1], restarts=N,
+                    loss=np.arange(N, dtype=float) * 1e-6 + 1e-3, extra_arrays=snaps, feature_sets=sets)
 
 
-def ctx_with(figure_id: str, run: SimpleNamespace) -> FigureContext:
-    ctx = FigureContext(figure_id, [run.name])
-    ctx._runs[run.name] = run
-    return ctx
+def ctx_of(figure_id: str, run: RunData) -> FigureContext:
+    return ctx_with(figure_id, {run.name: run})
 
 
 def digon_history(jump_at: int, drop_at: int | None = None, s: float = 0.05) -> tuple[list, list]:
@@ -142,15 +138,16 @@ def digon_history(jump_at: int, drop_at: int | None = None, s: float = 0.05) -> 
 
 def test_energy_claims_on_an_aligned_and_a_misaligned_run():
     W, b = digon_history(40)
-    ctx = ctx_with("energy_level_jumps", fake_run("energy", 4, [np.stack(W)], [np.stack(b)], 0.05))
+    ctx = ctx_of("energy_level_jumps", snapshot_run("energy", [np.stack(W)], [np.stack(b)], 0.05))
     assert CLAIMS["energy_level_jumps.discrete_jumps"].func(ctx).passed is True
     m = CLAIMS["energy_level_jumps.loss_drops_align"].func(ctx)
     assert m.passed is True and m.measured["aligned_events"] == 1
     out = dyn.build_energy(ctx)
     assert {"loss", "D_0"} <= set(out.table.series)
+    assert out.table is dyn.energy_analysis(ctx).table  # the build draws the analysis, computed once
 
     W, b = digon_history(40, drop_at=60)
-    ctx = ctx_with("energy_level_jumps", fake_run("energy", 4, [np.stack(W)], [np.stack(b)], 0.05))
+    ctx = ctx_of("energy_level_jumps", snapshot_run("energy", [np.stack(W)], [np.stack(b)], 0.05))
     m = CLAIMS["energy_level_jumps.loss_drops_align"].func(ctx)
     assert m.passed is False and m.measured["jump_events"] == 1 and m.measured["aligned_events"] == 0
 
@@ -160,7 +157,7 @@ def test_energy_discrete_claim_fails_without_jumps():
     e1, e2 = np.array([1.0, 0]), np.array([0, 1.0])
     W = [np.stack([e1, e2, -a * e1, -a * e2], axis=1) for a in np.linspace(0, 1, S)]  # a smooth growth
     b = [np.zeros(4)] * S
-    ctx = ctx_with("energy_level_jumps", fake_run("energy", 4, [np.stack(W)], [np.stack(b)], 0.05))
+    ctx = ctx_of("energy_level_jumps", snapshot_run("energy", [np.stack(W)], [np.stack(b)], 0.05))
     assert CLAIMS["energy_level_jumps.discrete_jumps"].func(ctx).passed is False
 
 
@@ -190,8 +187,8 @@ def test_geometry_claims_on_good_and_bad_runs():
     cross = np.concatenate([e, -e], axis=1)
     within = np.stack([e[0], -e[0], e[1], -e[1], e[2], -e[2]], axis=1)
     good = [geometry_history(rotation(k) @ cross) for k in range(3)]
-    run = fake_run("geo", 6, [g[0] for g in good], [g[1] for g in good], 0.1, SETS_SPEC)
-    ctx = ctx_with("geometric_transformations", run)
+    run = snapshot_run("geo", [g[0] for g in good], [g[1] for g in good], 0.1, SETS_SPEC)
+    ctx = ctx_of("geometric_transformations", run)
     m = CLAIMS["geometric_transformations.distinct_regimes"].func(ctx)
     assert m.passed is True and m.measured["shown_regimes"] >= 3
     assert CLAIMS["geometric_transformations.octahedron_attractor"].func(ctx).passed is True
@@ -200,8 +197,8 @@ def test_geometry_claims_on_good_and_bad_runs():
     assert len(stages) == 6 * stages.nunique() and stages.nunique() >= 3
 
     bad = [geometry_history(within, stages=False) for _ in range(3)]
-    run = fake_run("geo", 6, [g[0] for g in bad], [g[1] for g in bad], 0.1, SETS_SPEC)
-    ctx = ctx_with("geometric_transformations", run)
+    run = snapshot_run("geo", [g[0] for g in bad], [g[1] for g in bad], 0.1, SETS_SPEC)
+    ctx = ctx_of("geometric_transformations", run)
     assert CLAIMS["geometric_transformations.distinct_regimes"].func(ctx).passed is False
     m = CLAIMS["geometric_transformations.octahedron_attractor"].func(ctx)
     assert m.passed is False and m.measured["octahedron"] == 3 and m.measured["cross_set_octahedron"] == 0

@@ -3,17 +3,18 @@ quick build through Snakemake is covered by tests/test_pipeline.py)."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import itertools
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from tms import theory
+from tms.experiments import RunData
 from tms.figures import phase
 from tms.figures.base import FigureContext
 from tms.findings import CLAIMS
-from tms.models import ModelKind
+
+from .conftest import ctx_with, fake_run, verdicts
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,16 +101,13 @@ def test_linear_phase_map_and_boundary_curves():
 # claims on constructed runs
 
 
-def fake_run(name: str, kind: str, n: int, side: int, label_fn, restarts: int = 4, seed: int = 0) -> SimpleNamespace:
+def phase_run(name: str, kind: str, n: int, side: int, label_fn, restarts: int = 4, seed: int = 0) -> RunData:
     """A phase-diagram run whose models sit exactly at the candidate ``label_fn(s, r, restart)``."""
-    dens = np.geomspace(1, 0.01, side)
-    rr = np.geomspace(0.1, 10, side)
-    cells = pd.DataFrame([(c, s, r) for c, (s, r) in enumerate((s, r) for s in dens for r in rr)],
-                         columns=["cell", "density", "relative_importance"])
+    sweep = {"density": np.geomspace(1, 0.01, side), "relative_importance": np.geomspace(0.1, 10, side)}
     names = theory.candidate_names(n)
     gen = np.random.default_rng(seed)
     W, b, loss = [], [], []
-    for s, r in zip(cells.density, cells.relative_importance):
+    for s, r in itertools.product(*sweep.values()):
         for k in range(restarts):
             lab = label_fn(s, r, k)
             w, bb = theory.candidate_params(names[lab], n, s, r)
@@ -119,15 +117,8 @@ def fake_run(name: str, kind: str, n: int, side: int, label_fn, restarts: int = 
             W.append(w * (1 if gen.random() < 0.5 else -1))
             b.append(bb)
             loss.append(float(theory.losses(n, s, r)[names[lab]]) / n + 1e-6 * k)
-    arrays = {"W": np.asarray(W, dtype=np.float32), "b": np.asarray(b, dtype=np.float32),
-              "final_loss": np.asarray(loss)}
-    return SimpleNamespace(name=name, kind=ModelKind(kind), cells=cells, restarts=restarts, arrays=arrays)
-
-
-def ctx_with(figure_id: str, runs: list[SimpleNamespace]) -> FigureContext:
-    ctx = FigureContext(figure_id, [r.name for r in runs])
-    ctx._runs.update({r.name: r for r in runs})
-    return ctx
+    return fake_run(name, kind, sweep, np.asarray(W, dtype=np.float32), np.asarray(b, dtype=np.float32),
+                    restarts, np.asarray(loss))
 
 
 def theory_label(n):
@@ -138,63 +129,60 @@ def linear_label(s, r, k):
     return 0 if r < 1 else 1
 
 
-def verdicts(figure_id: str, ctx: FigureContext) -> dict[str, bool | None]:
-    out = {}
-    for cid, spec in CLAIMS.items():
-        if spec.figure == figure_id:
-            out[cid.split(".", 1)[1]] = spec.func(ctx).passed
-    return out
+def ctx_of(figure_id: str, *runs: RunData) -> FigureContext:
+    return ctx_with(figure_id, {r.name: r for r in runs})
 
 
 def test_2x1_claims_pass_on_theory_like_runs_and_fail_on_wrong_ones(tmp_path):
-    good = ctx_with("phase_diagram_2x1", [fake_run("relu", "relu_output", 2, 30, theory_label(2)),
-                                          fake_run("lin", "linear", 2, 30, linear_label)])
+    good = ctx_of("phase_diagram_2x1", phase_run("relu", "relu_output", 2, 30, theory_label(2)),
+                  phase_run("lin", "linear", 2, 30, linear_label))
     v = verdicts("phase_diagram_2x1", good)
-    assert v == {"relu_agrees_with_theory": True, "boundary_location": True, "linear_no_superposition": True,
-                 "discontinuous_change": True, "first_order_theory": True}
+    assert v == dict.fromkeys(["relu_agrees_with_theory", "boundary_location", "linear_no_superposition",
+                               "discontinuous_change", "first_order_theory"], "reproduced")
 
     # wrong: the ReLU models never superpose; the linear ones always do; one restart of four is
     # good (the vote must not rescue a cell with a single good model)
     def never(s, r, k):
         return int(theory.phase_map(2, s, r)[0]) if k == 0 else (0 if r < 1 else 1)
 
-    bad = ctx_with("phase_diagram_2x1", [fake_run("relu", "relu_output", 2, 30, never),
-                                         fake_run("lin", "linear", 2, 30, lambda s, r, k: 2)])
+    bad = ctx_of("phase_diagram_2x1", phase_run("relu", "relu_output", 2, 30, never),
+                 phase_run("lin", "linear", 2, 30, lambda s, r, k: 2))
     v = verdicts("phase_diagram_2x1", bad)
-    assert v["relu_agrees_with_theory"] is False
-    assert v["linear_no_superposition"] is False
-    assert v["boundary_location"] is False
+    assert v["relu_agrees_with_theory"] == "not reproduced"
+    assert v["linear_no_superposition"] == "not reproduced"
+    assert v["boundary_location"] == "not reproduced"
 
 
 def test_2x1_boundary_claim_fails_for_a_shifted_boundary():
     def shifted(s, r, k):
         return 2 if s < 0.6 * theory.boundary(2, r) else (0 if r < 1 else 1)
 
-    ctx = ctx_with("phase_diagram_2x1", [fake_run("relu", "relu_output", 2, 40, shifted)])
+    ctx = ctx_of("phase_diagram_2x1", phase_run("relu", "relu_output", 2, 40, shifted))
     m = CLAIMS["phase_diagram_2x1.boundary_location"].func(ctx)
     assert m.passed is False and m.measured["median_abs_offset_decades"] > 0.15
     assert CLAIMS["phase_diagram_2x1.linear_no_superposition"].func(ctx).passed is None
 
 
 def test_3x2_claims_pass_on_theory_and_fail_for_a_sloped_boundary():
-    good = ctx_with("phase_diagram_3x2", [fake_run("relu3", "relu_output", 3, 24, theory_label(3), restarts=3)])
+    good = ctx_of("phase_diagram_3x2", phase_run("relu3", "relu_output", 3, 24, theory_label(3), restarts=3))
     v = verdicts("phase_diagram_3x2", good)
-    assert v == {"relu_agrees_with_theory": True, "flat_boundary_above_r1": True}
+    assert v == {"relu_agrees_with_theory": "reproduced", "flat_boundary_above_r1": "reproduced"}
 
     def sloped(s, r, k):  # the 2x1 curve 4/(5+2r) instead of the flat 4/7 for r > 1
         if r < 1:
             return int(theory.phase_map(3, s, r)[0])
         return 2 if s < 4 / (5 + 2 * r) else 1
 
-    bad = ctx_with("phase_diagram_3x2", [fake_run("relu3", "relu_output", 3, 24, sloped, restarts=3)])
+    bad = ctx_of("phase_diagram_3x2", phase_run("relu3", "relu_output", 3, 24, sloped, restarts=3))
     m = CLAIMS["phase_diagram_3x2.flat_boundary_above_r1"].func(bad)
     assert m.passed is False and m.measured["slope"] < -0.3
 
 
 def test_phase_figure_table_holds_every_cell_and_the_boundaries():
-    ctx = ctx_with("phase_diagram_2x1", [fake_run("relu", "relu_output", 2, 12, theory_label(2)),
-                                         fake_run("lin", "linear", 2, 12, linear_label)])
+    ctx = ctx_of("phase_diagram_2x1", phase_run("relu", "relu_output", 2, 12, theory_label(2)),
+                 phase_run("lin", "linear", 2, 12, linear_label))
     out = phase.build_2x1(ctx)
+    assert out.table is phase.phase_analysis(ctx).table  # the build draws the analysis, computed once
     cells = out.table[out.table.kind == "cell"]
     assert len(cells) == 144
     assert (cells.theory == cells.relu_output_majority).all()
@@ -205,8 +193,8 @@ def test_phase_figure_table_holds_every_cell_and_the_boundaries():
 
 def test_phase_figure_with_a_finer_relu_grid_than_the_linear_one():
     """phase_1m.yaml trains only the ReLU map finer: each map is drawn and tabulated on its own grid."""
-    ctx = ctx_with("phase_diagram_2x1", [fake_run("relu", "relu_output", 2, 12, theory_label(2), restarts=2),
-                                         fake_run("lin", "linear", 2, 5, linear_label, restarts=2)])
+    ctx = ctx_of("phase_diagram_2x1", phase_run("relu", "relu_output", 2, 12, theory_label(2), restarts=2),
+                 phase_run("lin", "linear", 2, 5, linear_label, restarts=2))
     out = phase.build_2x1(ctx)
     cells = out.table[out.table.kind == "cell"]
     relu, lin = cells[cells.grid == "relu"], cells[cells.grid == "lin"]
@@ -214,7 +202,7 @@ def test_phase_figure_with_a_finer_relu_grid_than_the_linear_one():
     assert relu.linear_majority.isna().all() and lin.relu_output_majority.isna().all()
     assert (relu.theory == relu.relu_output_majority).all()
     assert len(out.figure.axes) == 3
-    assert verdicts("phase_diagram_2x1", ctx)  # the claims evaluate on mismatched grids too
+    assert "inconclusive" not in verdicts("phase_diagram_2x1", ctx).values()  # claims evaluate on mismatched grids
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,26 +210,26 @@ def test_phase_figure_with_a_finer_relu_grid_than_the_linear_one():
 
 
 def loss_ctx(curves: dict[str, np.ndarray]) -> FigureContext:
+    """One run per curve: 8 models (one per density from 1 to 0.01) whose mean loss is ``y``."""
     runs = []
     for name, y in curves.items():
         steps = np.array([0, 9, 99, len(y) - 1])
         hist = np.stack([np.full(8, y[s]) for s in steps])
-        runs.append(SimpleNamespace(name=name, kind=ModelKind.RELU_OUTPUT,
-                                    arrays={"mean_loss": y, "loss_steps": steps, "loss_history": hist,
-                                            "final_loss": np.full(8, y[-1]),
-                                            "density": np.repeat(np.geomspace(1, 0.01, 8)[:, None], 2, 1)}))
-    return ctx_with("phase_training_loss", runs)
+        runs.append(fake_run(name, "relu_output", {"density": np.geomspace(1, 0.01, 8)}, np.zeros((8, 1, 2)),
+                             loss=np.full(8, y[-1]),
+                             extra_arrays={"mean_loss": y, "loss_steps": steps, "loss_history": hist}))
+    return ctx_of("phase_training_loss", *runs)
 
 
 def test_training_loss_claims():
     t = np.arange(1, 2001)
     good = loss_ctx({"a": np.exp(-t / 50.0) + 1e-3, "b": 0.5 * np.exp(-t / 80.0) + 2e-3})
     v = verdicts("phase_training_loss", good)
-    assert v == {"decreases": True, "converges": True}
+    assert v == {"decreases": "reproduced", "converges": "reproduced"}
     out = phase.build_training_loss(good)
     assert set(out.table.experiment) == {"a", "b"}
     bad = loss_ctx({"a": 1.0 / t**0.1})  # 2x decrease, still falling at the end
-    assert verdicts("phase_training_loss", bad) == {"decreases": False, "converges": False}
+    assert verdicts("phase_training_loss", bad) == {"decreases": "not reproduced", "converges": "not reproduced"}
 
 
 def test_loss_summary_numbers():

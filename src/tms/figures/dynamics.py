@@ -1,4 +1,6 @@
-"""Learning dynamics (paper: "Superposition and Learning Dynamics").
+"""Learning dynamics (paper: "Superposition and Learning Dynamics"): ``energy_level_jumps`` and
+``geometric_transformations``, each drawn from one typed analysis computed once per context
+(:class:`EnergyAnalysis`, :class:`GeometryAnalysis`) that its build and its claims read.
 
 Both figures read weight snapshots taken on a log-spaced schedule (``train.snapshots``) and the
 loss of every snapshot on one fixed evaluation batch (common random numbers: the curve is then a
@@ -20,7 +22,7 @@ Events are detected by rules fixed before looking at results:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -28,9 +30,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tms import data as data_mod
-from tms import metrics, models, rng
-from tms.figures.base import PALETTE, FigureContext, FigureOutput, figure
+from tms import metrics, rng
+from tms.data import FeatureSets
+from tms.evaluation import model_losses
+from tms.figures.base import PALETTE, FigureContext, FigureOutput, analysis, figure
 from tms.findings import Measurement, claim
 
 # detection rules (see the module docstring)
@@ -220,30 +223,22 @@ def octahedron_check(W: np.ndarray, sets: np.ndarray, norm_min: float = 0.5, ant
 
 
 def snapshot_losses(run: Any, instance: int, examples: int = 8192, seed: int = 0) -> np.ndarray:
-    """Loss (the trainer's convention) of every snapshot of one instance on one fixed batch."""
-    from tms.data import FeatureSets
-
-    spec = run.spec
-    n = int(spec["n_features"])
-    kind = run.kind
-    sets = FeatureSets.parse(spec.get("feature_sets"), n)
+    """Loss (the trainer's convention) of every snapshot of one instance on one fixed batch: one
+    :func:`tms.evaluation.model_losses` call per snapshot (scoring them all as one batch of models
+    changes the last bits of the losses at the default config's sizes, and with them the drops)."""
     key = torch.tensor([rng.derive_key("tms.figures.dynamics", int(seed), int(instance))], dtype=torch.int64)
-    dens = torch.as_tensor(run.arrays["density"][instance], dtype=torch.float32)[None]
-    imp = torch.as_tensor(run.arrays["importance"][instance], dtype=torch.float32)[None]
-    x = data_mod.draw(key, 0, examples, dens, sets, kind.signed_inputs)  # [1, B, n]
-    out = []
-    with torch.no_grad():
-        for k in range(run.arrays["snapshot_steps"].shape[0]):
-            p = {name: torch.as_tensor(run.snapshots(name)[k, instance])[None] for name in kind.param_names}
-            out.append(float(models.loss_per_instance(kind, p, x, imp)[0]))
-    return np.asarray(out)
+    sets = FeatureSets.parse(run.spec.get("feature_sets"), int(run.spec["n_features"]))
+    imp, dens = run.arrays["importance"][instance], run.arrays["density"][instance]
+    snaps = {name: run.snapshots(name)[:, instance] for name in run.kind.param_names}
+    return np.concatenate([model_losses(run.kind, {k: v[s: s + 1] for k, v in snaps.items()}, imp, key, dens, sets,
+                                        examples) for s in range(len(run.arrays["snapshot_steps"]))])
 
 
 # --------------------------------------------------------------------------------------------
 # energy_level_jumps
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunEvents:
     """Events of one instance's training run."""
 
@@ -259,7 +254,6 @@ class RunEvents:
     chance: float  # aligned share expected for randomly placed events (see chance_alignment)
     final_digon_share: float  # share of represented features with D within LEVEL_TOL of 1/2
     final_loss: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def run_events(run: Any, instance: int) -> RunEvents:
@@ -281,63 +275,6 @@ def run_events(run: Any, instance: int) -> RunEvents:
 DIGON_MIN = 0.9  # "all features converge into digons": >= 90 % of represented features at D = 1/2
 
 
-def _energy_analysis(ctx: FigureContext) -> dict[str, Any]:
-    if "energy" in ctx.cache:
-        return ctx.cache["energy"]
-    run = ctx.run(ctx.experiments[0])
-    all_runs = [run_events(run, i) for i in range(run.arrays["final_loss"].shape[0])]
-    digon_runs = [r for r in all_runs if r.final_digon_share >= DIGON_MIN]
-    pool = digon_runs or all_runs
-    # the run shown: among all-digon runs, the one with the most jump events (ties: lowest final loss)
-    shown = min(pool, key=lambda r: (-len(r.events), r.final_loss))
-    ctx.cache["energy"] = {"run": run, "all": all_runs, "digon": digon_runs, "shown": shown}
-    return ctx.cache["energy"]
-
-
-@figure("energy_level_jumps", section="learning_dynamics",
-        title="Discrete 'energy level' jumps of feature dimensionality during training",
-        caption="Uniform superposition (all features equally important and sparse). Top: the dimensionality "
-                "D_i of every feature that is represented at the end, over training; bottom: the loss over "
-                "the same steps (every snapshot evaluated on one fixed batch). Shown: among the runs "
-                "(densities x restarts of the experiment) whose represented features all end as digons "
-                "(D = 1/2), the one with the most detected jump events. Grey bands: detected loss drops; "
-                "ticks: detected dimensionality jumps (rules in tms.figures.dynamics).")
-def build_energy(ctx: FigureContext) -> FigureOutput:
-    an = _energy_analysis(ctx)
-    r: RunEvents = an["shown"]
-    x = np.maximum(r.steps, 1)
-    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(6.0, 4.2), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
-    keep = np.flatnonzero(r.D[-1] > 0.05)
-    cmap = plt.get_cmap("viridis")
-    for k, i in enumerate(keep):
-        ax.plot(x, r.D[:, i], color=cmap(k / max(len(keep) - 1, 1)), lw=0.7, alpha=0.8)
-    for lev in (0.5, 1.0):
-        ax.axhline(lev, color=PALETTE["grid"], lw=0.6, zorder=0)
-    for s, e, _ in r.events:
-        ax.axvspan(x[s], x[e], ymin=0.96, ymax=1.0, color=PALETTE["ink"], lw=0)
-    ax2.plot(x, r.loss, color=PALETTE["relu"])
-    for d in r.drops:
-        for a in (ax, ax2):
-            a.axvspan(x[d.start], x[d.end], color="#999999", alpha=0.25, lw=0)
-    ax.set_ylabel("feature dimensionality D_i")
-    ax.set_ylim(-0.02, 1.05)
-    ax2.set_ylabel("loss")
-    ax2.set_yscale("log")
-    ax2.set_xscale("log")
-    ax2.set_xlabel("training step")
-    ax.set_title(f"density {r.density:.3g}: {len(r.events)} jump events, {sum(r.aligned)} with a loss drop; "
-                 f"{len(r.drops)} drops")
-    fig.tight_layout()
-    rows = [pd.DataFrame({"series": f"D_{i}", "step": r.steps, "value": r.D[:, i]}) for i in keep]
-    rows.append(pd.DataFrame({"series": "loss", "step": r.steps, "value": r.loss}))
-    rows.append(pd.DataFrame({"series": "drop_start_end", "step": [r.steps[v] for d in r.drops for v in (d.start, d.end)],
-                              "value": [d.size for d in r.drops for _ in (0, 1)]}))
-    rows.append(pd.DataFrame({"series": "jump_event_start_end",
-                              "step": [r.steps[v] for s, e, _ in r.events for v in (s, e)],
-                              "value": [float(a) for a in r.aligned for _ in (0, 1)]}))
-    return FigureOutput(fig, pd.concat(rows, ignore_index=True))
-
-
 def _jump_stats(runs: list[RunEvents]) -> dict[str, Any]:
     events = sum(len(r.events) for r in runs)
     aligned = sum(sum(r.aligned) for r in runs)
@@ -350,6 +287,68 @@ def _jump_stats(runs: list[RunEvents]) -> dict[str, Any]:
             "median_drop_width_decades": float(np.median(widths)) if widths else float("nan")}
 
 
+@dataclass(frozen=True)
+class EnergyAnalysis:
+    """What energy_level_jumps draws and its claims read."""
+
+    runs: list[RunEvents]  # every instance of the experiment
+    digon: list[RunEvents]  # the runs whose represented features all end as digons
+    shown: RunEvents  # among the all-digon runs, the one with the most jump events (ties: lowest final loss)
+    drawn: np.ndarray  # features of the shown run drawn (D > 0.05 at the end)
+    stats: dict[str, Any]  # jump and drop statistics pooled over the all-digon runs (every run if none is)
+    table: pd.DataFrame  # series (D_<i>, loss, drop_start_end, jump_event_start_end), step, value
+
+
+@analysis
+def energy_analysis(ctx: FigureContext) -> EnergyAnalysis:
+    run = ctx.run(ctx.experiments[0])
+    runs = [run_events(run, i) for i in range(run.arrays["final_loss"].shape[0])]
+    digon = [r for r in runs if r.final_digon_share >= DIGON_MIN]
+    r = min(digon or runs, key=lambda r: (-len(r.events), r.final_loss))
+    keep = np.flatnonzero(r.D[-1] > 0.05)
+    rows = [pd.DataFrame({"series": f"D_{i}", "step": r.steps, "value": r.D[:, i]}) for i in keep]
+    rows.append(pd.DataFrame({"series": "loss", "step": r.steps, "value": r.loss}))
+    rows.append(pd.DataFrame({"series": "drop_start_end",
+                              "step": [r.steps[v] for d in r.drops for v in (d.start, d.end)],
+                              "value": [d.size for d in r.drops for _ in (0, 1)]}))
+    rows.append(pd.DataFrame({"series": "jump_event_start_end",
+                              "step": [r.steps[v] for s, e, _ in r.events for v in (s, e)],
+                              "value": [float(a) for a in r.aligned for _ in (0, 1)]}))
+    return EnergyAnalysis(runs, digon, r, keep, _jump_stats(digon or runs), pd.concat(rows, ignore_index=True))
+
+
+@figure("energy_level_jumps", section="learning_dynamics",
+        title="Discrete 'energy level' jumps of feature dimensionality during training",
+        caption="Uniform superposition (all features equally important and sparse). Top: the dimensionality "
+                "D_i of every feature that is represented at the end, over training; bottom: the loss over "
+                "the same steps (every snapshot evaluated on one fixed batch). Shown: among the runs "
+                "(densities x restarts of the experiment) whose represented features all end as digons "
+                "(D = 1/2), the one with the most detected jump events. Grey bands: detected loss drops; "
+                "ticks: detected dimensionality jumps (rules in tms.figures.dynamics).")
+def build_energy(ctx: FigureContext) -> FigureOutput:
+    an = energy_analysis(ctx)
+    r, keep = an.shown, an.drawn
+    x = np.maximum(r.steps, 1)
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(6.0, 4.2), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    cmap = plt.get_cmap("viridis")
+    for k, i in enumerate(keep):
+        ax.plot(x, r.D[:, i], color=cmap(k / max(len(keep) - 1, 1)), lw=0.7, alpha=0.8)
+    for lev in (0.5, 1.0):
+        ax.axhline(lev, color=PALETTE["grid"], lw=0.6, zorder=0)
+    for s, e, _ in r.events:
+        ax.axvspan(x[s], x[e], ymin=0.96, ymax=1.0, color=PALETTE["ink"], lw=0)
+    ax2.plot(x, r.loss, color=PALETTE["relu"])
+    for d in r.drops:
+        for a in (ax, ax2):
+            a.axvspan(x[d.start], x[d.end], color="#999999", alpha=0.25, lw=0)
+    ax.set(ylabel="feature dimensionality D_i", ylim=(-0.02, 1.05))
+    ax2.set(ylabel="loss", yscale="log", xscale="log", xlabel="training step")
+    ax.set_title(f"density {r.density:.3g}: {len(r.events)} jump events, {sum(r.aligned)} with a loss drop; "
+                 f"{len(r.drops)} drops")
+    fig.tight_layout()
+    return FigureOutput(fig, an.table)
+
+
 @claim("energy_level_jumps.discrete_jumps", figure="energy_level_jumps", section="learning_dynamics",
        statement="Feature dimensionalities jump between discrete values ('energy levels') during training.",
        expected="the shown all-digon run has >= 1 jump event, and >= 80 % of the plateaus its features sit on "
@@ -357,25 +356,22 @@ def _jump_stats(runs: list[RunEvents]) -> dict[str, Any]:
        tolerance=f"jump: >= {JUMP_MIN} between plateaus ({PLATEAU_LEN}+ snapshots within {PLATEAU_TOL}), done "
                  f"within {SUDDEN:.0%} of the steps so far")
 def _(ctx: FigureContext) -> Measurement:
-    an = _energy_analysis(ctx)
-    r: RunEvents = an["shown"]
-    levels = [float(np.median(r.D[a: b + 1, i])) for i in range(r.D.shape[1]) if r.D[-1, i] > 0.05
-              for a, b in plateaus(r.D[:, i])]
+    an = energy_analysis(ctx)
+    r, stats = an.shown, an.stats
+    levels = [float(np.median(r.D[a: b + 1, i])) for i in an.drawn for a, b in plateaus(r.D[:, i])]
     share = float(at_level(np.asarray(levels)).mean()) if levels else float("nan")
-    pool = an["digon"] or an["all"]
-    stats = _jump_stats(pool)
-    jumps = [j for run in pool for j in run.jumps]
+    jumps = [j for run in an.digon or an.runs for j in run.jumps]
     before = float(at_level(np.array([j.before for j in jumps])).mean()) if jumps else float("nan")
     after = float(at_level(np.array([j.after for j in jumps])).mean()) if jumps else float("nan")
     ok = bool(r.events) and levels and share >= 0.8
     return Measurement(
         measured={"shown_jump_events": len(r.events), "plateaus_at_level_share": share,
                   "jump_start_at_level_share": before, "jump_end_at_level_share": after,
-                  "all_digon_runs": len(an["digon"]), "runs": len(an["all"]), **stats},
+                  "all_digon_runs": len(an.digon), "runs": len(an.runs), **stats},
         passed=bool(ok),
         detail=(f"Shown run (instance {r.instance}, density {r.density:.3g}): {len(r.jumps)} feature jumps in "
                 f"{len(r.events)} events; {share:.0%} of {len(levels)} plateaus at a discrete level. "
-                f"{len(an['digon'])} of {len(an['all'])} runs end all-digon; {stats['runs_with_jumps']} of them "
+                f"{len(an.digon)} of {len(an.runs)} runs end all-digon; {stats['runs_with_jumps']} of them "
                 f"show jumps ({stats['jump_events']} events, {len(jumps)} feature jumps): {after:.0%} of the jumps "
                 f"end at a discrete level but only {before:.0%} start at one (most start from the undifferentiated "
                 "D ~ 0.1-0.3 of early training)."))
@@ -388,17 +384,15 @@ def _(ctx: FigureContext) -> Measurement:
                 f"that ends all-digon, and >= {CHANCE_MARGIN:.0%} more than for randomly placed events",
        tolerance="coincide: the event's snapshot interval overlaps the drop's widened by one snapshot")
 def _(ctx: FigureContext) -> Measurement:
-    an = _energy_analysis(ctx)
-    pool = an["digon"] or an["all"]
-    stats = _jump_stats(pool)
-    shown = an["shown"]
+    an = energy_analysis(ctx)
+    stats, shown = an.stats, an.shown
     ok = (stats["jump_events"] > 0 and stats["aligned_share"] >= ALIGN_MIN
           and stats["aligned_share"] >= stats["chance_share"] + CHANCE_MARGIN)
     return Measurement(
         measured={**stats, "shown_aligned": sum(shown.aligned), "shown_events": len(shown.events)},
         passed=bool(ok) if stats["jump_events"] else None,
         detail=(f"{stats['aligned_events']} of {stats['jump_events']} jump events in {stats['runs']} "
-                f"{'all-digon ' if an['digon'] else ''}runs coincide with one of {stats['drops']} detected loss "
+                f"{'all-digon ' if an.digon else ''}runs coincide with one of {stats['drops']} detected loss "
                 f"drops ({stats['aligned_share']:.0%}; randomly placed events would: {stats['chance_share']:.0%}); "
                 f"shown run {sum(shown.aligned)}/{len(shown.events)}. The drops are broad (median width "
                 f"{stats['median_drop_width_decades']:.2f} decades of steps), so one drop often holds several events."))
@@ -408,7 +402,7 @@ def _(ctx: FigureContext) -> Measurement:
 # geometric_transformations
 
 
-def _stage_snapshots(loss: np.ndarray, steps: np.ndarray, drops: list[Drop]) -> list[int]:
+def _stage_snapshots(steps: np.ndarray, drops: list[Drop]) -> list[int]:
     """One snapshot per regime: the middle (in log-step) of each stretch of >= 3 snapshots between
     consecutive drops, plus the final snapshot."""
     starts = [0] + [d.end for d in drops]
@@ -432,37 +426,60 @@ def gram_change(W_before: np.ndarray, W_after: np.ndarray) -> float:
 
 
 GEOMETRY_CHANGE_MIN = 0.1  # a drop marks a new regime only if W^T W changes by >= 10 % across it
+STAGE_LETTERS = "ABCDEFGHIJ"  # names of the snapshots drawn in 3-D
 
 
-def regimes(o: dict[str, Any]) -> int:
-    """Regimes of one run: 1 + the drops across which the geometry changes (the paper: each regime is
-    a distinct geometric transformation)."""
-    return 1 + sum(c >= GEOMETRY_CHANGE_MIN for c in o["gram_change"])
+@dataclass(frozen=True)
+class RunGeometry:
+    """Loss drops and geometry of one instance's training run."""
+
+    instance: int
+    density: float
+    loss: np.ndarray  # [S] every snapshot on one fixed batch
+    drops: list[Drop]
+    gram_change: list[float]  # across each drop
+    regimes: int  # 1 + the drops across which the geometry changes (each regime a distinct transformation)
+    final: dict[str, Any]  # octahedron_check of the final W
+    final_loss: float
 
 
-def _geometry_analysis(ctx: FigureContext) -> dict[str, Any]:
-    if "geometry" in ctx.cache:
-        return ctx.cache["geometry"]
-    from tms.data import FeatureSets
+@dataclass(frozen=True)
+class GeometryAnalysis:
+    """What geometric_transformations draws and its claims read."""
 
+    runs: list[RunGeometry]  # every instance of the experiment
+    good: list[RunGeometry]  # the runs that end as a cross-set octahedron
+    shown: RunGeometry  # among the good runs, the one with the most regimes (ties: lowest final loss)
+    steps: np.ndarray  # [S] snapshot steps
+    stages: list[int]  # the snapshots drawn in 3-D, one per regime of the shown run
+    W: np.ndarray  # [S, m, n] the shown run's snapshots
+    sets: np.ndarray  # [n] each feature's set
+    table: pd.DataFrame  # the loss (series loss) and the embeddings at each stage (series embedding)
+
+
+@analysis
+def geometry_analysis(ctx: FigureContext) -> GeometryAnalysis:
     run = ctx.run(ctx.experiments[0])
-    n = int(run.spec["n_features"])
-    sets = np.asarray(FeatureSets.parse(run.spec.get("feature_sets"), n).set_index())
+    sets = np.asarray(FeatureSets.parse(run.spec.get("feature_sets"), int(run.spec["n_features"])).set_index())
     steps = np.asarray(run.arrays["snapshot_steps"])
-    out = []
+    runs = []
     for i in range(run.arrays["final_loss"].shape[0]):
         loss = snapshot_losses(run, i)
         drops = detect_drops(steps, loss)
-        final = octahedron_check(run.arrays["W"][i], sets)
         change = [gram_change(run.snapshots("W")[d.start, i], run.snapshots("W")[d.end, i]) for d in drops]
-        out.append({"instance": i, "density": float(run.arrays["density"][i, 0]), "loss": loss, "drops": drops,
-                    "gram_change": change, "final": final, "final_loss": float(run.arrays["final_loss"][i])})
-    good = [o for o in out if o["final"]["cross_set"]]
-    pool = good or out
-    # shown: among runs ending in the cross-set octahedron, the one with the most regimes (ties: lowest loss)
-    shown = min(pool, key=lambda o: (-regimes(o), o["final_loss"]))
-    ctx.cache["geometry"] = {"run": run, "sets": sets, "steps": steps, "all": out, "good": good, "shown": shown}
-    return ctx.cache["geometry"]
+        runs.append(RunGeometry(i, float(run.arrays["density"][i, 0]), loss, drops, change,
+                                1 + sum(c >= GEOMETRY_CHANGE_MIN for c in change),
+                                octahedron_check(run.arrays["W"][i], sets), float(run.arrays["final_loss"][i])))
+    good = [o for o in runs if o.final["cross_set"]]
+    o = min(good or runs, key=lambda o: (-o.regimes, o.final_loss))
+    stages = _stage_snapshots(steps, o.drops)
+    W = run.snapshots("W")[:, o.instance]
+    rows = [pd.DataFrame({"series": "loss", "stage": "", "step": steps, "feature": -1, "x": o.loss,
+                          "y": np.nan, "z": np.nan})]
+    for k, s in enumerate(stages):
+        rows.append(pd.DataFrame({"series": "embedding", "stage": STAGE_LETTERS[k], "step": int(steps[s]),
+                                  "feature": np.arange(W.shape[2]), "x": W[s, 0], "y": W[s, 1], "z": W[s, 2]}))
+    return GeometryAnalysis(runs, good, o, steps, stages, W, sets, pd.concat(rows, ignore_index=True))
 
 
 @figure("geometric_transformations", section="learning_dynamics",
@@ -474,48 +491,32 @@ def _geometry_analysis(ctx: FigureContext) -> dict[str, Any]:
                 "antipodal pairs mixing the two sets, the one with the most regimes (drops across which W^T W "
                 "changes by >= 10 %).")
 def build_geometry(ctx: FigureContext) -> FigureOutput:
-    an = _geometry_analysis(ctx)
-    o, run, steps, sets = an["shown"], an["run"], an["steps"], an["sets"]
-    stages = _stage_snapshots(o["loss"], steps, o["drops"])
-    W = run.snapshots("W")[:, o["instance"]]
+    an = geometry_analysis(ctx)
+    o, steps, stages, W, letters = an.shown, an.steps, an.stages, an.W, STAGE_LETTERS
     x = np.maximum(steps, 1)
-    letters = "ABCDEFGHIJ"
     fig = plt.figure(figsize=(1.6 * max(len(stages), 4), 4.0))
     gs = fig.add_gridspec(2, len(stages), height_ratios=[1, 1.3])
     ax = fig.add_subplot(gs[0, :])
-    ax.plot(x, o["loss"], color=PALETTE["relu"])
-    for d in o["drops"]:
+    ax.plot(x, o.loss, color=PALETTE["relu"])
+    for d in o.drops:
         ax.axvspan(x[d.start], x[d.end], color="#999999", alpha=0.25, lw=0)
     for k, s in enumerate(stages):
-        ax.annotate(letters[k], (x[s], o["loss"][s]), textcoords="offset points", xytext=(0, 6),
+        ax.annotate(letters[k], (x[s], o.loss[s]), textcoords="offset points", xytext=(0, 6),
                     ha="center", fontsize=8, color=PALETTE["ink"])
-        ax.plot(x[s], o["loss"][s], "o", ms=3, color=PALETTE["ink"])
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("loss")
+        ax.plot(x[s], o.loss[s], "o", ms=3, color=PALETTE["ink"])
+    ax.set(xscale="log", yscale="log", xlabel="training step", ylabel="loss")
     lim = float(np.abs(W[stages]).max()) * 1.05
     for k, s in enumerate(stages):
         a3 = fig.add_subplot(gs[1, k], projection="3d")
         for i in range(W.shape[2]):
-            c = PALETTE["pos"] if sets[i] == 0 else PALETTE["neg"]
+            c = PALETTE["pos"] if an.sets[i] == 0 else PALETTE["neg"]
             v = W[s, :, i]
             a3.plot([0, v[0]], [0, v[1]], [0, v[2]], color=c, lw=1.0)
             a3.scatter([v[0]], [v[1]], [v[2]], color=c, s=6)
-        a3.set_xlim(-lim, lim)
-        a3.set_ylim(-lim, lim)
-        a3.set_zlim(-lim, lim)
-        a3.set_xticks([])
-        a3.set_yticks([])
-        a3.set_zticks([])
+        a3.set(xlim=(-lim, lim), ylim=(-lim, lim), zlim=(-lim, lim), xticks=[], yticks=[], zticks=[])
         a3.set_title(f"{letters[k]}: step {int(steps[s])}", fontsize=7)
     fig.subplots_adjust(hspace=0.35)
-    rows = [pd.DataFrame({"series": "loss", "stage": "", "step": steps, "feature": -1, "x": o["loss"],
-                          "y": np.nan, "z": np.nan})]
-    for k, s in enumerate(stages):
-        rows.append(pd.DataFrame({"series": "embedding", "stage": letters[k], "step": int(steps[s]),
-                                  "feature": np.arange(W.shape[2]), "x": W[s, 0], "y": W[s, 1], "z": W[s, 2]}))
-    return FigureOutput(fig, pd.concat(rows, ignore_index=True))
+    return FigureOutput(fig, an.table)
 
 
 @claim("geometric_transformations.distinct_regimes", figure="geometric_transformations",
@@ -527,10 +528,10 @@ def build_geometry(ctx: FigureContext) -> FigureOutput:
        tolerance=f"drop: falls >= {DROP_RATE}x faster per log-step than the lower quartile within +-{DROP_WINDOW} "
                  f"decades of steps, >= {DROP_MIN:.1%} of the loss")
 def _(ctx: FigureContext) -> Measurement:
-    an = _geometry_analysis(ctx)
-    counts = [regimes(o) for o in an["all"]]
-    drops = [len(o["drops"]) for o in an["all"]]
-    shown = regimes(an["shown"])
+    an = geometry_analysis(ctx)
+    counts = [o.regimes for o in an.runs]
+    drops = [len(o.drops) for o in an.runs]
+    shown = an.shown.regimes
     share = float(np.mean([c >= REGIMES_MIN for c in counts]))
     return Measurement(
         measured={"shown_regimes": shown, "regimes_per_run": counts, "drops_per_run": drops,
@@ -539,7 +540,7 @@ def _(ctx: FigureContext) -> Measurement:
         detail=(f"Shown run: {shown} regimes; runs with >= {REGIMES_MIN} regimes: "
                 f"{sum(c >= REGIMES_MIN for c in counts)} of {len(counts)} (regimes per run: {counts}; loss drops "
                 f"per run, with or without a geometric change: {drops}). Geometry change across the shown run's "
-                f"drops: " + ", ".join(f"{c:.0%}" for c in an["shown"]["gram_change"]) + "."))
+                f"drops: " + ", ".join(f"{c:.0%}" for c in an.shown.gram_change) + "."))
 
 
 @claim("geometric_transformations.octahedron_attractor", figure="geometric_transformations",
@@ -550,14 +551,12 @@ def _(ctx: FigureContext) -> Measurement:
                 "whose every pair joins the two sets",
        tolerance="norms > 0.5, pair cosines < -0.9, |cos| < 0.1 across pairs")
 def _(ctx: FigureContext) -> Measurement:
-    an = _geometry_analysis(ctx)
-    octa = sum(o["final"]["octahedron"] for o in an["all"])
-    cross = len(an["good"])
-    total = len(an["all"])
+    an = geometry_analysis(ctx)
+    octa, cross, total = sum(o.final["octahedron"] for o in an.runs), len(an.good), len(an.runs)
     return Measurement(
         measured={"runs": total, "octahedron": octa, "cross_set_octahedron": cross, "share": cross / total},
         passed=cross / total > ATTRACTOR_MIN,
         detail=(f"{cross} of {total} runs end as a cross-set octahedron ({octa} as any octahedron). By density: "
-                + ", ".join(f"{d:.3g}: {sum(o['final']['cross_set'] for o in an['all'] if o['density'] == d)}/"
-                            f"{sum(o['density'] == d for o in an['all'])}"
-                            for d in sorted({o['density'] for o in an['all']})) + "."))
+                + ", ".join(f"{d:.3g}: {sum(o.final['cross_set'] for o in an.runs if o.density == d)}/"
+                            f"{sum(o.density == d for o in an.runs)}"
+                            for d in sorted({o.density for o in an.runs})) + "."))

@@ -1,8 +1,9 @@
 """Phase diagrams of the smallest toy models and the loss of their mass training
-(paper: "Superposition as a Phase Change").
-
-Each diagram puts the closed-form theory (:mod:`tms.theory`) beside maps of trained models on the
-same (relative importance r, density s) grid.
+(paper: "Superposition as a Phase Change"). One typed analysis per figure, computed once per
+context and read by the build and the claims: ``phase_diagram_2x1`` / ``_3x2`` draw
+:class:`PhaseAnalysis` (:func:`phase_analysis`: the closed-form theory of
+:mod:`tms.theory` beside maps of trained models on the same (relative importance r, density s)
+grid); ``phase_training_loss`` draws :class:`LossAnalysis` (:func:`training_loss`).
 
 Empirical-map protocol. The paper trains "ten models for each point and average[s] over the
 results, discarding the model with the highest loss". Averaging weights is meaningless (``W`` and
@@ -22,10 +23,11 @@ import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from tms import theory
-from tms.figures.base import PALETTE, FigureContext, FigureOutput, figure
+from tms.figures.base import PALETTE, FigureContext, FigureOutput, analysis, figure
 from tms.findings import Measurement, claim
 from tms.models import ModelKind
 
@@ -36,6 +38,8 @@ LABEL_COLOURS = {
 }
 #: The paper's sweep: r from 0.1 to 10, density from 1 to 0.01 (both log-spaced).
 R_RANGE, S_RANGE = (0.1, 10.0), (0.01, 1.0)
+#: The linear model's only boundary: r = 1 at every density.
+LINEAR_BOUNDARY = [("linear: r = 1", np.array([1.0, 1.0]), np.array(S_RANGE))]
 #: A priori tolerances (fixed from the paper's wording before any result was seen; see the claims).
 AGREE_MIN = 0.90  # fraction of cells away from a boundary whose empirical class is the theory's
 BOUNDARY_TOL_DECADES = 0.05  # |log10(s_empirical / s*)|, ~12 % in density: invisible on a 2-decade axis
@@ -160,10 +164,10 @@ def boundary_curves(n_features: int, n_points: int = 400) -> list[tuple[str, np.
 
 
 # --------------------------------------------------------------------------------------------
-# One experiment's map
+# One experiment's map, and the analysis of a phase diagram
 
 
-@dataclass
+@dataclass(frozen=True)
 class PhaseMap:
     """Empirical classes of one trained experiment on its (density x r) grid."""
 
@@ -205,15 +209,58 @@ def phase_map(run: Any, n_features: int) -> PhaseMap:
                     labels, keep, R)
 
 
-def theory_grid(n_features: int, density: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """Closed-form classes ``[n_s, n_r]`` on a grid."""
-    labels, _ = theory.phase_map(n_features, density[:, None], r[None, :])
-    return labels
+def phase_table(n_features: int, maps: dict[str, PhaseMap]) -> pd.DataFrame:
+    """One row per cell (theory, every map's majority/selected class and vote shares) plus the
+    boundary polylines drawn (rows with ``kind = boundary``). Maps on the same (density x r) grid
+    share rows; a map on another grid (the 1,000,000-model override trains only the ReLU map
+    finer) gets rows of its own, with ``grid`` naming the experiment whose grid they are."""
+    names = ("none",) + theory.candidate_names(n_features)
+    groups: dict[tuple, list[tuple[str, PhaseMap]]] = {}
+    for tag, pm in maps.items():
+        groups.setdefault((pm.density.tobytes(), pm.r.tobytes()), []).append((tag, pm))
+    frames = []
+    for members in groups.values():
+        first = members[0][1]
+        ss, rr = np.meshgrid(first.density, first.r, indexing="ij")
+        th = theory.phase_map(n_features, first.density[:, None], first.r[None, :])[0]  # closed-form classes
+        df = pd.DataFrame({"kind": "cell", "grid": "+".join(pm.name for _, pm in members), "density": ss.ravel(),
+                           "relative_importance": rr.ravel(), "theory": th.ravel(),
+                           "near_boundary": near_boundary(th).ravel()})
+        for tag, pm in members:
+            df[f"{tag}_majority"] = pm.majority.ravel()
+            df[f"{tag}_selected"] = pm.selected.ravel()
+            for k, nm in enumerate(names):
+                df[f"{tag}_share_{nm.replace(' ', '_').replace(',', '')}"] = pm.fractions[..., k].ravel()
+            df[f"{tag}_extra_norm"] = pm.extra_norm.ravel()
+        frames.append(df)
+    curves = boundary_curves(n_features) + (LINEAR_BOUNDARY if ModelKind.LINEAR.value in maps else [])
+    rows = [pd.DataFrame({"kind": "boundary", "curve": name, "relative_importance": rc, "density": sc})
+            for name, rc, sc in curves]
+    return pd.concat([*frames, *rows], ignore_index=True)
 
 
-def runs_by_kind(ctx: FigureContext) -> dict[ModelKind, Any]:
-    """The figure's experiments keyed by model kind (one ReLU-output, optionally one linear)."""
-    return {ctx.run(name).kind: ctx.run(name) for name in ctx.experiments}
+@dataclass(frozen=True)
+class PhaseAnalysis:
+    """What a phase diagram draws and its claims read."""
+
+    n_features: int
+    maps: dict[str, PhaseMap]  # model kind value -> map (one ReLU-output, optionally one linear)
+    relu: PhaseMap  # maps["relu_output"]
+    theory: np.ndarray  # [n_s, n_r] closed-form classes on the ReLU map's grid
+    table: pd.DataFrame  # see phase_table
+
+
+N_FEATURES = {"phase_diagram_2x1": 2, "phase_diagram_3x2": 3}  # features of each diagram's models
+
+
+@analysis
+def phase_analysis(ctx: FigureContext) -> PhaseAnalysis:
+    """Classify and vote every experiment of the diagram (keyed by model kind)."""
+    n = N_FEATURES[ctx.id]
+    maps = {ctx.run(name).kind.value: phase_map(ctx.run(name), n) for name in ctx.experiments}
+    relu = maps[ModelKind.RELU_OUTPUT.value]
+    th = theory.phase_map(n, relu.density[:, None], relu.r[None, :])[0]
+    return PhaseAnalysis(n, maps, relu, th, phase_table(n, maps))
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,99 +276,37 @@ def _edges(centres: np.ndarray) -> np.ndarray:
     return np.exp(np.concatenate([[2 * lc[0] - mid[0]], mid, [2 * lc[-1] - mid[-1]]]))
 
 
-def linear_boundary_curves() -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """The linear model's only boundary: r = 1 at every density."""
-    return [("linear: r = 1", np.array([1.0, 1.0]), np.array(S_RANGE))]
-
-
-def _draw_map(ax: Any, density: np.ndarray, r: np.ndarray, grid: np.ndarray, n_features: int, title: str,
-              curves: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
-    K = len(theory.candidate_names(n_features))
-    cmap = mcolors.ListedColormap(LABEL_COLOURS[n_features])
-    norm = mcolors.BoundaryNorm(np.arange(-1.5, K), cmap.N)
-    ax.pcolormesh(_edges(r), _edges(density), grid, cmap=cmap, norm=norm, shading="flat", rasterized=True)
-    for _, rc, sc in curves:
-        ax.plot(rc, sc, color=PALETTE["ink"], lw=0.8, ls="--")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlim(R_RANGE)
-    ax.set_ylim(S_RANGE)
-    ax.set_xlabel("relative importance r")
-    ax.set_title(title)
-
-
-def _legend(fig: Any, n_features: int) -> None:
-    names = ("matches no candidate",) + theory.candidate_names(n_features)
-    handles = [Patch(facecolor=c, edgecolor="#999999", lw=0.3, label=n)
-               for c, n in zip(LABEL_COLOURS[n_features], names)]
-    handles.append(plt_line())
-    fig.legend(handles=handles, loc="lower center", ncol=3 if len(handles) > 5 else len(handles), frameon=False,
-               bbox_to_anchor=(0.5, 0.0), handlelength=1.2, columnspacing=1.0)
-
-
-def plt_line() -> Any:
-    from matplotlib.lines import Line2D
-
-    return Line2D([], [], color=PALETTE["ink"], lw=0.8, ls="--", label="theoretical boundary")
-
-
-def _table(n_features: int, maps: dict[str, PhaseMap]) -> pd.DataFrame:
-    """One row per cell (theory, every map's majority/selected class and vote shares) plus the
-    boundary polylines drawn (rows with ``kind = boundary``). Maps on the same (density x r) grid
-    share rows; a map on another grid (the 1,000,000-model override trains only the ReLU map
-    finer) gets rows of its own, with ``grid`` naming the experiment whose grid they are."""
-    names = ("none",) + theory.candidate_names(n_features)
-    groups: dict[tuple, list[tuple[str, PhaseMap]]] = {}
-    for tag, pm in maps.items():
-        groups.setdefault((pm.density.tobytes(), pm.r.tobytes()), []).append((tag, pm))
-    frames = []
-    for members in groups.values():
-        first = members[0][1]
-        ss, rr = np.meshgrid(first.density, first.r, indexing="ij")
-        th = theory_grid(n_features, first.density, first.r)
-        df = pd.DataFrame({"kind": "cell", "grid": "+".join(pm.name for _, pm in members), "density": ss.ravel(),
-                           "relative_importance": rr.ravel(), "theory": th.ravel(),
-                           "near_boundary": near_boundary(th).ravel()})
-        for tag, pm in members:
-            df[f"{tag}_majority"] = pm.majority.ravel()
-            df[f"{tag}_selected"] = pm.selected.ravel()
-            for k, nm in enumerate(names):
-                df[f"{tag}_share_{nm.replace(' ', '_').replace(',', '')}"] = pm.fractions[..., k].ravel()
-            df[f"{tag}_extra_norm"] = pm.extra_norm.ravel()
-        frames.append(df)
-    curves = boundary_curves(n_features) + (linear_boundary_curves() if ModelKind.LINEAR.value in maps else [])
-    rows = [pd.DataFrame({"kind": "boundary", "curve": name, "relative_importance": rc, "density": sc})
-            for name, rc, sc in curves]
-    return pd.concat([*frames, *rows], ignore_index=True)
-
-
-def _build_phase(ctx: FigureContext, n_features: int) -> FigureOutput:
-    maps, th = _analysis(ctx, n_features)
-    ref = maps[ModelKind.RELU_OUTPUT.value]
-    panels = [("theory", th, "closed-form theory", ref)]
+def _build_phase(an: PhaseAnalysis) -> FigureOutput:
+    """Theory, then every trained map (majority class), each on its own grid with its boundaries."""
+    n = an.n_features
+    panels = [("theory", an.theory, "closed-form theory", an.relu)]
     for kind in (ModelKind.RELU_OUTPUT, ModelKind.LINEAR):
-        if kind.value in maps:
-            pm = maps[kind.value]
+        if kind.value in an.maps:
+            pm = an.maps[kind.value]
             word = "ReLU output" if kind is ModelKind.RELU_OUTPUT else "linear"
-            panels.append((kind.value, pm.majority, f"trained {word}\n(majority of {pm.restarts - 1} kept of {pm.restarts})",
-                           pm))
+            panels.append((kind.value, pm.majority, f"trained {word}\n(majority of {pm.restarts - 1} kept of "
+                           f"{pm.restarts})", pm))
     fig, axes = plt.subplots(1, len(panels), figsize=(2.45 * len(panels), 2.7), sharey=True)
-    for ax, (tag, g, title, grid) in zip(np.atleast_1d(axes), panels):  # each map on its own grid
-        curves = linear_boundary_curves() if tag == ModelKind.LINEAR.value else boundary_curves(n_features)
-        _draw_map(ax, grid.density, grid.r, g, n_features, title, curves)
+    cmap = mcolors.ListedColormap(LABEL_COLOURS[n])
+    norm = mcolors.BoundaryNorm(np.arange(-1.5, len(theory.candidate_names(n))), cmap.N)
+    for ax, (tag, g, title, grid) in zip(np.atleast_1d(axes), panels):
+        ax.pcolormesh(_edges(grid.r), _edges(grid.density), g, cmap=cmap, norm=norm, shading="flat", rasterized=True)
+        for _, rc, sc in LINEAR_BOUNDARY if tag == ModelKind.LINEAR.value else boundary_curves(n):
+            ax.plot(rc, sc, color=PALETTE["ink"], lw=0.8, ls="--")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(R_RANGE)
+        ax.set_ylim(S_RANGE)
+        ax.set_xlabel("relative importance r")
+        ax.set_title(title)
     np.atleast_1d(axes)[0].set_ylabel("feature density 1 - S")
     fig.tight_layout(rect=(0, 0.1, 1, 1))
-    _legend(fig, n_features)
-    return FigureOutput(fig, _table(n_features, maps))
-
-
-def _analysis(ctx: FigureContext, n_features: int) -> tuple[dict[str, PhaseMap], np.ndarray]:
-    if "maps" not in ctx.cache:
-        runs = runs_by_kind(ctx)
-        maps = {kind.value: phase_map(run, n_features) for kind, run in runs.items()}
-        ref = maps[ModelKind.RELU_OUTPUT.value]
-        ctx.cache["maps"], ctx.cache["theory"] = maps, theory_grid(n_features, ref.density, ref.r)
-    return ctx.cache["maps"], ctx.cache["theory"]
+    names = ("matches no candidate",) + theory.candidate_names(n)
+    handles = [Patch(facecolor=c, edgecolor="#999999", lw=0.3, label=nm) for c, nm in zip(LABEL_COLOURS[n], names)]
+    handles.append(Line2D([], [], color=PALETTE["ink"], lw=0.8, ls="--", label="theoretical boundary"))
+    fig.legend(handles=handles, loc="lower center", ncol=3 if len(handles) > 5 else len(handles), frameon=False,
+               bbox_to_anchor=(0.5, 0.0), handlelength=1.2, columnspacing=1.0)
+    return FigureOutput(fig, an.table)
 
 
 PROTOCOL = ("Each cell trains R models (restarts); the highest-loss one is discarded, each kept model is "
@@ -345,12 +330,11 @@ PROTOCOL = ("Each cell trains R models (restarts); the highest-loss one is disca
                 "importance x variance and never superposes). The theory assumes b = 0 for represented features; "
                 "trained models learn b > 0 and superpose slightly above the curve near r = 1.")
 def build_2x1(ctx: FigureContext) -> FigureOutput:
-    return _build_phase(ctx, 2)
+    return _build_phase(phase_analysis(ctx))
 
 
-def _agreement_measurement(ctx: FigureContext, n_features: int) -> Measurement:
-    maps, th = _analysis(ctx, n_features)
-    pm = maps[ModelKind.RELU_OUTPUT.value]
+def _agreement_measurement(an: PhaseAnalysis) -> Measurement:
+    pm, th, n_features = an.relu, an.theory, an.n_features
     near = near_boundary(th)
     m = {"away_from_boundary": agreement(pm.majority, th, near), "overall": agreement(pm.majority, th),
          "selected_away_from_boundary": agreement(pm.selected, th, near),
@@ -380,16 +364,22 @@ def _agreement_measurement(ctx: FigureContext, n_features: int) -> Measurement:
                 "theoretical class (majority of the 9 kept of 10 models); overall agreement is reported too",
        tolerance="cells within one grid step (8-neighbourhood) of a theory boundary are excluded")
 def _(ctx: FigureContext) -> Measurement:
-    return _agreement_measurement(ctx, 2)
+    return _agreement_measurement(phase_analysis(ctx))
 
 
 def _fmt(v: float | None) -> str:
     return "n/a" if v is None or not np.isfinite(v) else f"{v:+.3f}"
 
 
-def _boundary_measurement_2x1(ctx: FigureContext) -> Measurement:
-    maps, _ = _analysis(ctx, 2)
-    pm = maps[ModelKind.RELU_OUTPUT.value]
+@claim("phase_diagram_2x1.boundary_location", figure="phase_diagram_2x1", section="phase_change",
+       statement="The superposition boundary sits at s* = 4r/(2+5r) for r <= 1 and s* = 4/(5+2r) for r >= 1 "
+                 "(closed form; triple point r = 1, s = 4/7).",
+       expected=f"median over r columns of |log10(s_empirical / s*)| <= {BOUNDARY_TOL_DECADES} decades "
+                "(~12 % in density)",
+       tolerance="s_empirical per column is the best step fit of the majority map; columns without a "
+                 "transition are skipped")
+def _(ctx: FigureContext) -> Measurement:
+    pm = phase_analysis(ctx).relu
     below = pm.majority == 2
     off = boundary_offsets(pm.density, pm.r, below, theory.boundary(2, pm.r))
     ok = np.isfinite(off)
@@ -411,17 +401,6 @@ def _boundary_measurement_2x1(ctx: FigureContext) -> Measurement:
                 "near r = 1."))
 
 
-@claim("phase_diagram_2x1.boundary_location", figure="phase_diagram_2x1", section="phase_change",
-       statement="The superposition boundary sits at s* = 4r/(2+5r) for r <= 1 and s* = 4/(5+2r) for r >= 1 "
-                 "(closed form; triple point r = 1, s = 4/7).",
-       expected=f"median over r columns of |log10(s_empirical / s*)| <= {BOUNDARY_TOL_DECADES} decades "
-                "(~12 % in density)",
-       tolerance="s_empirical per column is the best step fit of the majority map; columns without a "
-                 "transition are skipped")
-def _(ctx: FigureContext) -> Measurement:
-    return _boundary_measurement_2x1(ctx)
-
-
 @claim("phase_diagram_2x1.linear_no_superposition", figure="phase_diagram_2x1", section="phase_change",
        statement="Linear models never use superposition: with one dimension they keep the feature with the "
                  "larger importance-weighted variance.",
@@ -429,10 +408,9 @@ def _(ctx: FigureContext) -> Measurement:
        tolerance="cells within one grid step of r = 1 are excluded: there every unit direction has the same "
                  "linear loss, so the class is undefined")
 def _(ctx: FigureContext) -> Measurement:
-    maps, _ = _analysis(ctx, 2)
-    if ModelKind.LINEAR.value not in maps:
+    pm = phase_analysis(ctx).maps.get(ModelKind.LINEAR.value)
+    if pm is None:
         return Measurement(None, None, "no linear experiment in this figure's config")
-    pm = maps[ModelKind.LINEAR.value]
     lin_th = np.broadcast_to(linear_phase_map(2, pm.r)[None, :], pm.majority.shape)
     near = near_boundary(lin_th)
     sup = pm.majority == 2
@@ -458,8 +436,7 @@ def _(ctx: FigureContext) -> Measurement:
        tolerance="norm = median ||W_extra|| over the kept models of a cell; columns whose norm changes "
                  "by less than 0.2 are skipped")
 def _(ctx: FigureContext) -> Measurement:
-    maps, _ = _analysis(ctx, 2)
-    pm = maps[ModelKind.RELU_OUTPUT.value]
+    pm = phase_analysis(ctx).relu
     cols = pm.r <= 0.8
     share = discontinuity(pm.density, pm.extra_norm[:, cols])
     ok = np.isfinite(share)
@@ -532,7 +509,7 @@ def first_order_check(n_features: int) -> Measurement:
                 "loss; then trained models. " + PROTOCOL + " Dashed: theoretical boundaries s* = 4r/(2+5r) "
                 "for r < 1, the flat s = 4/7 for r > 1, and r = 1.")
 def build_3x2(ctx: FigureContext) -> FigureOutput:
-    return _build_phase(ctx, 3)
+    return _build_phase(phase_analysis(ctx))
 
 
 @claim("phase_diagram_3x2.relu_agrees_with_theory", figure="phase_diagram_3x2", section="phase_change",
@@ -542,7 +519,7 @@ def build_3x2(ctx: FigureContext) -> FigureOutput:
                 "theoretical class (majority of the 9 kept of 10 models); overall agreement is reported too",
        tolerance="cells within one grid step (8-neighbourhood) of a theory boundary are excluded")
 def _(ctx: FigureContext) -> Measurement:
-    return _agreement_measurement(ctx, 3)
+    return _agreement_measurement(phase_analysis(ctx))
 
 
 @claim("phase_diagram_3x2.flat_boundary_above_r1", figure="phase_diagram_3x2", section="phase_change",
@@ -552,8 +529,7 @@ def _(ctx: FigureContext) -> Measurement:
                 f"|slope of log10 s_emp vs log10 r| <= {FLAT_SLOPE_MAX}",
        tolerance="columns within one grid step of r = 1 and columns without a transition are skipped")
 def _(ctx: FigureContext) -> Measurement:
-    maps, _ = _analysis(ctx, 3)
-    pm = maps[ModelKind.RELU_OUTPUT.value]
+    pm = phase_analysis(ctx).relu
     cols = np.flatnonzero(pm.r > 1)[1:]
     off = boundary_offsets(pm.density, pm.r[cols], pm.majority[:, cols] == 2, np.full(len(cols), 4 / 7))
     ok = np.isfinite(off)
@@ -602,6 +578,8 @@ def loss_summary(mean_loss: np.ndarray, tail: float = 0.1) -> dict[str, float]:
 
 
 DENSITY_BANDS = ((0.3, 1.01), (0.05, 0.3), (0.0, 0.05))  # dense, middle, sparse cells
+BAND_STYLES = ("-", "--", ":")  # line style of each density band
+LOSS_COLOURS = [PALETTE["relu"], PALETTE["linear"], PALETTE["neg"], PALETTE["theory"], PALETTE["pos"]]
 DECREASE_MIN = 100.0  # "orders of magnitude": at least two
 TAIL_CHANGE_MAX = 0.01  # converged: < 1 % change between the last two tenths of training
 
@@ -614,6 +592,49 @@ def _smooth_log(steps: int, y: np.ndarray, points: int = 300) -> tuple[np.ndarra
     return x, v
 
 
+@dataclass(frozen=True)
+class LossCurves:
+    """One experiment's curves in phase_training_loss."""
+
+    name: str
+    models: int
+    x: np.ndarray  # centres of the log-spaced windows of steps
+    mean: np.ndarray  # window means of the instance-averaged loss (what is drawn)
+    steps: np.ndarray  # logged steps (1-based)
+    bands: dict[int, np.ndarray]  # index into DENSITY_BANDS -> band mean loss / its final value
+
+
+@dataclass(frozen=True)
+class LossAnalysis:
+    curves: list[LossCurves]  # one per experiment, in config order
+    summaries: dict[str, dict[str, float]]  # experiment -> loss_summary of its per-step mean loss
+    table: pd.DataFrame  # experiment, panel (mean_loss or band_<lo>_<hi>), step, value
+
+
+@analysis
+def training_loss(ctx: FigureContext) -> LossAnalysis:
+    curves, summaries, rows = [], {}, []
+    for name in ctx.experiments:
+        run = ctx.run(name)
+        y = np.asarray(run.arrays["mean_loss"], dtype=float)
+        x, v = _smooth_log(len(y), y)
+        rows.append(pd.DataFrame({"experiment": name, "panel": "mean_loss", "step": x, "value": v}))
+        hist = np.asarray(run.arrays["loss_history"], dtype=float)
+        steps = np.asarray(run.arrays["loss_steps"]) + 1
+        dens = np.asarray(run.arrays["density"])[:, 0]
+        bands = {}
+        for k, (lo, hi) in enumerate(DENSITY_BANDS):
+            band = (dens >= lo) & (dens < hi)
+            if band.any():
+                v_ = hist[:, band].mean(1)
+                bands[k] = v_ / v_[-1]
+                rows.append(pd.DataFrame({"experiment": name, "panel": f"band_{lo:g}_{hi:g}", "step": steps,
+                                          "value": bands[k]}))
+        curves.append(LossCurves(name, run.arrays["final_loss"].size, x, v, steps, bands))
+        summaries[name] = loss_summary(y)
+    return LossAnalysis(curves, summaries, pd.concat(rows, ignore_index=True))
+
+
 @figure("phase_training_loss", section="phase_change",
         title="Mean training loss of the mass-trained phase-diagram models",
         caption="Left: training loss averaged over every model of each phase-diagram experiment at every step "
@@ -621,27 +642,13 @@ def _smooth_log(steps: int, y: np.ndarray, points: int = 300) -> tuple[np.ndarra
                 "dense, middle and sparse cells (at the logged steps), relative to its final value: sparse "
                 "cells converge last.")
 def build_training_loss(ctx: FigureContext) -> FigureOutput:
+    an = training_loss(ctx)
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(7.0, 2.7))
-    colours = [PALETTE["relu"], PALETTE["linear"], PALETTE["neg"], PALETTE["theory"], PALETTE["pos"]]
-    rows = []
-    for colour, name in zip(colours, ctx.experiments):
-        run = ctx.run(name)
-        y = np.asarray(run.arrays["mean_loss"], dtype=float)
-        x, v = _smooth_log(len(y), y)
-        ax.plot(x, v, color=colour, label=f"{name} ({run.arrays['final_loss'].size:,} models)")
-        rows.append(pd.DataFrame({"experiment": name, "panel": "mean_loss", "step": x, "value": v}))
-        hist = np.asarray(run.arrays["loss_history"], dtype=float)
-        steps = np.asarray(run.arrays["loss_steps"]) + 1
-        dens = np.asarray(run.arrays["density"])[:, 0]
-        for (lo, hi), ls in zip(DENSITY_BANDS, ("-", "--", ":")):
-            band = (dens >= lo) & (dens < hi)
-            if band.any():
-                v_ = hist[:, band].mean(1)
-                v_ = v_ / v_[-1]
-                ax2.plot(steps, v_, color=colour, ls=ls)
-                rows.append(pd.DataFrame({"experiment": name, "panel": f"band_{lo:g}_{hi:g}", "step": steps,
-                                          "value": v_}))
-        ctx.cache.setdefault("loss", {})[name] = loss_summary(y)
+    for k, c in enumerate(an.curves):
+        colour = LOSS_COLOURS[k % len(LOSS_COLOURS)]
+        ax.plot(c.x, c.mean, color=colour, label=f"{c.name} ({c.models:,} models)")
+        for band, v in c.bands.items():
+            ax2.plot(c.steps, v, color=colour, ls=BAND_STYLES[band])
     for a in (ax, ax2):
         a.set_xscale("log")
         a.set_yscale("log")
@@ -649,18 +656,10 @@ def build_training_loss(ctx: FigureContext) -> FigureOutput:
     ax.set_ylabel("mean training loss (mean over features)")
     ax2.set_ylabel("band mean loss / its final value")
     ax.legend(frameon=False)
-    from matplotlib.lines import Line2D
-
     ax2.legend(handles=[Line2D([], [], color=PALETTE["ink"], ls=ls, label=f"density in [{lo:g}, {min(hi, 1):g}]")
-                        for (lo, hi), ls in zip(DENSITY_BANDS, ("-", "--", ":"))], frameon=False)
+                        for (lo, hi), ls in zip(DENSITY_BANDS, BAND_STYLES)], frameon=False)
     fig.tight_layout()
-    return FigureOutput(fig, pd.concat(rows, ignore_index=True))
-
-
-def _loss_summaries(ctx: FigureContext) -> dict[str, dict[str, float]]:
-    if "loss" not in ctx.cache:
-        ctx.cache["loss"] = {n: loss_summary(ctx.run(n).arrays["mean_loss"]) for n in ctx.experiments}
-    return ctx.cache["loss"]
+    return FigureOutput(fig, an.table)
 
 
 @claim("phase_training_loss.decreases", figure="phase_training_loss", section="phase_change",
@@ -670,7 +669,7 @@ def _loss_summaries(ctx: FigureContext) -> dict[str, dict[str, float]]:
                 "phase-diagram experiment",
        tolerance="two orders of magnitude ('orders', plural)")
 def _(ctx: FigureContext) -> Measurement:
-    summ = _loss_summaries(ctx)
+    summ = training_loss(ctx).summaries
     dec = {n: s["decrease"] for n, s in summ.items()}
     return Measurement(
         measured=dec, passed=min(dec.values()) >= DECREASE_MIN,
@@ -685,7 +684,7 @@ def _(ctx: FigureContext) -> Measurement:
                 f"< {TAIL_CHANGE_MAX:.0%}",
        tolerance="relative change; for every phase-diagram experiment")
 def _(ctx: FigureContext) -> Measurement:
-    summ = _loss_summaries(ctx)
+    summ = training_loss(ctx).summaries
     ch = {n: s["tail_change"] for n, s in summ.items()}
     return Measurement(
         measured=ch, passed=max(ch.values()) < TAIL_CHANGE_MAX,
