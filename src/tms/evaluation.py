@@ -30,6 +30,24 @@ def _rows(a: np.ndarray, n_models: int, name: str) -> torch.Tensor:
     return t
 
 
+def draw_inputs(keys: torch.Tensor, density: np.ndarray, sets: FeatureSets, examples: int, signed: bool = False,
+                counter: int = 0) -> torch.Tensor:
+    """Inputs ``[len(keys), examples, n]`` from stream ``counter`` (one draw: what :func:`model_losses`
+    uses for a single chunk), for scoring many models on the same examples."""
+    return data_mod.draw(keys, counter, examples, _rows(density, keys.shape[0], "density"), sets, signed)
+
+
+def losses_on(kind: models.ModelKind | str, params: Mapping[str, np.ndarray], importance: np.ndarray,
+              x: torch.Tensor) -> np.ndarray:
+    """Loss (no L1 term) of every stored model on given inputs ``x`` (``[1 or N, B, n]``): ``[N]`` float64."""
+    kind = models.ModelKind(kind)
+    p = {k: torch.as_tensor(np.asarray(v), dtype=torch.float32) for k, v in params.items()}
+    N = next(iter(p.values())).shape[0]
+    imp = _rows(importance, N, "importance")
+    with torch.no_grad():
+        return models.loss_per_instance(kind, p, x.expand(N, -1, -1), imp).double().numpy()
+
+
 def model_losses(kind: models.ModelKind | str, params: Mapping[str, np.ndarray], importance: np.ndarray,
                  keys: torch.Tensor, density: np.ndarray, sets: FeatureSets, examples: int,
                  counter: int = 0, chunk: int = CHUNK) -> np.ndarray:
@@ -40,23 +58,18 @@ def model_losses(kind: models.ModelKind | str, params: Mapping[str, np.ndarray],
     ``[len(keys), n]``; ``importance`` is ``[n]`` or ``[N, n]``. Chunk ``j`` of the inputs is drawn from
     stream ``counter + j``. Returns ``[N]`` float64.
     """
-    kind = models.ModelKind(kind)
-    p = {k: torch.as_tensor(np.asarray(v), dtype=torch.float32) for k, v in params.items()}
-    N = next(iter(p.values())).shape[0]
+    N = next(iter(params.values())).shape[0]
     if keys.shape[0] not in (1, N):
         raise ValueError(f"keys: expected 1 or {N} keys (one per model), got {keys.shape[0]}")
-    dens = _rows(density, keys.shape[0], "density")
-    imp = _rows(importance, N, "importance")
+    signed = models.ModelKind(kind).signed_inputs
     losses, sizes = [], []
-    with torch.no_grad():
-        for j, start in enumerate(range(0, examples, chunk)):
-            x = data_mod.draw(keys, counter + j, min(chunk, examples - start), dens, sets, kind.signed_inputs)
-            x = x.expand(N, -1, -1)
-            losses.append(models.loss_per_instance(kind, p, x, imp).double())
-            sizes.append(x.shape[1])
+    for j, start in enumerate(range(0, examples, chunk)):
+        x = draw_inputs(keys, density, sets, min(chunk, examples - start), signed, counter + j)
+        losses.append(losses_on(kind, params, importance, x))
+        sizes.append(x.shape[1])
     if len(losses) == 1:  # no reweighting: the one batch's mean, bit for bit
-        return losses[0].numpy()
-    total = torch.zeros(N, dtype=torch.float64)
+        return losses[0]
+    total = np.zeros(N, dtype=np.float64)
     for loss, size in zip(losses, sizes):
         total += loss * size
-    return (total / examples).numpy()
+    return total / examples

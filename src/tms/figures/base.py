@@ -166,7 +166,6 @@ class FigureContext:
         self.options = dict(options or {})
         self.results_dir = Path(results_dir)
         self._memo: dict[Callable, Any] = {}
-        self.cache: dict[str, Any] = {}  # transitional: families still on string keys move to @analysis
         self._runs: dict[str, Any] = dict(runs or {})
 
     @classmethod

@@ -32,7 +32,7 @@ import torch
 
 from tms import metrics, rng
 from tms.data import FeatureSets
-from tms.evaluation import model_losses
+from tms.evaluation import draw_inputs, losses_on
 from tms.figures.base import PALETTE, FigureContext, FigureOutput, analysis, figure
 from tms.findings import Measurement, claim
 
@@ -223,15 +223,16 @@ def octahedron_check(W: np.ndarray, sets: np.ndarray, norm_min: float = 0.5, ant
 
 
 def snapshot_losses(run: Any, instance: int, examples: int = 8192, seed: int = 0) -> np.ndarray:
-    """Loss (the trainer's convention) of every snapshot of one instance on one fixed batch: one
-    :func:`tms.evaluation.model_losses` call per snapshot (scoring them all as one batch of models
-    changes the last bits of the losses at the default config's sizes, and with them the drops)."""
+    """Loss (the trainer's convention) of every snapshot of one instance on one fixed batch, drawn once
+    and scored one snapshot at a time (scoring all snapshots as one batch of models changes the last
+    bits of the losses at the default config's sizes, and with them the drops)."""
     key = torch.tensor([rng.derive_key("tms.figures.dynamics", int(seed), int(instance))], dtype=torch.int64)
     sets = FeatureSets.parse(run.spec.get("feature_sets"), int(run.spec["n_features"]))
     imp, dens = run.arrays["importance"][instance], run.arrays["density"][instance]
+    x = draw_inputs(key, dens, sets, examples, run.kind.signed_inputs)
     snaps = {name: run.snapshots(name)[:, instance] for name in run.kind.param_names}
-    return np.concatenate([model_losses(run.kind, {k: v[s: s + 1] for k, v in snaps.items()}, imp, key, dens, sets,
-                                        examples) for s in range(len(run.arrays["snapshot_steps"]))])
+    return np.concatenate([losses_on(run.kind, {k: v[s: s + 1] for k, v in snaps.items()}, imp, x)
+                           for s in range(len(run.arrays["snapshot_steps"]))])
 
 
 # --------------------------------------------------------------------------------------------
