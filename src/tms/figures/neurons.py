@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import matplotlib.colors as mcolors
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.cm import ScalarMappable
@@ -472,36 +473,68 @@ def _abs_super(ctx: FigureContext) -> AbsSuperAnalysis:
     return an
 
 
+STARVED_LOSS = 0.5  # display only: a cell whose loss is >= half that of computing nothing is drawn as not trained
+
+
 @figure("abs_value_superposition", section="computation", title="Computing |x| in superposition across sparsity",
-        caption="Absolute-value models with n = 100 features, m = 40 neurons, I_i = 0.8^i. Each row: one sparsity; "
-                "per-neuron stacked |W1| after rescaling each neuron's largest weight to 1, features coloured by "
-                "superposition (dark = none); neurons tinted monosemantic (blue) or polysemantic (orange), dead "
-                "neurons omitted, weights below 0.02 not drawn; neurons sorted by the importance of their "
-                "strongest feature.")
+        caption="Absolute-value models with n = 100 features, m = 40 neurons, I_i = 0.8^i, the lowest-loss model at "
+                "each sparsity. (a) Features whose |x| the model computes (both sides) against the feature density "
+                "1-S, with the claims' bars m/2 and m; hollow: cells whose loss is at least half that of computing "
+                "nothing (not trained at this budget). (b) One row per sparsity: each neuron's rescaled |W1| as a "
+                "stack of its features' shares (a single block: one feature; many thin blocks: many), coloured by "
+                "the feature's superposition (dark = none); neurons tinted monosemantic (blue) or polysemantic "
+                "(orange), dead neurons left blank, sorted by the importance of their strongest feature. Hatched "
+                "rows are the untrained cells of (a).")
 def build_abs_super(ctx: FigureContext) -> FigureOutput:
     an = _abs_super(ctx)
-    dens = an.cells["density"].to_numpy()
+    cells = an.cells
+    dens = cells["density"].to_numpy()
+    starved = (cells["loss_vs_trivial"].to_numpy() >= STARVED_LOSS if "loss_vs_trivial" in cells
+               else np.zeros(len(dens), bool))
     C = len(dens)
-    fig, axes = new_figure(C, 1, figsize=(7.2, 1.0 * C + 0.6), squeeze=False, sharex=True, constrained_layout=True)
-    for c in range(C):
-        ax = axes[c, 0]
+    fig = plt.figure(figsize=(7.2, 2.0 + 0.7 * C), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1.9, 0.7 * C])
+    ax = top.subplots()
+    comp = cells["computed"].to_numpy(float)
+    ax.plot(dens, comp, "-", color=PALETTE["ink"], lw=1, zorder=2)
+    ax.plot(dens[~starved], comp[~starved], "o", color=PALETTE["ink"], ms=4, zorder=3, label="trained")
+    ax.plot(dens[starved], comp[starved], "o", mfc="white", mec=PALETTE["ink"], ms=4, zorder=3,
+            label="not trained (loss >= 50% of computing nothing)")
+    for y, lab in ((an.m / 2, f"m/2 = {an.m / 2:g}"), (an.m, f"m = {an.m}")):
+        ax.axhline(y, color=PALETTE["theory"], ls="--", lw=0.8)
+        ax.text(1.0, y, f" {lab}", transform=ax.get_yaxis_transform(), va="center", fontsize=7,
+                color=PALETTE["theory"])
+    ax.set(xscale="log", xlabel="feature density 1-S", ylabel="features computed", ylim=(0, an.m * 1.12),
+           title="(a) features whose |x| is computed, against sparsity")
+    ax.invert_xaxis()
+    ax.legend(loc="upper left", frameon=False)
+    rows = bottom.subplots(C, 1, sharex=True, squeeze=False)[:, 0]
+    for c, axr in enumerate(rows):
         nb = an.neurons[an.neurons["density"] == dens[c]]
         for _, r in nb.iterrows():
-            ax.axvspan(r["position"] - 0.5, r["position"] + 0.5, color=NEURON_TINT[r["kind"]], lw=0, zorder=0)
+            axr.axvspan(r["position"] - 0.5, r["position"] + 0.5, color=NEURON_TINT[r["kind"]], lw=0, zorder=0)
         bars = an.bars[an.bars["density"] == dens[c]].sort_values(["position", "feature"])
-        bottoms = bars.groupby("position")["abs_weight"].cumsum() - bars["abs_weight"]
-        stack_rects(ax, bars["position"].to_numpy(float), bars["abs_weight"].to_numpy(), bottoms.to_numpy(),
+        total = bars.groupby("position")["abs_weight"].transform("sum").to_numpy()
+        share = bars["abs_weight"].to_numpy() / np.where(total > 0, total, 1.0)
+        bottoms = np.cumsum(share) - share
+        starts = bars["position"].ne(bars["position"].shift()).to_numpy()  # restart the stack at each neuron
+        bottoms = bottoms - np.maximum.accumulate(np.where(starts, bottoms, 0.0))
+        stack_rects(axr, bars["position"].to_numpy(float), share, bottoms,
                     SUPERPOSITION_CMAP(SUPERPOSITION_NORM(bars["superposition"].to_numpy())))
-        row = an.cells.iloc[c]
-        top = max(1.0, float(bottoms.add(bars["abs_weight"]).max()) if len(bars) else 1.0) * 1.05
-        ax.set(xlim=(-0.5, an.m - 0.5), ylim=(0, top), ylabel="|W1|")
-        ax.text(1.0, 1.0, f"1-S = {dens[c]:.3g}: {row['computed']:g} features computed ({int(row['sides'])} sides); "
-                f"{int(row['monosemantic'])} mono, {int(row['polysemantic'])} poly, {int(row['dead'])} dead neurons"
-                + (f"; loss {row['loss_vs_trivial']:.0%} of computing nothing" if "loss_vs_trivial" in row else ""),
-                transform=ax.transAxes, ha="right", va="bottom", fontsize=6)
-    axes[-1, 0].set_xlabel("neuron (sorted by importance of its strongest feature)")
+        axr.set(xlim=(-0.5, an.m - 0.5), ylim=(0, 1.02), yticks=[])
+        axr.set_ylabel(f"1-S = {dens[c]:.3g}", rotation=0, ha="right", va="center", fontsize=7)
+        row = cells.iloc[c]
+        note = f"{row['computed']:g} computed; {int(row['polysemantic'])} polysemantic neurons"
+        if starved[c]:
+            axr.add_patch(plt.Rectangle((-0.5, 0), an.m, 1.02, facecolor="none", edgecolor=PALETTE["theory"],
+                                        hatch="////", lw=0, zorder=4, alpha=0.6))
+            note += f"; not trained (loss {row['loss_vs_trivial']:.0%} of computing nothing)"
+        axr.set_title(note, loc="right", fontsize=6.5, pad=1.5)
+    rows[0].set_title("(b) each neuron's features, as shares of its rescaled |W1|", loc="left", fontsize=7, pad=1.5)
+    rows[-1].set_xlabel("neuron (sorted by the importance of its strongest feature)")
     _tint_legend(fig)
-    _superposition_colorbar(fig, axes[:, 0])
+    sm = ScalarMappable(SUPERPOSITION_NORM, SUPERPOSITION_CMAP)
+    bottom.colorbar(sm, ax=list(rows), label="feature superposition", shrink=0.6, pad=0.01)
     return FigureOutput(fig, an.bars)
 
 
