@@ -5,11 +5,12 @@ tests/test_pipeline.py)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tms.experiments import RunData
 from tms.figures import dynamics as dyn
 from tms.figures.base import FigureContext
-from tms.findings import CLAIMS
+from tms.findings import CLAIMS, binding, evaluate, near_miss
 from tms.training import log_steps
 
 from .conftest import ctx_with, fake_run
@@ -117,6 +118,11 @@ def ctx_of(figure_id: str, run: RunData) -> FigureContext:
     return ctx_with(figure_id, {run.name: run})
 
 
+def findings_of(figure_id: str, ctx: FigureContext) -> dict:
+    """Claim name (without the figure prefix) -> Finding (verdict, bars, margin, near_miss)."""
+    return {f.id.split(".", 1)[1]: f for f in evaluate(figure_id, ctx, ctx.experiments)}
+
+
 def digon_history(jump_at: int, drop_at: int | None = None, s: float = 0.05) -> tuple[list, list]:
     """m=2, n=4: two dedicated features (others dropped) until ``jump_at``, then two digons. With
     ``drop_at`` the digons first sit behind a large negative bias (loss rises) until ``drop_at``."""
@@ -139,9 +145,14 @@ def digon_history(jump_at: int, drop_at: int | None = None, s: float = 0.05) -> 
 def test_energy_claims_on_an_aligned_and_a_misaligned_run():
     W, b = digon_history(40)
     ctx = ctx_of("energy_level_jumps", snapshot_run("energy", [np.stack(W)], [np.stack(b)], 0.05))
-    assert CLAIMS["energy_level_jumps.discrete_jumps"].func(ctx).passed is True
-    m = CLAIMS["energy_level_jumps.loss_drops_align"].func(ctx)
-    assert m.passed is True and m.measured["aligned_events"] == 1
+    f = findings_of("energy_level_jumps", ctx)
+    assert f["discrete_jumps"].verdict == "reproduced" and f["loss_drops_align"].verdict == "reproduced"
+    assert f["loss_drops_align"].measured["aligned_events"] == 1
+    # one jump event sits exactly at its bar of 1 (margin 0) but a whole event is needed to flip it
+    assert [(b["name"], b["margin"], b["near"]) for b in f["discrete_jumps"].bars][0] == (
+        "jump events in the shown run", 0, False)
+    assert f["loss_drops_align"].margin == pytest.approx(0.25)  # 1 of 1 event against 0.75
+    assert not any(x.near_miss for x in f.values())
     out = dyn.build_energy(ctx)
     assert {"loss", "D_0"} <= set(out.table.series)
     assert out.table is dyn.energy_analysis(ctx).table  # the build draws the analysis, computed once
@@ -150,6 +161,9 @@ def test_energy_claims_on_an_aligned_and_a_misaligned_run():
     ctx = ctx_of("energy_level_jumps", snapshot_run("energy", [np.stack(W)], [np.stack(b)], 0.05))
     m = CLAIMS["energy_level_jumps.loss_drops_align"].func(ctx)
     assert m.passed is False and m.measured["jump_events"] == 1 and m.measured["aligned_events"] == 0
+    assert not any(b.passed for b in m.bars) and near_miss(m.passed, m.bars) is False
+    assert m.bars[0].margin == pytest.approx(-0.75) and m.bars[1].threshold == pytest.approx(
+        m.measured["chance_share"] + dyn.CHANCE_MARGIN)
 
 
 def test_energy_discrete_claim_fails_without_jumps():
@@ -158,7 +172,10 @@ def test_energy_discrete_claim_fails_without_jumps():
     W = [np.stack([e1, e2, -a * e1, -a * e2], axis=1) for a in np.linspace(0, 1, S)]  # a smooth growth
     b = [np.zeros(4)] * S
     ctx = ctx_of("energy_level_jumps", snapshot_run("energy", [np.stack(W)], [np.stack(b)], 0.05))
-    assert CLAIMS["energy_level_jumps.discrete_jumps"].func(ctx).passed is False
+    m = CLAIMS["energy_level_jumps.discrete_jumps"].func(ctx)
+    assert m.passed is False and m.measured["shown_jump_events"] == 0
+    assert not m.bars[0].passed and m.bars[0].margin == -1 and binding(m.passed, m.bars).margin < 0
+    assert CLAIMS["energy_level_jumps.loss_drops_align"].func(ctx).bars == ()  # no event: inconclusive, no bar
 
 
 SETS_SPEC = [{"kind": "correlated", "size": 3, "count": 2}]
@@ -189,9 +206,10 @@ def test_geometry_claims_on_good_and_bad_runs():
     good = [geometry_history(rotation(k) @ cross) for k in range(3)]
     run = snapshot_run("geo", [g[0] for g in good], [g[1] for g in good], 0.1, SETS_SPEC)
     ctx = ctx_of("geometric_transformations", run)
-    m = CLAIMS["geometric_transformations.distinct_regimes"].func(ctx)
-    assert m.passed is True and m.measured["shown_regimes"] >= 3
-    assert CLAIMS["geometric_transformations.octahedron_attractor"].func(ctx).passed is True
+    f = findings_of("geometric_transformations", ctx)
+    assert f["distinct_regimes"].verdict == "reproduced" and f["distinct_regimes"].measured["shown_regimes"] >= 3
+    assert [(b["op"], b["threshold"]) for b in f["distinct_regimes"].bars] == [(">=", 3), (">", 0.5)]
+    assert f["octahedron_attractor"].verdict == "reproduced" and f["octahedron_attractor"].margin == pytest.approx(0.5)
     out = dyn.build_geometry(ctx)
     stages = out.table[out.table.series == "embedding"].stage
     assert len(stages) == 6 * stages.nunique() and stages.nunique() >= 3
@@ -199,9 +217,27 @@ def test_geometry_claims_on_good_and_bad_runs():
     bad = [geometry_history(within, stages=False) for _ in range(3)]
     run = snapshot_run("geo", [g[0] for g in bad], [g[1] for g in bad], 0.1, SETS_SPEC)
     ctx = ctx_of("geometric_transformations", run)
-    assert CLAIMS["geometric_transformations.distinct_regimes"].func(ctx).passed is False
+    m = CLAIMS["geometric_transformations.distinct_regimes"].func(ctx)
+    assert m.passed is False and [b.passed for b in m.bars] == [False, False]
+    assert binding(m.passed, m.bars).name == "share of runs with >= 3 regimes"  # 0 of 3 runs: -100 % of 0.5
     m = CLAIMS["geometric_transformations.octahedron_attractor"].func(ctx)
     assert m.passed is False and m.measured["octahedron"] == 3 and m.measured["cross_set_octahedron"] == 0
+    assert m.bars[0].margin == pytest.approx(-0.5) and near_miss(m.passed, m.bars) is False
+
+
+@pytest.mark.parametrize("good, verdict", [(26, "reproduced"), (25, "not reproduced")])
+def test_octahedron_attractor_just_inside_and_just_outside_its_bar(good, verdict):
+    # 50 runs: 26 cross-set octahedra are 0.52 > 0.5 (4 % of the bar above it; one run fewer fails), 25 are
+    # exactly 0.5, not more than half (one run more passes; one run is 0.02, 4 % of the bar)
+    e = np.eye(3)
+    cross = np.concatenate([e, -e], axis=1)
+    within = np.stack([e[0], -e[0], e[1], -e[1], e[2], -e[2]], axis=1)
+    S = 12  # a short constant history: no drops, nothing but the final geometry matters
+    finals = [rotation(k) @ (cross if k < good else within) for k in range(50)]
+    run = snapshot_run("geo", [np.stack([w] * S) for w in finals], [np.zeros((S, 6))] * 50, 0.1, SETS_SPEC)
+    f = findings_of("geometric_transformations", ctx_of("geometric_transformations", run))["octahedron_attractor"]
+    assert f.verdict == verdict and f.measured["cross_set_octahedron"] == good
+    assert f.margin == pytest.approx(good / 50 - 0.5, abs=1e-9) and f.near_miss is True
 
 
 # --------------------------------------------------------------------------------------------

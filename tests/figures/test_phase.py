@@ -12,7 +12,7 @@ from tms import theory
 from tms.experiments import RunData
 from tms.figures import phase
 from tms.figures.base import FigureContext
-from tms.findings import CLAIMS
+from tms.findings import CLAIMS, binding, evaluate
 
 from .conftest import ctx_with, fake_run, verdicts
 
@@ -133,12 +133,26 @@ def ctx_of(figure_id: str, *runs: RunData) -> FigureContext:
     return ctx_with(figure_id, {r.name: r for r in runs})
 
 
+def findings_of(figure_id: str, ctx: FigureContext) -> dict:
+    """Claim name (without the figure prefix) -> Finding (verdict, bars, margin, near_miss)."""
+    return {f.id.split(".", 1)[1]: f for f in evaluate(figure_id, ctx, ctx.experiments)}
+
+
 def test_2x1_claims_pass_on_theory_like_runs_and_fail_on_wrong_ones(tmp_path):
     good = ctx_of("phase_diagram_2x1", phase_run("relu", "relu_output", 2, 30, theory_label(2)),
                   phase_run("lin", "linear", 2, 30, linear_label))
-    v = verdicts("phase_diagram_2x1", good)
-    assert v == dict.fromkeys(["relu_agrees_with_theory", "boundary_location", "linear_no_superposition",
-                               "discontinuous_change", "first_order_theory"], "reproduced")
+    f = findings_of("phase_diagram_2x1", good)
+    assert {k: x.verdict for k, x in f.items()} == dict.fromkeys(
+        ["relu_agrees_with_theory", "boundary_location", "linear_no_superposition", "discontinuous_change",
+         "first_order_theory"], "reproduced")
+    assert all(b["passed"] for x in f.values() for b in x.bars) and not any(x.near_miss for x in f.values())
+    assert f["relu_agrees_with_theory"].margin == pytest.approx(0.1)  # every cell agrees: 1.0 against 0.9
+    assert [(b["name"], b["op"], b["threshold"]) for b in f["boundary_location"].bars] == [
+        ("median |log10(s_emp / s*)|", "<=", 0.05), ("columns with a transition", ">=", 1)]
+    assert f["linear_no_superposition"].bars[0]["value"] == 0 and f["linear_no_superposition"].margin == 0
+    assert [b["name"] for b in f["first_order_theory"].bars] == [
+        "largest |MC - closed form|", "smallest relative jump of d(min loss)/ds at s*"]
+    assert f["discontinuous_change"].bars[0]["margin"] > 0.4  # pure steps: share 1 against 0.5
 
     # wrong: the ReLU models never superpose; the linear ones always do; one restart of four is
     # good (the vote must not rescue a cell with a single good model)
@@ -147,10 +161,12 @@ def test_2x1_claims_pass_on_theory_like_runs_and_fail_on_wrong_ones(tmp_path):
 
     bad = ctx_of("phase_diagram_2x1", phase_run("relu", "relu_output", 2, 30, never),
                  phase_run("lin", "linear", 2, 30, lambda s, r, k: 2))
-    v = verdicts("phase_diagram_2x1", bad)
-    assert v["relu_agrees_with_theory"] == "not reproduced"
-    assert v["linear_no_superposition"] == "not reproduced"
-    assert v["boundary_location"] == "not reproduced"
+    f = findings_of("phase_diagram_2x1", bad)
+    assert f["relu_agrees_with_theory"].verdict == "not reproduced" and f["relu_agrees_with_theory"].margin < -0.1
+    lin = f["linear_no_superposition"]
+    assert lin.verdict == "not reproduced" and lin.margin == -lin.measured["superposition_cells_away_from_r1"] < 0
+    assert lin.near_miss is False
+    assert f["boundary_location"].verdict == "not reproduced"
 
 
 def test_2x1_boundary_claim_fails_for_a_shifted_boundary():
@@ -160,13 +176,19 @@ def test_2x1_boundary_claim_fails_for_a_shifted_boundary():
     ctx = ctx_of("phase_diagram_2x1", phase_run("relu", "relu_output", 2, 40, shifted))
     m = CLAIMS["phase_diagram_2x1.boundary_location"].func(ctx)
     assert m.passed is False and m.measured["median_abs_offset_decades"] > 0.15
+    bind = binding(m.passed, m.bars)
+    assert bind.name == "median |log10(s_emp / s*)|" and bind.unit == "decades"
+    assert bind.margin == pytest.approx(0.05 - m.measured["median_abs_offset_decades"])
     assert CLAIMS["phase_diagram_2x1.linear_no_superposition"].func(ctx).passed is None
 
 
 def test_3x2_claims_pass_on_theory_and_fail_for_a_sloped_boundary():
     good = ctx_of("phase_diagram_3x2", phase_run("relu3", "relu_output", 3, 24, theory_label(3), restarts=3))
-    v = verdicts("phase_diagram_3x2", good)
-    assert v == {"relu_agrees_with_theory": "reproduced", "flat_boundary_above_r1": "reproduced"}
+    f = findings_of("phase_diagram_3x2", good)
+    assert {k: x.verdict for k, x in f.items()} == {"relu_agrees_with_theory": "reproduced",
+                                                    "flat_boundary_above_r1": "reproduced"}
+    assert all(x.margin >= 0 for x in f.values())
+    assert [b["threshold"] for b in f["flat_boundary_above_r1"].bars] == [0.05, 0.1, 2]
 
     def sloped(s, r, k):  # the 2x1 curve 4/(5+2r) instead of the flat 4/7 for r > 1
         if r < 1:
@@ -176,6 +198,32 @@ def test_3x2_claims_pass_on_theory_and_fail_for_a_sloped_boundary():
     bad = ctx_of("phase_diagram_3x2", phase_run("relu3", "relu_output", 3, 24, sloped, restarts=3))
     m = CLAIMS["phase_diagram_3x2.flat_boundary_above_r1"].func(bad)
     assert m.passed is False and m.measured["slope"] < -0.3
+    bind = binding(m.passed, m.bars)
+    assert bind.name == "|slope of log10 s_emp vs log10 r|" and bind.margin == pytest.approx(0.1 + m.measured["slope"])
+
+
+@pytest.mark.parametrize("wrong, verdict", [(6, "reproduced"), (8, "not reproduced")])
+def test_agreement_just_inside_and_just_outside_its_bar(wrong, verdict):
+    # 10x10 cells, 70 of them away from a boundary: 6 wrong ones leave 64/70 = 0.914 (1.6 % of the 0.9 bar
+    # above it; two more wrong cells, 3.2 % of the bar, fail it), 8 wrong ones 62/70 = 0.886 (1.6 % below;
+    # one cell fewer passes)
+    side = 10
+    s_vals, r_vals = np.geomspace(1, 0.01, side), np.geomspace(0.1, 10, side)
+    th = theory.phase_map(2, s_vals[:, None], r_vals[None, :])[0]
+    away = np.argwhere(~phase.near_boundary(th))
+    assert len(away) == 70
+    flip = {(s_vals[i], r_vals[j]) for i, j in away[::5][:wrong]}
+
+    def label(s, r, k):
+        t = int(theory.phase_map(2, s, r)[0])
+        return (t + 1) % 3 if (s, r) in flip else t
+
+    f = findings_of("phase_diagram_2x1", ctx_of("phase_diagram_2x1", phase_run("relu", "relu_output", 2, side, label,
+                                                                                 restarts=1)))
+    a = f["relu_agrees_with_theory"]
+    assert a.verdict == verdict and a.near_miss is True
+    assert a.measured["cells_away"] == 70 and a.margin == pytest.approx((70 - wrong) / 70 - 0.9, rel=1e-5)
+    assert a.bars[0]["name"] == "agreement away from boundaries" and a.bars[0]["near"]
 
 
 def test_phase_figure_table_holds_every_cell_and_the_boundaries():
@@ -228,8 +276,25 @@ def test_training_loss_claims():
     assert v == {"decreases": "reproduced", "converges": "reproduced"}
     out = phase.build_training_loss(good)
     assert set(out.table.experiment) == {"a", "b"}
+    assert findings_of("phase_training_loss", good)["decreases"].bars[0]["unit"] == "decades"
     bad = loss_ctx({"a": 1.0 / t**0.1})  # 2x decrease, still falling at the end
-    assert verdicts("phase_training_loss", bad) == {"decreases": "not reproduced", "converges": "not reproduced"}
+    f = findings_of("phase_training_loss", bad)
+    assert {k: x.verdict for k, x in f.items()} == {"decreases": "not reproduced", "converges": "not reproduced"}
+    dec = f["decreases"]
+    assert dec.margin == pytest.approx(np.log10(dec.measured["a"]) - 2, rel=1e-5) and dec.margin < -1.5
+    assert f["converges"].margin < 0 and f["converges"].bars[0]["op"] == "<"
+
+
+@pytest.mark.parametrize("decades, verdict", [(2.03, "reproduced"), (1.97, "not reproduced")])
+def test_loss_decrease_just_inside_and_just_outside_its_bar(decades, verdict):
+    # a loss that falls by 10^2.03 (107x) or 10^1.97 (93x) at once and then stays: 0.03 decades from the
+    # 2-decade bar, within 5 % of it (0.1 decades) on either side; converged either way
+    y = np.r_[10 ** decades, np.ones(1999)]
+    f = findings_of("phase_training_loss", loss_ctx({"a": y}))
+    assert f["converges"].verdict == "reproduced"
+    dec = f["decreases"]
+    assert dec.verdict == verdict and dec.near_miss is True
+    assert dec.margin == pytest.approx(decades - 2, rel=1e-4)
 
 
 def test_loss_summary_numbers():

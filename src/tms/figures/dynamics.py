@@ -34,7 +34,7 @@ from tms import metrics, rng
 from tms.data import FeatureSets
 from tms.evaluation import draw_inputs, losses_on
 from tms.figures.base import PALETTE, FigureContext, FigureOutput, analysis, figure
-from tms.findings import Measurement, claim
+from tms.findings import Bar, Measurement, claim
 
 # detection rules (see the module docstring)
 PLATEAU_TOL = 0.05  # D values within a plateau stay within this of each other
@@ -54,6 +54,8 @@ CHANCE_MARGIN = 0.2  # ... and by at least this much more than randomly placed e
 CHANCE_FROM = 10  # random placements start at this step (no jumps are detected in the first steps)
 ATTRACTOR_MIN = 0.5  # share of runs that end in the cross-set octahedron ("a strong attractor")
 REGIMES_MIN = 3  # loss plateaus (distinct regimes) in training: >= 2 drops between them
+REGIMES_RUNS_MIN = 0.5  # ... in more than this share of all runs ("the majority")
+LEVEL_SHARE_MIN = 0.8  # share of the shown run's plateaus that lie at a discrete level
 
 
 # --------------------------------------------------------------------------------------------
@@ -364,12 +366,15 @@ def _(ctx: FigureContext) -> Measurement:
     jumps = [j for run in an.digon or an.runs for j in run.jumps]
     before = float(at_level(np.array([j.before for j in jumps])).mean()) if jumps else float("nan")
     after = float(at_level(np.array([j.after for j in jumps])).mean()) if jumps else float("nan")
-    ok = bool(r.events) and levels and share >= 0.8
+    ok = bool(r.events) and levels and share >= LEVEL_SHARE_MIN
     return Measurement(
         measured={"shown_jump_events": len(r.events), "plateaus_at_level_share": share,
                   "jump_start_at_level_share": before, "jump_end_at_level_share": after,
                   "all_digon_runs": len(an.digon), "runs": len(an.runs), **stats},
         passed=bool(ok),
+        bars=(Bar("jump events in the shown run", len(r.events), ">=", 1, "events", step=1),
+              Bar("share of the shown run's plateaus at a level", share, ">=", LEVEL_SHARE_MIN, "share of plateaus",
+                  step=1 / len(levels) if levels else 0.0)),
         detail=(f"Shown run (instance {r.instance}, density {r.density:.3g}): {len(r.jumps)} feature jumps in "
                 f"{len(r.events)} events; {share:.0%} of {len(levels)} plateaus at a discrete level. "
                 f"{len(an.digon)} of {len(an.runs)} runs end all-digon; {stats['runs_with_jumps']} of them "
@@ -389,9 +394,16 @@ def _(ctx: FigureContext) -> Measurement:
     stats, shown = an.stats, an.shown
     ok = (stats["jump_events"] > 0 and stats["aligned_share"] >= ALIGN_MIN
           and stats["aligned_share"] >= stats["chance_share"] + CHANCE_MARGIN)
+    n = stats["jump_events"]
+    # the chance bar compares the aligned share with chance + margin exactly as the verdict does
+    bars = (Bar("share of jump events with a loss drop", stats["aligned_share"], ">=", ALIGN_MIN, "share of events",
+                step=1 / n),
+            Bar(f"share of jump events with a loss drop, vs chance + {CHANCE_MARGIN:.0%}", stats["aligned_share"],
+                ">=", stats["chance_share"] + CHANCE_MARGIN, "share of events", step=1 / n)) if n else ()
     return Measurement(
         measured={**stats, "shown_aligned": sum(shown.aligned), "shown_events": len(shown.events)},
         passed=bool(ok) if stats["jump_events"] else None,
+        bars=bars,
         detail=(f"{stats['aligned_events']} of {stats['jump_events']} jump events in {stats['runs']} "
                 f"{'all-digon ' if an.digon else ''}runs coincide with one of {stats['drops']} detected loss "
                 f"drops ({stats['aligned_share']:.0%}; randomly placed events would: {stats['chance_share']:.0%}); "
@@ -537,7 +549,10 @@ def _(ctx: FigureContext) -> Measurement:
     return Measurement(
         measured={"shown_regimes": shown, "regimes_per_run": counts, "drops_per_run": drops,
                   "share_runs_with_enough": share},
-        passed=shown >= REGIMES_MIN and share > 0.5,
+        passed=shown >= REGIMES_MIN and share > REGIMES_RUNS_MIN,
+        bars=(Bar("regimes in the shown run", shown, ">=", REGIMES_MIN, "regimes", step=1),
+              Bar(f"share of runs with >= {REGIMES_MIN} regimes", share, ">", REGIMES_RUNS_MIN, "share of runs",
+                  step=1 / len(counts))),
         detail=(f"Shown run: {shown} regimes; runs with >= {REGIMES_MIN} regimes: "
                 f"{sum(c >= REGIMES_MIN for c in counts)} of {len(counts)} (regimes per run: {counts}; loss drops "
                 f"per run, with or without a geometric change: {drops}). Geometry change across the shown run's "
@@ -557,6 +572,8 @@ def _(ctx: FigureContext) -> Measurement:
     return Measurement(
         measured={"runs": total, "octahedron": octa, "cross_set_octahedron": cross, "share": cross / total},
         passed=cross / total > ATTRACTOR_MIN,
+        bars=(Bar("share of runs ending as a cross-set octahedron", cross / total, ">", ATTRACTOR_MIN, "share of runs",
+                  step=1 / total),),
         detail=(f"{cross} of {total} runs end as a cross-set octahedron ({octa} as any octahedron). By density: "
                 + ", ".join(f"{d:.3g}: {sum(o.final['cross_set'] for o in an.runs if o.density == d)}/"
                             f"{sum(o.density == d for o in an.runs)}"

@@ -28,7 +28,7 @@ from matplotlib.patches import Patch
 
 from tms import theory
 from tms.figures.base import PALETTE, FigureContext, FigureOutput, analysis, figure
-from tms.findings import Measurement, claim
+from tms.findings import Bar, Measurement, claim
 from tms.models import ModelKind
 
 #: Colour of each label: -1 (matches no candidate) first, then the candidates in label order.
@@ -45,6 +45,8 @@ AGREE_MIN = 0.90  # fraction of cells away from a boundary whose empirical class
 BOUNDARY_TOL_DECADES = 0.05  # |log10(s_empirical / s*)|, ~12 % in density: invisible on a 2-decade axis
 FLAT_SLOPE_MAX = 0.1  # |d log10 s* / d log10 r| for "flat" (the r >= 1 curve of 2x1 has slope ~ -0.55)
 JUMP_FRACTION_MIN = 0.5  # share of a column's change in ||W_extra|| that happens in one grid step
+MC_Z_MAX = 4.0  # closed-form loss vs Monte Carlo, in standard errors
+KINK_MIN = 0.1  # relative jump of d(min loss)/ds at s*(r)
 
 
 # --------------------------------------------------------------------------------------------
@@ -348,8 +350,11 @@ def _agreement_measurement(an: PhaseAnalysis) -> Measurement:
         key = f"{names[t]} -> {'none' if e < 0 else names[e]}"
         pairs[key] = pairs.get(key, 0) + 1
     top = ", ".join(f"{k}: {v}" for k, v in sorted(pairs.items(), key=lambda kv: -kv[1])[:4])
+    away = m["cells_away"]
     return Measurement(
         measured=m, passed=m["away_from_boundary"] >= AGREE_MIN,
+        bars=(Bar("agreement away from boundaries", m["away_from_boundary"], ">=", AGREE_MIN, "share of cells",
+                  step=1 / away if away else 0.0),),
         detail=(f"{pm.majority.shape[0]}x{pm.majority.shape[1]} cells x {pm.restarts} restarts. Majority map: "
                 f"{m['away_from_boundary']:.3f} of the {m['cells_away']} cells more than one grid step from a "
                 f"theoretical boundary agree with theory ({m['overall']:.3f} of all cells); lowest-loss map: "
@@ -392,6 +397,8 @@ def _(ctx: FigureContext) -> Measurement:
          "columns": int(ok.sum())}
     return Measurement(
         measured=m, passed=bool(ok.any()) and med <= BOUNDARY_TOL_DECADES,
+        bars=(Bar("median |log10(s_emp / s*)|", med, "<=", BOUNDARY_TOL_DECADES, "decades"),
+              Bar("columns with a transition", m["columns"], ">=", 1, "columns", step=1)),
         detail=(f"Per r column, the density where the majority class switches to superposition (best step "
                 f"fit) vs s*(r): median |log10(s_emp/s*)| = {med:.3f} decades over {m['columns']} columns "
                 f"(positive = superposition above the curve); median signed offset "
@@ -421,6 +428,10 @@ def _(ctx: FigureContext) -> Measurement:
          "agreement_with_linear_theory_away": agreement(pm.majority, lin_th, near)}
     return Measurement(
         measured=m, passed=m["superposition_cells_away_from_r1"] == 0,
+        # scale: a count of cells has no size but its unit, one cell (the least that breaks "never"); a
+        # count moves by whole cells (step), so this verdict is never a near miss
+        bars=(Bar("superposition cells away from r = 1", m["superposition_cells_away_from_r1"], "<=", 0, "cells",
+                  scale=1.0, step=1),),
         detail=(f"{m['superposition_cells_away_from_r1']} of {int((~near).sum())} cells away from r = 1 "
                 f"({m['superposition_cells_all']} of {m['cells']} overall) have a superposition majority; "
                 f"{per_model:.4f} of all kept linear models are classified as superposition. Agreement with "
@@ -445,6 +456,9 @@ def _(ctx: FigureContext) -> Measurement:
         measured={"median_jump_share": med, "min_jump_share": float(share[ok].min()) if ok.any() else None,
                   "columns": int(ok.sum())},
         passed=bool(ok.any()) and med >= JUMP_FRACTION_MIN,
+        bars=(Bar("median largest one-step share of the norm change", med, ">=", JUMP_FRACTION_MIN,
+                  "share of the change"),
+              Bar("columns whose norm changes", int(ok.sum()), ">=", 1, "columns", step=1)),
         detail=(f"Median over {int(ok.sum())} columns (r <= 0.8) of the largest one-step change of the extra "
                 f"feature's norm as a share of its total change: {med:.2f} (1 = a pure step)."))
 
@@ -486,11 +500,13 @@ def first_order_check(n_features: int) -> Measurement:
         left = (best(s0) - best(s0 - h)) / h
         right = (best(s0 + h) - best(s0)) / h
         jumps.append(abs(right - left) / max(abs(left), abs(right)))
-    ok = bool(z.max() <= 4 and min(jumps) > 0.1)
+    ok = bool(z.max() <= MC_Z_MAX and min(jumps) > KINK_MIN)
     return Measurement(
         measured={"max_mc_z": float(z.max()), "min_relative_kink": float(min(jumps)),
                   "relative_kinks": [float(j) for j in jumps]},
         passed=ok,
+        bars=(Bar("largest |MC - closed form|", float(z.max()), "<=", MC_Z_MAX, "standard errors"),
+              Bar("smallest relative jump of d(min loss)/ds at s*", float(min(jumps)), ">", KINK_MIN)),
         detail=(f"{len(closed)} (candidate, s, r) points: largest |MC - closed form| = {z.max():.2f} SE. "
                 f"Relative jump of d(min loss)/ds at s*(r) for r in (0.2, 0.5, 2, 5): "
                 + ", ".join(f"{j:.2f}" for j in jumps) + "."))
@@ -536,9 +552,10 @@ def _(ctx: FigureContext) -> Measurement:
     lo_cols = np.flatnonzero(pm.r < 1)[:-1]
     off_lo = boundary_offsets(pm.density, pm.r[lo_cols], pm.majority[:, lo_cols] == 3,
                               theory.boundary(3, pm.r[lo_cols]))
+    columns = Bar("r > 1 columns with a transition", int(ok.sum()), ">=", 2, "columns", step=1)
     if ok.sum() < 2:
         return Measurement({"columns": int(ok.sum())}, False,
-                           "fewer than two r > 1 columns show a transition; no flat boundary found")
+                           "fewer than two r > 1 columns show a transition; no flat boundary found", bars=(columns,))
     med = float(np.median(np.abs(off[ok])))
     slope = float(np.polyfit(np.log10(pm.r[cols][ok]), off[ok], 1)[0])
     # secondary reading (reported, not judged): where any antipodal solution (all three features
@@ -552,6 +569,9 @@ def _(ctx: FigureContext) -> Measurement:
          "any_pair_slope": float(np.polyfit(np.log10(pm.r[cols][aok]), any_off[aok], 1)[0]) if aok.sum() > 1 else None}
     return Measurement(
         measured=m, passed=med <= BOUNDARY_TOL_DECADES and abs(slope) <= FLAT_SLOPE_MAX,
+        bars=(Bar("median |log10(s_emp / (4/7))|", med, "<=", BOUNDARY_TOL_DECADES, "decades"),
+              Bar("|slope of log10 s_emp vs log10 r|", abs(slope), "<=", FLAT_SLOPE_MAX, "decades per decade"),
+              columns),
         detail=(f"Best step fit of the 'others antipodal' class per r > 1 column: median s_emp = "
                 f"{m['median_s_emp']:.3f} (theory 4/7 = 0.571), median |offset| {med:.3f} decades, slope "
                 f"{slope:+.3f} over {m['columns']} columns. Where any antipodal pair starts (classes 'others "
@@ -673,6 +693,9 @@ def _(ctx: FigureContext) -> Measurement:
     dec = {n: s["decrease"] for n, s in summ.items()}
     return Measurement(
         measured=dec, passed=min(dec.values()) >= DECREASE_MIN,
+        # judged in orders of magnitude (the claim's words), so the bar is in decades: 100x = 2 decades
+        bars=(Bar("smallest decrease, log10(loss at step 0 / final loss)", float(np.log10(min(dec.values()))),
+                  ">=", float(np.log10(DECREASE_MIN)), "decades"),),
         detail="Decrease factor of the instance-averaged training loss: "
                + ", ".join(f"{n} {v:.1f}x ({summ[n]['initial']:.3g} -> {summ[n]['final']:.3g})" for n, v in dec.items())
                + ". The starting loss depends on the initialisation scale (the replication drew W with std 1.5).")
@@ -688,5 +711,7 @@ def _(ctx: FigureContext) -> Measurement:
     ch = {n: s["tail_change"] for n, s in summ.items()}
     return Measurement(
         measured=ch, passed=max(ch.values()) < TAIL_CHANGE_MAX,
+        bars=(Bar("largest change between the last two tenths of training", max(ch.values()), "<", TAIL_CHANGE_MAX,
+                  "relative change"),),
         detail="Relative change of the mean loss between the last two tenths of training: "
                + ", ".join(f"{n} {v:.4f}" for n, v in ch.items()) + ".")
