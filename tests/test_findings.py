@@ -96,3 +96,11 @@ def test_a_failed_categorical_condition_blocks_a_near_miss_even_with_a_near_fail
     near_fail = Bar("b", 0.99, ">=", 1.0)
     assert findings.near_miss(False, (near_fail,)) is True
     assert findings.near_miss(False, (near_fail,), categorical_ok=False) is False
+
+
+def test_a_share_moves_by_whole_items_even_off_the_grid():
+    # 13/15 against 0.9 misses by 0.033, but one item is 0.067 (7.4% of the bar): not near
+    assert not Bar("agreement", 13 / 15, ">=", 0.9, step=1 / 15).near
+    # 23/25 passes by 0.02; one item fewer (22/25 = 0.88) fails: 0.04, 4.4% of the bar: near
+    assert Bar("agreement", 23 / 25, ">=", 0.9, step=1 / 25).near
+    assert Bar("agreement", 23 / 25, ">=", 0.9, step=1 / 25).distance_to_flip == pytest.approx(0.04)

@@ -91,13 +91,23 @@ class Bar:
 
     @property
     def distance_to_flip(self) -> float:
-        """How far the value must move for this condition to change, in its own units."""
+        """How far the value must move for this condition to change, in its own units.
+
+        A value that moves in whole steps (a count, a share of N items) needs a whole number of steps:
+        the smallest k * step that crosses the threshold (beyond it where the threshold itself still
+        counts for the present verdict).
+        """
         m = self.margin
         if not math.isfinite(m):
             return math.inf
+        if not self.step:
+            return abs(m)
+        x = abs(m) / self.step
         strict = self.op in (">", "<")
-        # a count needs one more whole step to cross a non-strict bar from above, or a strict one from below
-        return abs(m) + (self.step if self.passed != strict else 0.0)
+        # passing a non-strict bar (or failing a strict one) means the threshold itself keeps the verdict
+        beyond = self.passed != strict
+        k = math.floor(x + 1e-9) + 1 if beyond else max(math.ceil(x - 1e-9), 1)
+        return k * self.step
 
     @property
     def near(self) -> bool:
