@@ -149,7 +149,7 @@ def test_2x1_claims_pass_on_theory_like_runs_and_fail_on_wrong_ones(tmp_path):
     assert f["relu_agrees_with_theory"].margin == pytest.approx(0.1)  # every cell agrees: 1.0 against 0.9
     assert [(b["name"], b["op"], b["threshold"]) for b in f["boundary_location"].bars] == [
         ("median |log10(s_emp / s*)|", "<=", 0.05), ("columns with a transition", ">=", 1)]
-    assert f["linear_no_superposition"].bars[0]["value"] == 0 and f["linear_no_superposition"].margin == 0
+    assert f["linear_no_superposition"].bars[0]["value"] == 0 and f["linear_no_superposition"].margin == 1
     assert [b["name"] for b in f["first_order_theory"].bars] == [
         "largest |MC - closed form|", "smallest relative jump of d(min loss)/ds at s*"]
     assert f["discontinuous_change"].bars[0]["margin"] > 0.4  # pure steps: share 1 against 0.5
