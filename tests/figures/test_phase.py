@@ -164,7 +164,7 @@ def test_2x1_claims_pass_on_theory_like_runs_and_fail_on_wrong_ones(tmp_path):
     f = findings_of("phase_diagram_2x1", bad)
     assert f["relu_agrees_with_theory"].verdict == "not reproduced" and f["relu_agrees_with_theory"].margin < -0.1
     lin = f["linear_no_superposition"]
-    assert lin.verdict == "not reproduced" and lin.margin == -lin.measured["superposition_cells_away_from_r1"] < 0
+    assert lin.verdict == "not reproduced" and lin.margin == 1 - lin.measured["superposition_cells_away_from_r1"] < 0
     assert lin.near_miss is False
     assert f["boundary_location"].verdict == "not reproduced"
 
