@@ -127,12 +127,12 @@ def test_nonempty_sampler_draws_are_plain_where_not_conditioned():
     keys = torch.tensor([rng.derive_key(9, i) for i in range(3)])
     n, B = 7, 1000
     dens = torch.tensor(MIXED_DENS).expand(3, n).contiguous()
-    p0, thr = data.nonempty_tables(dens, MIXED)
+    p0, lo, hi = data.nonempty_tables(dens, MIXED)
+    lo[1], hi[1] = 2.0, 2.0  # how the trainer leaves an instance unconditioned
     s = rng.stream_keys(keys, 4)
     u = rng.uniform_from_stream(s, (B, n))
     v = rng.uniform_from_stream(s, (B,), offset=B * n)
-    cond = torch.tensor([True, False, True]).view(3, 1, 1)
-    x = data.sample_nonempty(u, v, dens[:, None, :], thr.float()[:, None, :], MIXED, condition=cond)
+    x = data.sample_nonempty(u, v.unsqueeze(-1), dens[:, None, :], lo.float()[:, None, :], hi.float()[:, None, :], MIXED)
     plain = data.sample(u, dens[:, None, :], MIXED)
     assert torch.equal(x[1], plain[1]) and not torch.equal(x[0], plain[0])
     # the extra uniforms are the stream's elements after the batch
@@ -142,15 +142,19 @@ def test_nonempty_sampler_draws_are_plain_where_not_conditioned():
 
 def test_nonempty_tables():
     dens = torch.tensor([[0.5, 0.0, 0.2], [0.0, 0.0, 0.0], [1e-4, 1e-4, 1e-4]], dtype=torch.float64)
-    p0, thr = data.nonempty_tables(dens, FeatureSets.independent(3))
+    p0, lo, hi = data.nonempty_tables(dens, FeatureSets.independent(3))
     np.testing.assert_allclose(p0.numpy(), [0.4, 1.0, (1 - 1e-4) ** 3], rtol=1e-15)
-    np.testing.assert_allclose(thr[0].numpy(), [0.5 / 0.6, 0.5 / 0.6, 1.0], rtol=1e-15)
-    assert torch.isnan(thr[1]).all()  # nothing can be active: conditioning is undefined
+    np.testing.assert_allclose(hi[0].numpy(), [0.5 / 0.6, 0.5 / 0.6, 1.0], rtol=1e-15)
+    np.testing.assert_allclose(lo[0].numpy(), [0.0, 0.5 / 0.6, 0.5 / 0.6], rtol=1e-15)
+    assert torch.isnan(hi[1]).all()  # nothing can be active: conditioning is undefined
     # sparse units lose no digits: P(F = 0) = p / (1 - P0)
-    assert float(thr[2, 0]) == pytest.approx(1e-4 / (1 - (1 - 1e-4) ** 3), rel=1e-12)
+    assert float(hi[2, 0]) == pytest.approx(1e-4 / (1 - (1 - 1e-4) ** 3), rel=1e-12)
+    # a set's members share their unit's thresholds
+    _, lo_s, hi_s = data.nonempty_tables(torch.tensor([MIXED_DENS]), MIXED)
+    assert hi_s[0, 0] == hi_s[0, 1] and lo_s[0, 1] == 0 and (hi_s[0, 4:] == 1).all() and (lo_s[0, 4:] == hi_s[0, 3]).all()
     # a density-0 feature after the last possible one is never chosen as the first active
-    p0, thr = data.nonempty_tables(torch.tensor([[0.3, 0.0]]), FeatureSets.independent(2))
-    assert thr.tolist() == [[1.0, 1.0]]
+    p0, lo, hi = data.nonempty_tables(torch.tensor([[0.3, 0.0]]), FeatureSets.independent(2))
+    assert hi.tolist() == [[1.0, 1.0]] and lo.tolist() == [[0.0, 1.0]]
     x = _draw_nonempty(FeatureSets.independent(2), [0.3, 0.0], batch=20_000)
     assert (x[:, 0] != 0).all() and (x[:, 1] == 0).all()
     with pytest.raises(ValueError, match="density 0 in some instance"):

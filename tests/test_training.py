@@ -226,7 +226,7 @@ def _estimates(kind, params, dens, imp, sets, l1, conditioned, batches=64, B=819
     dens_t = torch.as_tensor(dens, dtype=torch.float32)
     imp3 = torch.as_tensor(imp, dtype=torch.float32)[:, None, :]
     l1t = torch.as_tensor(l1, dtype=torch.float32)
-    p0, _ = data.nonempty_tables(dens_t, sets)
+    p0, _, _ = data.nonempty_tables(dens_t, sets)
     losses, grads = [], []
     for j in range(batches):
         draw = data.draw_nonempty if conditioned else data.draw
@@ -296,8 +296,11 @@ def test_conditioned_estimator_has_the_plain_expectation_and_less_variance(kind,
     assert np.median(cond[3][plain[3] > 0] / plain[3][plain[3] > 0]) < 0.6
 
 
-def test_condition_instance_alone_matches_batch_and_layouts():
-    sets = FeatureSets((("correlated", 2), ("independent", 2)))
+@pytest.mark.parametrize("sets", [None, FeatureSets((("correlated", 2), ("independent", 2)))])
+def test_condition_instance_alone_matches_batch_and_layouts(sets):
+    """With all-independent features the instance-last step draws in its own layout; with sets it
+    permutes the instance-first draw: either way each instance sees the same data as alone."""
+    sets = sets or FeatureSets.independent(4)
     prob = _problem(N=300, n=4, m=2, density=np.linspace(0.01, 0.5, 300).tolist(), sets=sets, l1=0.01)
     spec = _spec(condition_nonempty="on")
     big = training.train(prob, spec)  # instance-last (tiny) layout
@@ -343,9 +346,12 @@ def test_condition_helps_sparse_training():
     assert (out["on"] <= out["off"] * 1.0001).mean() > 0.65
 
 
-def test_condition_compiled_step_matches_eager():
-    sets = FeatureSets((("anticorrelated", 2), ("correlated", 2)))
-    prob = _problem(N=3, n=4, m=2, density=0.05, sets=sets, l1=0.01)
+@pytest.mark.parametrize("N, n, m, sets", [
+    (3, 4, 2, FeatureSets((("anticorrelated", 2), ("correlated", 2)))),  # instance-first
+    (300, 2, 1, None),  # instance-last, drawn in that layout
+])
+def test_condition_compiled_step_matches_eager(N, n, m, sets):
+    prob = _problem(N=N, n=n, m=m, density=0.05, sets=sets, l1=0.01)
     eager = training.train(prob, _spec(steps=30, condition_nonempty="on"))
     compiled = training.train(prob, _spec(steps=30, compile=True, condition_nonempty="on"))
     assert compiled.compiled and not eager.compiled
