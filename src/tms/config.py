@@ -28,6 +28,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "snapshots": 0,
     "loss_points": 100,
     "max_chunk_mb": 512,
+    "condition_nonempty": "off",  # train on non-empty inputs only (tms.training); off keeps every result
 }
 
 

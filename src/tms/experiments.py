@@ -109,6 +109,7 @@ def build(name: str, exp: dict[str, Any], seed: int, device: str = "auto") -> tu
         max_chunk_mb=int(t["max_chunk_mb"]),
         device=device,
         compile=t.get("compile", "auto"),
+        condition_nonempty=t.get("condition_nonempty", "off"),
     )
     return problem, spec, cells
 

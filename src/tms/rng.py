@@ -62,15 +62,18 @@ def stream_keys(keys: torch.Tensor, counters: torch.Tensor | int) -> torch.Tenso
     return hash32(hash32(lo ^ cm) ^ hi)
 
 
-def uniform_from_stream(s: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+def uniform_from_stream(s: torch.Tensor, shape: tuple[int, ...], offset: int = 0) -> torch.Tensor:
     """Uniform floats in [0, 1) (24 random bits) of shape ``(len(s), *shape)``.
 
-    Element ``e`` (flat index within the stream) depends only on ``(s, e)``.
+    Element ``e`` (flat index within the stream, counted from ``offset``) depends only on ``(s, e)``;
+    an offset past the batch gives a step extra numbers without changing the batch's own.
     """
     numel = 1
     for d in shape:
         numel *= d
     e = torch.arange(numel, dtype=torch.int32, device=s.device).view(1, *shape)
+    if offset:
+        e = e + offset
     h = hash32(e ^ s.view(-1, *([1] * len(shape))))
     return ((h >> 8) & 0xFFFFFF).to(torch.float32) * _INV_2_24
 
