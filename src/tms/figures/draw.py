@@ -89,7 +89,9 @@ def density_label(p: float) -> str:
     return f"1-S = {p:.3g}"
 
 
-def reference_line(ax: plt.Axes, y: float, label: str, **line: Any) -> None:
-    """A horizontal reference line labelled just outside the right edge of the axes."""
+def reference_line(ax: plt.Axes, y: float, label: str, nudge_pt: float = 0.0, **line: Any) -> None:
+    """A horizontal reference line labelled just outside the right edge of the axes; ``nudge_pt`` moves the
+    label up (points) so that labels of close lines do not overprint."""
     ax.axhline(y, color=PALETTE["theory"], **line)
-    ax.text(1.01, y, label, transform=ax.get_yaxis_transform(), va="center", fontsize=7, color=PALETTE["theory"])
+    ax.annotate(label, (1.01, y), xycoords=ax.get_yaxis_transform(), xytext=(0, nudge_pt), textcoords="offset points",
+                va="center", fontsize=7, color=PALETTE["theory"])

@@ -519,6 +519,7 @@ class UniformAnalysis:
 
     levels: pd.DataFrame  # density, inv_density, dstar, sum_D, n_represented
     D: np.ndarray  # [levels, n] feature dimensionalities
+    norms: np.ndarray  # [levels, n] feature norms ||W_i||
     m: int
 
 
@@ -531,7 +532,7 @@ def uniform_analysis(ctx: FigureContext) -> UniformAnalysis:
     D = metrics.dimensionality(W)
     levels = pd.DataFrame({"density": dens[order], "inv_density": 1 / dens[order], "dstar": metrics.dstar(W),
                            "sum_D": D.sum(-1), "n_represented": (metrics.feature_norms(W) > REPRESENTED).sum(-1)})
-    return UniformAnalysis(levels, D, W.shape[-2])
+    return UniformAnalysis(levels, D, metrics.feature_norms(W), W.shape[-2])
 
 
 def _draw_dstar(ax: plt.Axes, levels: pd.DataFrame) -> None:
@@ -548,18 +549,29 @@ def _draw_dstar(ax: plt.Axes, levels: pd.DataFrame) -> None:
 @figure(
     DSTAR,
     section="geometry",
-    title="Dimensions per feature D* = m / ||W||_F^2 is sticky at 1 and 1/2",
+    title="Dimensions per feature D* = m / ||W||_F^2 against sparsity",
     caption=(
         "Uniform superposition (n = 400 features, m = 30 dimensions, I = 1): D* = m/||W||_F^2 of the trained "
-        "ReLU-output model at each sparsity, against 1/(1-S) on a log axis. Dashed: 1 (a dimension per "
-        "feature) and 1/2 (antipodal pairs)."
+        "ReLU-output model at each sparsity, against 1/(1-S) on a log axis. The paper: D* is \"sticky\" at 1 "
+        "(a dimension per feature) and 1/2 (antipodal pairs). Shaded: D* within 0.03 of 1 and of 1/2; filled "
+        "orange: the longest run of consecutive levels inside each band (the plateau the claims measure), "
+        "its width in decades of 1/(1-S) written beside it."
     ),
 )
 def build_dstar(ctx: FigureContext) -> FigureOutput:
     levels = uniform_analysis(ctx).levels
-    fig, ax = new_figure(figsize=(5.0, 3.0))
+    fig, ax = new_figure(figsize=(5.6, 3.2))
+    x, y = levels["inv_density"].to_numpy(), levels["dstar"].to_numpy()
     for v, lab in ((1.0, "1"), (0.5, "1/2")):
         reference_line(ax, v, lab, ls="--", lw=0.8)
+        ax.axhspan(v - STICKY_TOL, v + STICKY_TOL, color=PALETTE["grid"], alpha=0.6, lw=0, zorder=0)
+        pl = plateau(x, y, v, STICKY_TOL)
+        if pl["points"]:
+            on = (x >= pl["x_from"]) & (x <= pl["x_to"])
+            ax.plot(x[on], y[on], "o", color=PALETTE["relu"], ms=4, zorder=4)
+            ax.annotate(f"{pl['points']} levels, {pl['decades']:.2f} decades", (pl["x_to"], v),
+                        xytext=(6, 8 if v < 1 else -12), textcoords="offset points", fontsize=7,
+                        color=PALETTE["relu"])
     _draw_dstar(ax, levels)
     ax.set_ylabel("D* = m / ||W||$_F^2$")
     fig.tight_layout()
@@ -610,9 +622,13 @@ def build_feature_dimensionality(ctx: FigureContext) -> FigureOutput:
     spread = 10 ** (0.035 * ((np.arange(n) * 0.618034) % 1 - 0.5))  # deterministic horizontal spread
     fig, ax = new_figure(figsize=(6.2, 3.8))
     for lab, v in REFERENCE_LINES.items():
-        reference_line(ax, v, lab, ls=":", lw=0.6)
+        reference_line(ax, v, lab, nudge_pt={"2/5": 3.5, "3/8": -3.5}.get(lab, 0.0), ls=":", lw=0.6)
     x = levels["inv_density"].to_numpy()[:, None] * spread[None, :]
-    ax.scatter(x.ravel(), D.ravel(), s=2, color=PALETTE["neg"], alpha=0.25, lw=0, zorder=2)
+    rep = an.norms > REPRESENTED
+    ax.scatter(x[~rep], D[~rep], s=2, color=PALETTE["theory"], alpha=0.15, lw=0, zorder=1,
+               label=f"not represented (||W_i|| <= {REPRESENTED:g})")
+    ax.scatter(x[rep], D[rep], s=2, color=PALETTE["neg"], alpha=0.35, lw=0, zorder=2, label="represented")
+    ax.legend(loc="upper right", frameon=False, markerscale=3, fontsize=7)
     _draw_dstar(ax, levels)
     ax.set_ylabel("feature dimensionality D$_i$ (line: D*)")
     fig.tight_layout()
