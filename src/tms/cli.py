@@ -63,7 +63,7 @@ def _experiment_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], int
     if args.spec:
         exp = json.loads(args.spec)
         seed = args.seed if args.seed is not None else 0
-        return exp, seed, args.device or "auto", args.config_name or ""
+        return exp, seed, args.device or "auto", args.config_name or os.environ.get("TMS_CONFIG_NAME", "")
     if not args.config:
         raise SystemExit("tms train: give --config CONFIG (or --spec JSON --seed S)")
     cfg = config_mod.load(args.config)
@@ -97,9 +97,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     _set_threads(args.threads)
     exp, seed, device, cfg_name = _experiment_from_args(args)
-    if args.spec:  # a spec from the command line gets the same checks as one from a file
+    if args.spec:  # a spec from the command line gets the same checks as one from a file, except the
+        # size bound: the workflow checked it against the whole config's `limits:`, which a spec lacks
         config_mod.validate({"seed": seed, "experiments": {args.experiment: exp},
-                             "figures": {"_": {"experiments": [args.experiment]}}})
+                             "figures": {"_": {"experiments": [args.experiment]}}}, check_size=False)
         exp = {**exp, "train": {**config_mod.TRAIN_DEFAULTS, **exp.get("train", {})}}
         exp.setdefault("restarts", 1)
     out = Path(args.out or Path(args.results) / args.experiment)
@@ -129,7 +130,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         cfg_name = cfg.get("name", Path(args.config).stem)
     else:
         fspec = json.loads(args.figure_spec)
-        cfg_name = args.config_name or ""
+        cfg_name = args.config_name or os.environ.get("TMS_CONFIG_NAME", "")
     spec = registry[args.figure]
     ctx = FigureContext(args.figure, fspec["experiments"], fspec.get("options"), args.results)
     out = spec.build(ctx)
@@ -247,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="config file (YAML)")
     s.add_argument("--spec", help="the experiment's config as JSON (instead of --config)")
     s.add_argument("--seed", type=int)
-    s.add_argument("--config-name", help="label recorded in provenance (with --spec)")
+    s.add_argument("--config-name", help="label recorded in provenance, with --spec (default: $TMS_CONFIG_NAME, "
+                   "which the workflow sets)")
     s.add_argument("--device", choices=["auto", "cpu", "cuda"])
     s.add_argument("--results", default="results")
     s.add_argument("--out", help="output directory (default: RESULTS/EXPERIMENT)")
@@ -258,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("figure")
     s.add_argument("--config", help="config file (YAML)")
     s.add_argument("--figure-spec", help="the figure's config entry as JSON (instead of --config)")
-    s.add_argument("--config-name")
+    s.add_argument("--config-name", help="label recorded in provenance, with --figure-spec (default: "
+                   "$TMS_CONFIG_NAME, which the workflow sets)")
     s.add_argument("--results", default="results")
     s.add_argument("--out", default="figures")
     s.set_defaults(func=cmd_plot)
