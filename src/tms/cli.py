@@ -327,19 +327,47 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         return int(args.func(args) or 0)
-    except Exception as err:  # a clear one-line reason in the job log, then the traceback for debugging
-        from tms.config import ConfigError
-        from tms.training import TrainingDiverged
+    except Exception as err:  # a clear one-line reason in the job log (and a traceback only for bugs)
+        line = known_error(err)
+        if line is None:
+            raise
+        log.error("%s", line)
+        return 2
 
-        known: tuple[type[BaseException], ...] = (ConfigError, TrainingDiverged, FileNotFoundError)
-        if args.command == "report":
-            from tms.report import ReportError
 
-            known += (ReportError,)
-        if isinstance(err, known):
-            log.error("%s", err)
-            return 2
-        raise
+def known_error(err: BaseException) -> str | None:
+    """The one-line message of an error a user can act on (bad config, damaged or missing file, full
+    disk, diverged training); None for anything else, which is a bug and keeps its traceback."""
+    from tms.config import ConfigError
+    from tms.io import CorruptFileError
+
+    known: tuple[type[BaseException], ...] = (ConfigError, CorruptFileError, FileNotFoundError)
+    # only modules already imported can have raised their errors: importing tms.training here
+    # would cost `tms validate` the import of torch
+    if "tms.training" in sys.modules:
+        known += (sys.modules["tms.training"].TrainingDiverged,)
+    if "tms.report" in sys.modules:
+        known += (sys.modules["tms.report"].ReportError,)
+    if isinstance(err, known):
+        return str(err)
+    if isinstance(err, OSError):
+        return os_error_line(err)
+    return None
+
+
+def os_error_line(err: OSError) -> str:
+    """``FILE: reason`` for an operating-system error, with what to do about the common ones."""
+    import errno
+
+    where = " -> ".join(str(f) for f in (err.filename, err.filename2) if f) or "(no file named)"
+    reason = err.strerror or str(err)
+    hint = {
+        errno.ENOSPC: "free space on that filesystem and rerun; the interrupted output was not kept",
+        errno.EDQUOT: "free space within your quota and rerun; the interrupted output was not kept",
+        errno.EACCES: "check the permissions of that path",
+        errno.EROFS: "the filesystem is read-only; run from a writable directory",
+    }.get(err.errno or -1)
+    return f"{where}: {reason}" + (f" ({hint})" if hint else "")
 
 
 if __name__ == "__main__":

@@ -206,15 +206,35 @@ class RunData:
     arrays: dict[str, np.ndarray]
     meta: dict[str, Any]
 
+    FILES = ("run.npz", "meta.json", "cells.csv", "metrics.csv")
+
     @classmethod
     def load(cls, path: str | Path) -> "RunData":
+        """Read ``results/<experiment>/``; a missing file raises FileNotFoundError, a damaged or
+        inconsistent one :class:`tms.io.CorruptFileError`, each naming the file and how to rebuild it."""
         path = Path(path)
-        npz = path / "run.npz"
-        if not npz.exists():
-            raise FileNotFoundError(f"{npz} does not exist: train the experiment first (snakemake {npz})")
+        for name in cls.FILES:
+            if not (path / name).exists():
+                raise FileNotFoundError(f"{path / name} does not exist: train the experiment first "
+                                        f"(snakemake {path / 'run.npz'})")
         meta = io.read_json(path / "meta.json")
-        return cls(path, meta["spec"], pd.read_csv(path / "cells.csv"), pd.read_csv(path / "metrics.csv"),
-                   io.load_npz(npz), meta)
+        if not isinstance(meta, dict) or not isinstance(meta.get("spec"), dict) or "experiment" not in meta:
+            raise io.CorruptFileError(path / "meta.json", "no experiment spec in it")
+        arrays = io.load_npz(path / "run.npz")
+        for key in ("best", "final_loss"):
+            if key not in arrays:
+                raise io.CorruptFileError(path / "run.npz", f"array {key!r} missing")
+        cells = io.read_csv(path / "cells.csv", ("cell",))
+        instances = io.read_csv(path / "metrics.csv", ("instance", "cell", "loss"))
+        # the four files are written by one job: row counts that disagree mean one was damaged or
+        # replaced by a file of another run
+        if len(cells) != len(arrays["best"]):
+            raise io.CorruptFileError(path / "cells.csv",
+                                      f"{len(cells)} rows, but run.npz holds {len(arrays['best'])} cells")
+        if len(instances) != len(arrays["final_loss"]):
+            raise io.CorruptFileError(path / "metrics.csv",
+                                      f"{len(instances)} rows, but run.npz holds {len(arrays['final_loss'])} models")
+        return cls(path, meta["spec"], cells, instances, arrays, meta)
 
     @property
     def name(self) -> str:

@@ -31,7 +31,7 @@ import yaml
 
 from tms import findings as findings_mod
 from tms import provenance
-from tms.io import atomic_write_bytes, atomic_write_text
+from tms.io import atomic_write_bytes, atomic_write_text, read_json
 
 log = logging.getLogger("tms.report")
 
@@ -367,7 +367,7 @@ def _experiments(cfg: dict[str, Any], results_dir: Path, figures: list[FigureEnt
         if not path.exists():
             rows.append({"name": name, "found": False})
             continue
-        meta = json.loads(path.read_text())
+        meta = read_json(path)
         prov, tr = meta.get("provenance", {}), meta.get("training", {})
         steps = (meta.get("spec", {}).get("train") or {}).get("steps")
         rows.append({
@@ -399,7 +399,7 @@ def _packages(figures: list[FigureEntry], results_dir: Path, experiments: list[d
     records = [f.provenance.get("packages", {}) for f in figures if f.provenance]
     for e in experiments:
         if e.get("found"):
-            meta = json.loads((results_dir / e["name"] / "meta.json").read_text())
+            meta = read_json(results_dir / e["name"] / "meta.json")
             records.append(meta.get("provenance", {}).get("packages", {}))
     if not records:
         records = [provenance.package_versions()]
@@ -445,7 +445,7 @@ def collect(findings_path: Path, figures_dir: Path, results_dir: Path, config_pa
     entries = []
     for fid in fig_ids:
         prov_path = results_dir / "provenance" / f"{fid}.json"
-        prov = json.loads(prov_path.read_text()) if prov_path.exists() else None
+        prov = read_json(prov_path) if prov_path.exists() else None
         entries.append(_figure_entry(fid, figures_dir, registry, prov, [r for r in rows if r["figure"] == fid]))
     entries.sort(key=lambda e: (order[e.section], cfg_order.get(e.id, len(cfg_order)),
                                 reg_order.get(e.id, len(reg_order)), e.id))
