@@ -7,6 +7,7 @@ rule train:
         meta="results/{experiment}/meta.json",
         metrics="results/{experiment}/metrics.csv",
         cells="results/{experiment}/cells.csv",
+        timings="results/{experiment}/timings.json",
     params:
         spec=experiment_spec,
         seed=config["seed"],
