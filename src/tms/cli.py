@@ -8,7 +8,8 @@
     tms report                                render FINDINGS.tex/.pdf/.html
     tms freeze                                write the frozen, citable artifact
     tms cite ARCHIVE                          the top-level CITATION.cff naming a frozen artifact
-    tms verify ARCHIVE [--build FINDINGS]     check an artifact's manifest (and a rebuild against it)
+    tms verify ARCHIVE [--build FINDINGS]     check an artifact against its trusted hash and manifest
+                                              (and a rebuild against it)
     tms summary                               the README's figure table from a build
     tms timings                               wall time and peak memory per rule (benchmark files)
     tms bench                                 trainer benchmark against the notebook-style baseline
@@ -20,12 +21,16 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("tms")
+
+# tms.freeze.MAX_UNPACKED_BYTES in MiB (equal by a test; importing tms.freeze here would slow every command)
+VERIFY_MAX_UNPACKED_MB = 512.0
 
 # glibc returns every array of 32 MB or more to the OS after use and faults it back in on the next
 # step; keeping them mapped is worth 1.3-2.3x on the larger training shapes (see perf notes).
@@ -203,8 +208,17 @@ def cmd_cite(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from tms import freeze
 
-    ok = freeze.verify(Path(args.archive), build_findings=Path(args.build) if args.build else None)
+    ok = freeze.verify(Path(args.archive), build_findings=Path(args.build) if args.build else None,
+                       sha256=args.sha256, citation=Path(args.citation) if args.citation else None,
+                       allow_unverified=args.allow_unverified, max_unpacked=int(args.max_unpacked_mb * 2**20))
     return 0 if ok else 1
+
+
+def _sha256_arg(text: str) -> str:
+    text = text.strip().lower().removeprefix("sha256:")
+    if not re.fullmatch(r"[0-9a-f]{64}", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a SHA-256 (64 hexadecimal digits)")
+    return text
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -299,6 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("verify", help="verify a frozen artifact (and a rebuild against it)")
     s.add_argument("archive")
     s.add_argument("--build", help="a freshly built findings.json to compare with the frozen one")
+    s.add_argument("--sha256", type=_sha256_arg, help="the archive's trusted SHA-256 (from the paper or release)")
+    s.add_argument("--citation", help="a CITATION.cff naming the archive's SHA-256 (default: the repository's)")
+    s.add_argument("--allow-unverified", action="store_true",
+                   help="exit 0 when everything is consistent but no trusted hash vouches for the archive")
+    s.add_argument("--max-unpacked-mb", type=float, default=VERIFY_MAX_UNPACKED_MB,
+                   help="refuse an archive that unpacks to more than this (default: %(default)g)")
     s.set_defaults(func=cmd_verify)
 
     s = sub.add_parser("summary", help="the README's figure table (verdicts and wall times) from a build")
