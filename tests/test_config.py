@@ -289,6 +289,9 @@ def test_resolved_config_is_written_only_when_it_changes(tmp_path):
     os.utime(path, (1, 1))
     assert cfg_mod.write_resolved(c, path, "default", ["a.yaml", "b.yaml"]) is False
     assert path.stat().st_mtime == 1  # unchanged content, unchanged mtime: nothing downstream reruns
+    reordered = dict(reversed(list(c.items())))  # the same config, keys in another order
+    assert cfg_mod.write_resolved(reordered, path, "default", ["a.yaml", "b.yaml"]) is False
+    assert path.stat().st_mtime == 1
     c["seed"] = 5
     assert cfg_mod.write_resolved(c, path, "default", ["a.yaml", "b.yaml"]) is True
     assert yaml.safe_load(path.read_text())["seed"] == 5

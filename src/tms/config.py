@@ -374,14 +374,22 @@ def resolved_yaml(cfg: dict[str, Any], name: str, sources: list[str]) -> str:
 
 
 def write_resolved(cfg: dict[str, Any], path: str | Path, name: str, sources: list[str]) -> bool:
-    """Write :func:`resolved_yaml` to ``path`` unless it already holds exactly that (an unchanged
-    file keeps its modification time, so nothing downstream reruns). True if it was written."""
+    """Write :func:`resolved_yaml` to ``path`` unless it already holds that text, or the same config in
+    another key order (a cluster job parses the workflow again, from configs Snakemake hands it in its
+    own order). An unchanged file keeps its modification time, so nothing downstream reruns. True if
+    it was written."""
     from tms.io import atomic_write_text
 
     text = resolved_yaml(cfg, name, sources)
     path = Path(path)
-    if path.is_file() and path.read_text(encoding="utf-8") == text:
-        return False
+    if path.is_file():
+        old = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            same = old == text or yaml.safe_load(old) == yaml.safe_load(text)
+        except yaml.YAMLError:  # a damaged file is rewritten
+            same = False
+        if same:
+            return False
     atomic_write_text(path, text)
     return True
 
