@@ -9,7 +9,7 @@
     tms freeze                                write the frozen, citable artifact
     tms cite ARCHIVE                          the top-level CITATION.cff naming a frozen artifact
     tms verify ARCHIVE [--build FINDINGS]     check an artifact against its trusted hash and manifest
-                                              (and a rebuild against it)
+                                              (and a rebuild against it; --rerun: retrain a sample)
     tms summary                               the README's figure table from a build
     tms timings                               wall time and peak memory per rule (benchmark files)
     tms bench                                 trainer benchmark against the notebook-style baseline
@@ -210,7 +210,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     ok = freeze.verify(Path(args.archive), build_findings=Path(args.build) if args.build else None,
                        sha256=args.sha256, citation=Path(args.citation) if args.citation else None,
-                       allow_unverified=args.allow_unverified, max_unpacked=int(args.max_unpacked_mb * 2**20))
+                       allow_unverified=args.allow_unverified, max_unpacked=int(args.max_unpacked_mb * 2**20),
+                       rerun=args.rerun, device=args.device)
     return 0 if ok else 1
 
 
@@ -319,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 0 when everything is consistent but no trusted hash vouches for the archive")
     s.add_argument("--max-unpacked-mb", type=float, default=VERIFY_MAX_UNPACKED_MB,
                    help="refuse an archive that unpacks to more than this (default: %(default)g)")
+    s.add_argument("--rerun", nargs="?", type=float, const=0.01, metavar="FRACTION",
+                   help="retrain a seeded sample (FRACTION of each experiment's cells, default 0.01, at least one) "
+                        "from the archived config and compare it with the archived metrics")
+    s.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="device of --rerun")
     s.set_defaults(func=cmd_verify)
 
     s = sub.add_parser("summary", help="the README's figure table (verdicts and wall times) from a build")

@@ -539,6 +539,45 @@ def check_sidecar(archive: Path, digest: str) -> Check:
     return out
 
 
+def check_rerun(archive: Path, top: str, fraction: float, device: str = "cpu") -> Check:
+    """Retrain a sample of every experiment and compare with the archive; per claim, whether the
+    experiments it reads reproduced (its verdict is not re-evaluated: see :mod:`tms.rerun`)."""
+    import time
+
+    from tms import rerun as rerun_mod
+
+    out = Check()
+    t0 = time.perf_counter()
+    try:
+        runs, found = rerun_mod.rerun(archive, top, fraction=fraction, device=device)
+    except (ValueError, KeyError) as err:
+        out.problems.append(f"cannot rerun from this archive: {err}")
+        return out
+    for r in runs:
+        if r.ok:
+            out.notes.append(f"{r.name}: {len(r.instances)} models of {len(r.cells)} cells retrained, losses within "
+                             f"{r.max_rel:.1e} (relative) of the archived ones ({r.seconds:.1f} s)")
+        else:
+            out.problems += r.mismatches
+    ok = {r.name: r.ok for r in runs}
+    inputs_ok = 0
+    for f in found:
+        exps = list(f.get("experiments") or [])
+        if not exps:
+            out.notes.append(f"claim {f['id']} ({f.get('verdict')}): analytic, nothing to retrain")
+            inputs_ok += 1
+        elif all(ok.get(e, False) for e in exps):
+            out.notes.append(f"claim {f['id']} ({f.get('verdict')}): its experiments reproduced on the sample")
+            inputs_ok += 1
+        else:
+            bad = ", ".join(e for e in exps if not ok.get(e, False))
+            out.notes.append(f"claim {f['id']} ({f.get('verdict')}): NOT reproduced on the sample ({bad})")
+    out.notes.append(f"{inputs_ok} of {len(found)} claims rest on training that reproduced (their verdicts are "
+                     f"not re-evaluated from a sample; a full rebuild with --build does that); rerun took "
+                     f"{time.perf_counter() - t0:.0f} s")
+    return out
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -595,11 +634,12 @@ def compare_findings(frozen: list[dict[str, Any]], built: list[dict[str, Any]], 
 
 def verify(archive: Path, build_findings: Path | None = None, *, sha256: str | None = None,
            citation: Path | None = None, allow_unverified: bool = False, max_unpacked: int = MAX_UNPACKED_BYTES,
-           rtol: float = RTOL, atol: float = ATOL) -> bool:
+           rerun: float | None = None, device: str = "cpu", rtol: float = RTOL, atol: float = ATOL) -> bool:
     """Verify a frozen artifact (see the module docstring); print a report; True if it passes.
 
     ``citation`` defaults to the repository's CITATION.cff. UNVERIFIED (no trusted hash) fails unless
-    ``allow_unverified``.
+    ``allow_unverified``. ``rerun`` (a fraction of cells) retrains a seeded sample of every
+    experiment from the archived config and compares it with the archived metrics (:mod:`tms.rerun`).
     """
     archive = Path(archive)
     print(f"verifying {archive}")
@@ -628,6 +668,9 @@ def verify(archive: Path, build_findings: Path | None = None, *, sha256: str | N
             built = json.loads(build_findings.read_text())
             check = compare_findings(frozen, built, rtol, atol)
         sections.append((f"findings vs {build_findings}", check, ""))
+    if rerun is not None and scan.check.ok:
+        sections.append((f"rerun ({rerun:.0%} of each experiment's cells)", check_rerun(archive, scan.top, rerun,
+                                                                                      device), ""))
     for title, check, state in sections:
         label = "UNVERIFIED" if state == "unverified" else ("OK" if check.ok else "FAIL")
         print(f"[{label}] {title}")
