@@ -190,6 +190,15 @@ def test_merge_keys_and_aliases_are_not_duplicates(tmp_path):
     assert cfg_mod.read_yaml(keys) == {1: "a", "1": "b"}
 
 
+def test_alias_bombs_are_refused(tmp_path):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]  # 10^9 values
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=r"bomb\.yaml: its aliases expand to more than 1,000,000 values"):
+        cfg_mod.load(bomb)
+
+
 def test_yaml_error_names_file_line_and_column(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("seed: 0\nexperiments:\n  e: [1, 2\nfigures: {}\n")

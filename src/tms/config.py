@@ -12,7 +12,7 @@ and :func:`validate` on the merged config), in this order:
    probabilities outside [0, 1]);
 5. the checks a schema cannot express (m > n, feature sets that do not add up to n, a figure
    naming an experiment that does not exist);
-6. a size bound (:func:`check_size`): cells, models and estimated memory of every experiment,
+6. a size bound (:func:`check_size_bound`): cells, models and estimated memory of every experiment,
    computed arithmetically from the config, before anything is allocated.
 
 Every error names the offending key as a dotted path.
@@ -85,7 +85,9 @@ def read_yaml(path: str | Path) -> Any:
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"config file {path} cannot be read: {err}") from err
     try:
-        _check_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), path)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        _check_duplicate_keys(root, path)
+        _check_alias_expansion(root, path)
         return yaml.safe_load(text)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
@@ -121,6 +123,27 @@ def _check_duplicate_keys(root: yaml.Node | None, path: Path) -> None:
                 stack.append((value_node, where + [key_node.value]))
         elif isinstance(node, yaml.SequenceNode):
             stack.extend((item, where + [i]) for i, item in enumerate(node.value))
+
+
+MAX_YAML_NODES = 1_000_000
+
+
+def _check_alias_expansion(root: yaml.Node | None, path: Path) -> None:
+    """Refuse a document whose aliases expand to more than :data:`MAX_YAML_NODES` values (a
+    "billion laughs" config would make every later walk over it take exponential time)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        if id(node) not in sizes:
+            sizes[id(node)] = 0  # a recursive alias counts once
+            children = ([v for kv in node.value for v in kv] if isinstance(node, yaml.MappingNode)
+                        else node.value if isinstance(node, yaml.SequenceNode) else [])
+            sizes[id(node)] = min(MAX_YAML_NODES + 1, 1 + sum(size(c) for c in children))
+        return sizes[id(node)]
+
+    if root is not None and size(root) > MAX_YAML_NODES:
+        raise ConfigError(f"{path}: its aliases expand to more than {MAX_YAML_NODES:,} values; write the "
+                          f"config out without nested anchors")
 
 
 def load(path: str | Path) -> dict[str, Any]:
