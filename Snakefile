@@ -32,9 +32,12 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/report.smk"
 
 
+# Every documented output, so that deleting any one of them (a figure's PNG, say) rebuilds it.
 rule all:
     default_target: True
     input:
+        expand("figures/{figure}.{ext}", figure=FIGURES, ext=["pdf", "png", "csv"]),
+        FINDINGS_JSON,
         FINDINGS_PDF,
         FINDINGS_HTML,
         FROZEN_ARCHIVE,

@@ -29,11 +29,13 @@ def repo_root() -> str:
 
 
 def run_snakemake(*args: str, cwd: Path, timeout: int = 3600, check: bool = True,
-                  env: dict | None = None) -> subprocess.CompletedProcess:
-    """``snakemake --snakefile <repo>/Snakefile ARGS`` in ``cwd`` with the project's environment."""
+                  env: dict | None = None, umask: int | None = None) -> subprocess.CompletedProcess:
+    """``snakemake --snakefile <repo>/Snakefile ARGS`` in ``cwd`` with the project's environment
+    (``env`` on top of it, and ``umask`` for the Snakemake process and its jobs)."""
     cmd = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), *args]
     e = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "TMS_NO_PROGRESS": "1", **(env or {})}
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=e)
+    preexec = (lambda: os.umask(umask)) if umask is not None else None
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=e, preexec_fn=preexec)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n"
                              f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")

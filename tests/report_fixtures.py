@@ -82,23 +82,25 @@ def make_inputs(root: Path) -> Inputs:
     root.mkdir(parents=True, exist_ok=True)
     config.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False))
 
-    exp_prov = provenance.record(config={"seed": 0, "experiment": cfg["experiments"][EXPERIMENT]}, device="cpu",
-                                 wall_time=1234.5)
+    exp_prov = provenance.record(config={"seed": 0, "experiment": cfg["experiments"][EXPERIMENT]}, device="cpu")
     io.write_json(results / EXPERIMENT / "meta.json", {
         "experiment": EXPERIMENT, "config_name": "testcfg", "seed": 0, "spec": cfg["experiments"][EXPERIMENT],
         "provenance": exp_prov,
-        "training": {"instances": 4, "cells": 1, "restarts": 4, "layout": "single", "train_wall_time_s": 1.0,
-                     "compile_time_s": 0.1, "model_steps_per_second": 1234.5},
+        "training": {"instances": 4, "cells": 1, "restarts": 4, "layout": "single", "compiled": False},
     })
+    # timings are written beside the results and must reach neither the report nor the archive
+    io.write_json(results / EXPERIMENT / "timings.json", {
+        "experiment": EXPERIMENT, "wall_time_s": 2718.28, "train_wall_time_s": 1.0, "compile_time_s": 0.1,
+        "model_steps_per_second": 31415.9})
     io.atomic_write_text(results / EXPERIMENT / "metrics.csv", "instance,loss\n0,0.1\n1,0.2\n")
     io.atomic_write_text(results / EXPERIMENT / "cells.csv", "cell,density\n0,0.05\n")
 
     for fid, (section, title, caption) in FIGURES.items():
         save(_figure(fid), figures_dir / fid)
         runs = {EXPERIMENT: {"config_hash": exp_prov["config_hash"], "device": exp_prov["device"],
-                             "wall_time_s": exp_prov["wall_time_s"], "code": exp_prov["code"]}}
+                             "code": exp_prov["code"]}}
         io.write_json(results / "provenance" / f"{fid}.json", provenance.record(
-            config=cfg["figures"][fid], wall_time=77.77, figure=fid, rule="figure", module="tests.report_fixtures",
+            config=cfg["figures"][fid], figure=fid, rule="figure", module="tests.report_fixtures",
             section=section, title=title, caption=caption, config_name="testcfg", experiments=runs))
 
     findings_path = results / "findings.json"

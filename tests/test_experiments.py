@@ -89,3 +89,72 @@ def test_restarts_of_a_cell_are_evaluated_on_one_stream():
     ek = prob.eval_keys.reshape(6, 3)
     assert (ek == ek[:, :1]).all() and len(set(ek[:, 0].tolist())) == 6
     assert len(set(prob.keys.tolist())) == 18  # training streams stay distinct
+
+
+# ---------------------------------------------------------------------------------------------
+# damaged results (issue #17): the loader names the file and the command that rebuilds it
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained") / "results" / "x"
+    experiments.run("x", _exp(sweep={"density": [0.5, 0.05]}, perturbed_feature=None, restarts=2), seed=0,
+                    out_dir=out)
+    return out
+
+
+def _damaged(trained, tmp_path, name, damage):
+    import shutil
+
+    out = tmp_path / "results" / "x"
+    shutil.copytree(trained, out)
+    path = out / name
+    path.write_bytes(damage(path.read_bytes()))
+    return out
+
+
+@pytest.mark.parametrize("name,damage,reason", [
+    ("run.npz", lambda b: b[: len(b) // 2], r"BadZipFile|EOFError"),
+    ("run.npz", lambda b: b"", r"EOFError|BadZipFile|ValueError"),
+    ("run.npz", lambda b: b[:200] + bytes(x ^ 0xFF for x in b[200:400]) + b[400:], r"BadZipFile|error"),
+    ("meta.json", lambda b: b[: len(b) // 2], r"not valid JSON"),
+    ("meta.json", lambda b: b"[1, 2]\n", r"no experiment spec"),
+    ("metrics.csv", lambda b: b[: len(b) - 7], r"does not end with a complete line"),
+    ("metrics.csv", lambda b: b"".join(b.splitlines(keepends=True)[:2]), r"1 rows, but run\.npz holds 4 models"),
+    ("cells.csv", lambda b: b"\x00\x01garbage\n", r"column cell missing|not a valid CSV"),
+])
+def test_damaged_results_name_the_file_and_the_rebuild(trained, tmp_path, name, damage, reason):
+    from tms.io import CorruptFileError
+
+    out = _damaged(trained, tmp_path, name, damage)
+    with pytest.raises(CorruptFileError, match=reason) as err:
+        RunData.load(out)
+    msg = str(err.value)
+    assert msg.startswith(f"{out / name} is corrupt or truncated")
+    assert f"snakemake --cores all --forcerun {out / name}" in msg
+
+
+def test_a_missing_results_file_is_named(trained, tmp_path):
+    import shutil
+
+    out = tmp_path / "x"
+    shutil.copytree(trained, out)
+    (out / "cells.csv").unlink()
+    with pytest.raises(FileNotFoundError, match=rf"{out / 'cells.csv'} does not exist: train the experiment"):
+        RunData.load(out)
+
+
+def test_plot_on_a_damaged_run_fails_with_one_line(trained, tmp_path, caplog):
+    """`tms plot` (what the figure job runs) exits 2 with the loader's message, and writes no figure."""
+    from tms import cli
+
+    out = _damaged(trained, tmp_path, "run.npz", lambda b: b[:100])
+    spec = json.dumps({"experiments": ["x"], "options": {"paper": "x", "tutorial": "x", "uniform": "x"}})
+    rc = cli.main(["plot", "intro_pentagon", "--figure-spec", spec, "--results", str(out.parent),
+                   "--out", str(tmp_path / "figures")])
+    assert rc == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [f"{out / 'run.npz'} is corrupt or truncated (BadZipFile: File is not a zip file). It is a "
+                      f"pipeline output: rebuild it, and everything made from it, with `snakemake --cores all "
+                      f"--forcerun {out / 'run.npz'}` (plus the --configfile/--profile of your build)"]
+    assert not list((tmp_path / "figures").glob("intro_pentagon.*"))

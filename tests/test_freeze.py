@@ -69,7 +69,8 @@ def test_archive_contents(frozen):
     assert archive.name == "tms-findings-testcfg.tar.gz"
     files = _members(archive)
     expected = {"FINDINGS.pdf", "FINDINGS.html", "FINDINGS.tex", "findings.json", "environment.txt",
-                "provenance.json", "CITATION.cff", "MANIFEST.sha256", "config/testcfg.yaml", "config/resolved.json",
+                "provenance.json", "CITATION.cff", "MANIFEST.sha256", "MANIFEST.sha256.sha256", "config/testcfg.yaml",
+                "config/resolved.json",
                 "results/test_exp/meta.json", "results/test_exp/metrics.csv", "results/test_exp/cells.csv"}
     for fid in FIGURES:
         expected |= {f"figures/{fid}.{ext}" for ext in ("pdf", "png", "csv")} | {f"results/provenance/{fid}.json"}
@@ -77,8 +78,11 @@ def test_archive_contents(frozen):
     assert not any(name.endswith(".npz") for name in files)  # weights are left out
     # every member is in the manifest with its hash
     lines = dict(reversed(line.split("  ")) for line in files["MANIFEST.sha256"].decode().splitlines())
-    assert set(lines) == expected - {"MANIFEST.sha256"}
+    assert set(lines) == expected - {"MANIFEST.sha256", "MANIFEST.sha256.sha256"}
     assert all(hashlib.sha256(files[n]).hexdigest() == h for n, h in lines.items())
+    # the manifest's own hash, in sha256sum -c format
+    assert files["MANIFEST.sha256.sha256"].decode() == \
+        f"{hashlib.sha256(files['MANIFEST.sha256']).hexdigest()}  MANIFEST.sha256\n"
     # the resolved config has the training defaults filled in
     resolved = json.loads(files["config/resolved.json"])
     assert resolved["experiments"]["test_exp"]["train"]["batch_size"] > 0
@@ -127,13 +131,234 @@ def test_missing_report_file_is_an_error(frozen, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# verify: the manifest
+# verify: the trusted hash
 
 
-def test_verify_untouched_archive(frozen, capsys):
-    assert freeze.verify(frozen[2]) is True
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _citation(tmp_path: Path, entries: dict[str, str]) -> Path:
+    """A CITATION.cff recording ``{archive name: sha256}`` the way ``tms cite`` writes it."""
+    path = tmp_path / "CITATION.cff"
+    path.write_text(yaml.safe_dump({"cff-version": "1.2.0", "title": "t", "identifiers": [
+        {"type": "other", "value": f"sha256:{h}", "description": f"SHA-256 of the frozen artifact {name}"}
+        for name, h in entries.items()]}))
+    return path
+
+
+def test_verify_with_a_trusted_hash(frozen, tmp_path, capsys):
+    archive = frozen[2]
+    assert freeze.verify(archive, sha256=_digest(archive)) is True
     out = capsys.readouterr().out
-    assert "everything matches" in out and "[OK] manifest" in out
+    assert "verify: VERIFIED" in out and "equals the one given with --sha256" in out and "[OK] manifest" in out
+    assert freeze.verify(archive, citation=_citation(tmp_path, {archive.name: _digest(archive)})) is True
+    assert "is the one" in capsys.readouterr().out
+
+
+def test_without_a_trusted_hash_verify_is_unverified_and_fails(frozen, tmp_path, capsys):
+    archive = frozen[2]
+    assert freeze.verify(archive, citation=_citation(tmp_path, {"another.tar.gz": "0" * 64})) is False
+    out = capsys.readouterr().out
+    assert "[UNVERIFIED] archive hash" in out and "records no SHA-256 for tms-findings-testcfg.tar.gz" in out
+    assert "verify: UNVERIFIED" in out and "verify: VERIFIED" not in out
+    assert freeze.verify(archive, allow_unverified=True, citation=tmp_path / "none.cff") is True
+    assert "accepted: --allow-unverified" in capsys.readouterr().out
+
+
+def test_cli_verify_exit_codes(frozen, tmp_path):
+    archive = str(frozen[2])
+    assert cli.main(["verify", archive, "--sha256", _digest(frozen[2])]) == 0
+    assert cli.main(["verify", archive, "--citation", str(tmp_path / "none.cff")]) == 1  # unverified
+    assert cli.main(["verify", archive, "--citation", str(tmp_path / "none.cff"), "--allow-unverified"]) == 0
+    assert cli.main(["verify", archive, "--sha256", "f" * 64]) == 1
+    changed = _rebuild(frozen, tmp_path, lambda found: found[0].update(measured=0.5))
+    assert cli.main(["verify", archive, "--sha256", _digest(frozen[2]), "--build", str(changed)]) == 1
+
+
+def test_the_committed_artifact_verifies_against_the_repository_citation(capsys):
+    """The repository's own frozen archive and CITATION.cff: VERIFIED with no option at all."""
+    repo = Path(__file__).resolve().parents[1]
+    archives = sorted((repo / "report" / "frozen").glob("*.tar.gz"))
+    assert archives
+    assert freeze.verify(archives[0]) is True
+    assert "verify: VERIFIED" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------
+# verify: tampering (issue #17), each archive built here as a real tar.gz
+
+
+def _entries(archive: Path) -> list[tuple[tarfile.TarInfo, bytes | None]]:
+    with tarfile.open(archive) as tar:
+        return [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar.getmembers()]
+
+
+def _write(entries, out: Path) -> Path:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for m, data in entries:
+            if data is not None:
+                m.size = len(data)
+            tar.addfile(m, io.BytesIO(data) if data is not None else None)
+    out.write_bytes(gzip.compress(buf.getvalue(), mtime=0))
+    return out
+
+
+def _file(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = len(data), 0o644
+    return info, data
+
+
+def _forge_findings(entries) -> list:
+    """findings.json with a verdict flipped, and the manifest (and its own hash) recomputed to match."""
+    files = {m.name.split("/", 1)[1]: d for m, d in entries if d is not None}
+    found = json.loads(files["findings.json"])
+    found[0]["verdict"] = "reproduced" if found[0]["verdict"] != "reproduced" else "not reproduced"
+    files["findings.json"] = json.dumps(found).encode()
+    files["MANIFEST.sha256"] = freeze.manifest(files)
+    files["MANIFEST.sha256.sha256"] = f"{hashlib.sha256(files['MANIFEST.sha256']).hexdigest()}  MANIFEST.sha256\n".encode()
+    return [(m, files[m.name.split("/", 1)[1]] if d is not None else None) for m, d in entries]
+
+
+def test_a_consistent_forgery_fails_against_the_trusted_hash(frozen, tmp_path, capsys):
+    """Forged findings.json, every internal hash recomputed, no .sha256 beside it: only the trusted
+    hash can tell, and does; without one the result is UNVERIFIED, a failure."""
+    archive = frozen[2]
+    forged = _write(_forge_findings(_entries(archive)), tmp_path / archive.name)
+    assert freeze.verify(forged, citation=tmp_path / "none.cff") is False
+    out = capsys.readouterr().out
+    assert "[OK] manifest" in out and "verify: UNVERIFIED" in out
+    assert freeze.verify(forged, citation=_citation(tmp_path, {archive.name: _digest(archive)})) is False
+    out = capsys.readouterr().out
+    assert f"differs from the one {tmp_path / 'CITATION.cff'} records for {archive.name}" in out
+    assert freeze.verify(forged, sha256=_digest(archive)) is False
+    assert "differs from the one given with --sha256" in capsys.readouterr().out
+
+
+def test_a_second_top_level_directory_fails(frozen, tmp_path, capsys):
+    evil = _file("zz-evil/findings.json", b"[]\n")  # tar xzf hands the user this file too
+    bad = _write(_entries(frozen[2]) + [evil], tmp_path / "two-tops.tar.gz")
+    assert freeze.verify(bad, sha256=_digest(bad)) is False  # even with its own hash "trusted"
+    out = capsys.readouterr().out
+    assert "[FAIL] structure" in out
+    assert "2 top-level entries (tms-findings-testcfg (directory), zz-evil (directory))" in out
+
+
+@pytest.mark.parametrize("kind", ["symlink", "hardlink", "fifo", "chardev"])
+def test_links_and_special_members_fail(frozen, tmp_path, capsys, kind):
+    info = tarfile.TarInfo("tms-findings-testcfg/figures/passwd")
+    info.type, info.linkname = {"symlink": (tarfile.SYMTYPE, "/etc/passwd"),
+                                "hardlink": (tarfile.LNKTYPE, "tms-findings-testcfg/findings.json"),
+                                "fifo": (tarfile.FIFOTYPE, ""), "chardev": (tarfile.CHRTYPE, "")}[kind]
+    bad = _write(_entries(frozen[2]) + [(info, None)], tmp_path / f"{kind}.tar.gz")
+    assert freeze.verify(bad, sha256=_digest(bad)) is False
+    out = capsys.readouterr().out
+    expected = {"symlink": "figures/passwd: a symbolic link to '/etc/passwd'",
+                "hardlink": "figures/passwd: a hard link to 'tms-findings-testcfg/findings.json'",
+                "fifo": "figures/passwd: a FIFO", "chardev": "figures/passwd: a device file"}[kind]
+    assert expected in out
+
+
+def test_a_duplicate_path_fails(frozen, tmp_path, capsys):
+    """A second findings.json after the first: tar xzf unpacks the last one."""
+    bad = _write(_entries(frozen[2]) + [_file("tms-findings-testcfg/findings.json", b"[]\n")], tmp_path / "dup.tar.gz")
+    assert freeze.verify(bad, sha256=_digest(bad)) is False
+    assert "duplicate path tms-findings-testcfg/findings.json" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["/etc/cron.d/evil", "tms-findings-testcfg/../../evil"])
+def test_unsafe_paths_fail(frozen, tmp_path, capsys, name):
+    bad = _write(_entries(frozen[2]) + [_file(name, b"x\n")], tmp_path / "unsafe.tar.gz")
+    assert freeze.verify(bad, sha256=_digest(bad)) is False
+    assert f"unsafe path {name!r}" in capsys.readouterr().out
+
+
+def test_a_changed_manifest_is_named_as_such(frozen, tmp_path, capsys):
+    """A flipped hex digit in the manifest's CITATION.cff line: the manifest is to blame, not CITATION.cff."""
+    def flip(name, data):
+        if name == "MANIFEST.sha256":
+            i = data.index(b"  CITATION.cff") - 5
+            return data[:i] + (b"0" if data[i:i + 1] != b"0" else b"1") + data[i + 1:]
+        return data
+
+    bad = _repack(frozen[2], tmp_path / "manifest.tar.gz", flip)
+    assert freeze.verify(bad, allow_unverified=True) is False
+    out = capsys.readouterr().out
+    assert "changed: MANIFEST.sha256: it does not match the hash recorded in MANIFEST.sha256.sha256" in out
+    assert "changed: CITATION.cff (SHA-256 differs from the manifest) [by the altered manifest's line" in out
+    assert "  - changed: CITATION.cff (SHA-256 differs from the manifest)\n" not in out
+
+
+def test_a_changed_manifest_checksum_is_named_as_such(frozen, tmp_path, capsys):
+    def flip(name, data):
+        return (b"0" * 64 + data[64:]) if name == "MANIFEST.sha256.sha256" else data
+
+    bad = _repack(frozen[2], tmp_path / "sum.tar.gz", flip)
+    assert freeze.verify(bad, allow_unverified=True) is False
+    assert "changed: MANIFEST.sha256.sha256 (it does not match MANIFEST.sha256, every line of which matches" \
+        in capsys.readouterr().out
+
+
+def test_the_unpacked_size_is_capped(frozen, tmp_path, capsys):
+    big = _write(_entries(frozen[2]) + [_file("tms-findings-testcfg/zeros.bin", bytes(4 * 2**20))],
+                 tmp_path / "big.tar.gz")
+    assert freeze.verify(big, sha256=_digest(big), max_unpacked=2**20) is False
+    out = capsys.readouterr().out
+    assert "zeros.bin is 4.0 MiB, which takes the unpacked size over the cap of 1 MiB (stopped reading" in out
+    assert cli.main(["verify", str(big), "--sha256", _digest(big), "--max-unpacked-mb", "1"]) == 1
+
+
+def test_members_are_hashed_while_streaming(frozen, tmp_path):
+    """A 256 MiB member is hashed in 1 MiB pieces: verify's memory stays far below the member's size."""
+    import tracemalloc
+
+    class Zeros(io.RawIOBase):  # a 256 MiB member that is never held in memory while writing it either
+        def __init__(self, n):
+            self.left = n
+
+        def readable(self):
+            return True
+
+        def readinto(self, b):
+            k = min(len(b), self.left)
+            b[:k] = bytes(k)
+            self.left -= k
+            return k
+
+    size = 256 * 2**20
+    path = tmp_path / "huge.tar.gz"
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        for m, data in _entries(frozen[2]):
+            tar.addfile(m, io.BytesIO(data) if data is not None else None)
+        info = tarfile.TarInfo("tms-findings-testcfg/zeros.bin")
+        info.size = size
+        tar.addfile(info, io.BufferedReader(Zeros(size), buffer_size=2**20))
+    tracemalloc.start()
+    try:
+        scan = freeze.scan_archive(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert scan.hashes["zeros.bin"] == hashlib.sha256(bytes(size)).hexdigest()
+    assert peak < 16 * 2**20
+
+
+def test_a_damaged_sidecar_fails(frozen, tmp_path, capsys):
+    archive = tmp_path / frozen[2].name
+    shutil.copyfile(frozen[2], archive)
+    archive.with_name(archive.name + ".sha256").write_text(f"{'0' * 64}  {archive.name}\n")
+    assert freeze.verify(archive, sha256=_digest(archive)) is False
+    assert "differs from tms-findings-testcfg.tar.gz.sha256" in capsys.readouterr().out
+
+
+def test_verify_cap_default_is_the_clis():
+    assert cli.VERIFY_MAX_UNPACKED_MB * 2**20 == freeze.MAX_UNPACKED_BYTES
+
+
+# ---------------------------------------------------------------------------------------------
+# verify: the manifest (these archives are consistent apart from the change each test makes)
 
 
 def test_verify_names_a_file_with_one_changed_byte(frozen, tmp_path, capsys):
@@ -143,10 +368,11 @@ def test_verify_names_a_file_with_one_changed_byte(frozen, tmp_path, capsys):
         return data
 
     bad = _repack(frozen[2], tmp_path / "tampered.tar.gz", flip)
-    assert freeze.verify(bad) is False
+    assert freeze.verify(bad, allow_unverified=True) is False
     out = capsys.readouterr().out
-    assert "changed: figures/test_phase.png" in out
+    assert "changed: figures/test_phase.png (SHA-256 differs from the manifest)\n" in out
     assert "test_pentagon.png" not in out  # only the changed file is named
+    assert "MANIFEST" not in out.split("[FAIL] manifest")[1].split("files listed")[0]  # the manifest is not blamed
 
 
 def test_verify_names_missing_and_extra_files(frozen, tmp_path, capsys):
@@ -154,7 +380,7 @@ def test_verify_names_missing_and_extra_files(frozen, tmp_path, capsys):
         return None if name == "results/test_exp/cells.csv" else data
 
     bad = _repack(frozen[2], tmp_path / "dropped.tar.gz", drop)
-    assert freeze.verify(bad) is False
+    assert freeze.verify(bad, allow_unverified=True) is False
     assert "missing: results/test_exp/cells.csv" in capsys.readouterr().out
 
     buf = io.BytesIO()  # rename a member: one file missing, one extra
@@ -166,7 +392,7 @@ def test_verify_names_missing_and_extra_files(frozen, tmp_path, capsys):
             tout.addfile(m, io.BytesIO(data) if data is not None else None)
     renamed = tmp_path / "renamed.tar.gz"
     renamed.write_bytes(gzip.compress(buf.getvalue()))
-    assert freeze.verify(renamed) is False
+    assert freeze.verify(renamed, allow_unverified=True) is False
     out = capsys.readouterr().out
     assert "missing: environment.txt" in out and "extra: env-renamed.txt" in out
 
@@ -174,7 +400,7 @@ def test_verify_names_missing_and_extra_files(frozen, tmp_path, capsys):
 def test_verify_rejects_a_non_archive(tmp_path, capsys):
     junk = tmp_path / "junk.tar.gz"
     junk.write_bytes(b"not a tar file")
-    assert freeze.verify(junk) is False
+    assert freeze.verify(junk, allow_unverified=True) is False
     assert "not a readable" in capsys.readouterr().out
 
 
@@ -191,7 +417,8 @@ def _rebuild(frozen, tmp_path, edit) -> Path:
 
 
 def test_verify_identical_rebuild(frozen, tmp_path, capsys):
-    assert freeze.verify(frozen[2], build_findings=_rebuild(frozen, tmp_path, lambda f: None)) is True
+    assert freeze.verify(frozen[2], build_findings=_rebuild(frozen, tmp_path, lambda f: None),
+                         sha256=_digest(frozen[2])) is True
     assert "5 frozen findings compared" in capsys.readouterr().out
 
 
@@ -213,7 +440,7 @@ def test_verify_tolerates_tiny_float_noise(frozen, tmp_path):
             if isinstance(f["measured"], float):
                 f["measured"] *= 1 + 1e-9
 
-    assert freeze.verify(frozen[2], build_findings=_rebuild(frozen, tmp_path, nudge)) is True
+    assert freeze.verify(frozen[2], build_findings=_rebuild(frozen, tmp_path, nudge), sha256=_digest(frozen[2])) is True
 
 
 def test_verify_reports_verdict_missing_and_new_findings(frozen, tmp_path, capsys):
@@ -236,12 +463,6 @@ def test_verify_reports_verdict_missing_and_new_findings(frozen, tmp_path, capsy
 ])
 def test_value_diff(a, b, same):
     assert (freeze.value_diff(a, b) is None) is same
-
-
-def test_cli_verify_exit_codes(frozen, tmp_path):
-    assert cli.main(["verify", str(frozen[2])]) == 0
-    changed = _rebuild(frozen, tmp_path, lambda found: found[0].update(measured=0.5))
-    assert cli.main(["verify", str(frozen[2]), "--build", str(changed)]) == 1
 
 
 # ---------------------------------------------------------------------------------------------

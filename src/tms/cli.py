@@ -8,7 +8,8 @@
     tms report                                render FINDINGS.tex/.pdf/.html
     tms freeze                                write the frozen, citable artifact
     tms cite ARCHIVE                          the top-level CITATION.cff naming a frozen artifact
-    tms verify ARCHIVE [--build FINDINGS]     check an artifact's manifest (and a rebuild against it)
+    tms verify ARCHIVE [--build FINDINGS]     check an artifact against its trusted hash and manifest
+                                              (and a rebuild against it; --rerun: retrain a sample)
     tms summary                               the README's figure table from a build
     tms where ID                              where a figure or claim lives (code, test, target, config keys)
     tms timings                               wall time and peak memory per rule (benchmark files)
@@ -21,12 +22,16 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("tms")
+
+# tms.freeze.MAX_UNPACKED_BYTES in MiB (equal by a test; importing tms.freeze here would slow every command)
+VERIFY_MAX_UNPACKED_MB = 512.0
 
 # glibc returns every array of 32 MB or more to the OS after use and faults it back in on the next
 # step; keeping them mapped is worth 1.3-2.3x on the larger training shapes (see perf notes).
@@ -64,7 +69,7 @@ def _experiment_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], int
     if args.spec:
         exp = json.loads(args.spec)
         seed = args.seed if args.seed is not None else 0
-        return exp, seed, args.device or "auto", args.config_name or ""
+        return exp, seed, args.device or "auto", args.config_name or os.environ.get("TMS_CONFIG_NAME", "")
     if not args.config:
         raise SystemExit("tms train: give --config CONFIG (or --spec JSON --seed S)")
     cfg = config_mod.load(args.config)
@@ -97,22 +102,24 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from tms import config as config_mod
-    from tms import experiments
+    from tms import experiments, io
 
     _set_threads(args.threads)
     exp, seed, device, cfg_name = _experiment_from_args(args)
-    if args.spec:  # a spec from the command line gets the same checks as one from a file
+    if args.spec:  # a spec from the command line gets the same checks as one from a file, except the
+        # size bound: the workflow checked it against the whole config's `limits:`, which a spec lacks
         config_mod.validate({"seed": seed, "experiments": {args.experiment: exp},
-                             "figures": {"_": {"experiments": [args.experiment]}}})
+                             "figures": {"_": {"experiments": [args.experiment]}}}, check_size=False)
         exp = {**exp, "train": {**config_mod.TRAIN_DEFAULTS, **exp.get("train", {})}}
         exp.setdefault("restarts", 1)
     out = Path(args.out or Path(args.results) / args.experiment)
     t0 = time.perf_counter()
     run = experiments.run(args.experiment, exp, seed, out, device=device, config_name=cfg_name)
     tr = run.meta["training"]
+    timing = io.read_json(out / "timings.json")
     log.info("%s: %d instances (%d cells x %d restarts) on %s in %.1f s (compile %.1f s, %.0f model-steps/s)",
              args.experiment, tr["instances"], tr["cells"], tr["restarts"], run.meta["provenance"]["device"],
-             time.perf_counter() - t0, tr["compile_time_s"], tr["model_steps_per_second"])
+             time.perf_counter() - t0, timing["compile_time_s"], timing["model_steps_per_second"])
     return 0
 
 
@@ -133,7 +140,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         cfg_name = cfg.get("name", Path(args.config).stem)
     else:
         fspec = json.loads(args.figure_spec)
-        cfg_name = args.config_name or ""
+        cfg_name = args.config_name or os.environ.get("TMS_CONFIG_NAME", "")
     validate_options({args.figure: fspec})
     spec = registry[args.figure]
     ctx = FigureContext(args.figure, fspec["experiments"], fspec.get("options"), args.results)
@@ -147,15 +154,16 @@ def cmd_plot(args: argparse.Namespace) -> int:
         meta = io.read_json(Path(args.results) / name / "meta.json")
         runs[name] = {"config_hash": meta["provenance"]["config_hash"],
                       "device": meta["provenance"].get("device"),
-                      "wall_time_s": meta["provenance"].get("wall_time_s"),
                       "code": meta["provenance"]["code"]}
     from tms.where import claim_location, function_location
 
     source = {"figure": function_location(spec.build),
               "claims": {c.id: claim_location(c) for c in findings.claims_for(args.figure)}}
-    prov = provenance.record(config=fspec, wall_time=time.perf_counter() - t0, figure=args.figure,
-                             rule="figure", module=spec.module, source=source, section=spec.section,
-                             title=spec.title, caption=spec.caption, config_name=cfg_name, experiments=runs)
+    # no wall time in the record: it is archived, and must not differ between two builds (the job's
+    # time is in Snakemake's benchmarks/figure/<id>.tsv and in this job's log)
+    prov = provenance.record(config=fspec, figure=args.figure, rule="figure", module=spec.module, source=source,
+                             section=spec.section, title=spec.title, caption=spec.caption, config_name=cfg_name,
+                             experiments=runs)
     io.write_json(Path(args.results) / "provenance" / f"{args.figure}.json", prov)
     verdicts = ", ".join(f"{f.id.split('.')[-1]}: {f.verdict}" for f in found) or "no claims registered"
     log.info("%s written (%.1f s); %s", stem, time.perf_counter() - t0, verdicts)
@@ -209,8 +217,18 @@ def cmd_cite(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from tms import freeze
 
-    ok = freeze.verify(Path(args.archive), build_findings=Path(args.build) if args.build else None)
+    ok = freeze.verify(Path(args.archive), build_findings=Path(args.build) if args.build else None,
+                       sha256=args.sha256, citation=Path(args.citation) if args.citation else None,
+                       allow_unverified=args.allow_unverified, max_unpacked=int(args.max_unpacked_mb * 2**20),
+                       rerun=args.rerun, device=args.device)
     return 0 if ok else 1
+
+
+def _sha256_arg(text: str) -> str:
+    text = text.strip().lower().removeprefix("sha256:")
+    if not re.fullmatch(r"[0-9a-f]{64}", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a SHA-256 (64 hexadecimal digits)")
+    return text
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -269,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="config file (YAML)")
     s.add_argument("--spec", help="the experiment's config as JSON (instead of --config)")
     s.add_argument("--seed", type=int)
-    s.add_argument("--config-name", help="label recorded in provenance (with --spec)")
+    s.add_argument("--config-name", help="label recorded in provenance, with --spec (default: $TMS_CONFIG_NAME, "
+                   "which the workflow sets)")
     s.add_argument("--device", choices=["auto", "cpu", "cuda"])
     s.add_argument("--results", default="results")
     s.add_argument("--out", help="output directory (default: RESULTS/EXPERIMENT)")
@@ -280,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("figure")
     s.add_argument("--config", help="config file (YAML)")
     s.add_argument("--figure-spec", help="the figure's config entry as JSON (instead of --config)")
-    s.add_argument("--config-name")
+    s.add_argument("--config-name", help="label recorded in provenance, with --figure-spec (default: "
+                   "$TMS_CONFIG_NAME, which the workflow sets)")
     s.add_argument("--results", default="results")
     s.add_argument("--out", default="figures")
     s.set_defaults(func=cmd_plot)
@@ -316,6 +336,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("verify", help="verify a frozen artifact (and a rebuild against it)")
     s.add_argument("archive")
     s.add_argument("--build", help="a freshly built findings.json to compare with the frozen one")
+    s.add_argument("--sha256", type=_sha256_arg, help="the archive's trusted SHA-256 (from the paper or release)")
+    s.add_argument("--citation", help="a CITATION.cff naming the archive's SHA-256 (default: the repository's)")
+    s.add_argument("--allow-unverified", action="store_true",
+                   help="exit 0 when everything is consistent but no trusted hash vouches for the archive")
+    s.add_argument("--max-unpacked-mb", type=float, default=VERIFY_MAX_UNPACKED_MB,
+                   help="refuse an archive that unpacks to more than this (default: %(default)g)")
+    s.add_argument("--rerun", nargs="?", type=float, const=0.01, metavar="FRACTION",
+                   help="retrain a seeded sample (FRACTION of each experiment's cells, default 0.01, at least one) "
+                        "from the archived config and compare it with the archived metrics")
+    s.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="device of --rerun")
     s.set_defaults(func=cmd_verify)
 
     s = sub.add_parser("summary", help="the README's figure table (verdicts and wall times) from a build")
@@ -351,19 +381,47 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         return int(args.func(args) or 0)
-    except Exception as err:  # a clear one-line reason in the job log, then the traceback for debugging
-        from tms.config import ConfigError
-        from tms.training import TrainingDiverged
+    except Exception as err:  # a clear one-line reason in the job log (and a traceback only for bugs)
+        line = known_error(err)
+        if line is None:
+            raise
+        log.error("%s", line)
+        return 2
 
-        known: tuple[type[BaseException], ...] = (ConfigError, TrainingDiverged, FileNotFoundError)
-        if args.command == "report":
-            from tms.report import ReportError
 
-            known += (ReportError,)
-        if isinstance(err, known):
-            log.error("%s", err)
-            return 2
-        raise
+def known_error(err: BaseException) -> str | None:
+    """The one-line message of an error a user can act on (bad config, damaged or missing file, full
+    disk, diverged training); None for anything else, which is a bug and keeps its traceback."""
+    from tms.config import ConfigError
+    from tms.io import CorruptFileError
+
+    known: tuple[type[BaseException], ...] = (ConfigError, CorruptFileError, FileNotFoundError)
+    # only modules already imported can have raised their errors: importing tms.training here
+    # would cost `tms validate` the import of torch
+    if "tms.training" in sys.modules:
+        known += (sys.modules["tms.training"].TrainingDiverged,)
+    if "tms.report" in sys.modules:
+        known += (sys.modules["tms.report"].ReportError,)
+    if isinstance(err, known):
+        return str(err)
+    if isinstance(err, OSError):
+        return os_error_line(err)
+    return None
+
+
+def os_error_line(err: OSError) -> str:
+    """``FILE: reason`` for an operating-system error, with what to do about the common ones."""
+    import errno
+
+    where = " -> ".join(str(f) for f in (err.filename, err.filename2) if f) or "(no file named)"
+    reason = err.strerror or str(err)
+    hint = {
+        errno.ENOSPC: "free space on that filesystem and rerun; the interrupted output was not kept",
+        errno.EDQUOT: "free space within your quota and rerun; the interrupted output was not kept",
+        errno.EACCES: "check the permissions of that path",
+        errno.EROFS: "the filesystem is read-only; run from a writable directory",
+    }.get(err.errno or -1)
+    return f"{where}: {reason}" + (f" ({hint})" if hint else "")
 
 
 if __name__ == "__main__":

@@ -15,8 +15,11 @@ studied, without retraining.
   (``snapshot_steps``, ``snap_<param>``);
 - ``cells.csv``: one row per cell (its axis values and selected instance);
 - ``metrics.csv``: one row per instance (cell, restart, axis values, loss, selected, geometry metrics);
-- ``meta.json``: the experiment config, provenance (config hash, code version, packages, device,
-  wall time) and training statistics.
+- ``meta.json``: the experiment config, provenance (config hash, code version, packages, device)
+  and training statistics; nothing in it depends on how long the run took, so a rebuild writes the
+  same bytes (the frozen archive holds it);
+- ``timings.json``: wall time of the job and of training, compile time and model-steps per second
+  (they differ between runs; not archived).
 """
 
 from __future__ import annotations
@@ -169,26 +172,29 @@ def run(name: str, exp: dict[str, Any], seed: int, out_dir: str | Path, device: 
     cells["loss"] = result.final_loss[best]
 
     out = Path(out_dir)
-    wall = time.perf_counter() - t0
     meta = {
         "experiment": name,
         "config_name": config_name,
         "seed": seed,
         "spec": exp,
-        "provenance": provenance.record(config={"seed": seed, "experiment": exp}, device=result.device,
-                                        wall_time=wall),
+        "provenance": provenance.record(config={"seed": seed, "experiment": exp}, device=result.device),
         "training": {
             "instances": problem.n_instances,
             "cells": C,
             "restarts": R,
             "layout": result.layout,
             "compiled": result.compiled,
-            "train_wall_time_s": round(result.wall_time, 3),
-            "compile_time_s": round(result.compile_time, 3),
-            "model_steps_per_second": round(result.model_steps_per_second, 1),
         },
     }
+    timings = {
+        "experiment": name,
+        "wall_time_s": round(time.perf_counter() - t0, 3),
+        "train_wall_time_s": round(result.wall_time, 3),
+        "compile_time_s": round(result.compile_time, 3),
+        "model_steps_per_second": round(result.model_steps_per_second, 1),
+    }
     # run.npz last: it is the rule's declared output, so it appears only when everything else has
+    io.write_json(out / "timings.json", timings)
     io.write_json(out / "meta.json", meta)
     io.atomic_write_text(out / "cells.csv", cells.to_csv(index=False, float_format="%.8g"))
     io.atomic_write_text(out / "metrics.csv", inst.to_csv(index=False, float_format="%.8g"))
@@ -207,15 +213,35 @@ class RunData:
     arrays: dict[str, np.ndarray]
     meta: dict[str, Any]
 
+    FILES = ("run.npz", "meta.json", "cells.csv", "metrics.csv")
+
     @classmethod
     def load(cls, path: str | Path) -> "RunData":
+        """Read ``results/<experiment>/``; a missing file raises FileNotFoundError, a damaged or
+        inconsistent one :class:`tms.io.CorruptFileError`, each naming the file and how to rebuild it."""
         path = Path(path)
-        npz = path / "run.npz"
-        if not npz.exists():
-            raise FileNotFoundError(f"{npz} does not exist: train the experiment first (snakemake {npz})")
+        for name in cls.FILES:
+            if not (path / name).exists():
+                raise FileNotFoundError(f"{path / name} does not exist: train the experiment first "
+                                        f"(snakemake {path / 'run.npz'})")
         meta = io.read_json(path / "meta.json")
-        return cls(path, meta["spec"], pd.read_csv(path / "cells.csv"), pd.read_csv(path / "metrics.csv"),
-                   io.load_npz(npz), meta)
+        if not isinstance(meta, dict) or not isinstance(meta.get("spec"), dict) or "experiment" not in meta:
+            raise io.CorruptFileError(path / "meta.json", "no experiment spec in it")
+        arrays = io.load_npz(path / "run.npz")
+        for key in ("best", "final_loss"):
+            if key not in arrays:
+                raise io.CorruptFileError(path / "run.npz", f"array {key!r} missing")
+        cells = io.read_csv(path / "cells.csv", ("cell",))
+        instances = io.read_csv(path / "metrics.csv", ("instance", "cell", "loss"))
+        # the four files are written by one job: row counts that disagree mean one was damaged or
+        # replaced by a file of another run
+        if len(cells) != len(arrays["best"]):
+            raise io.CorruptFileError(path / "cells.csv",
+                                      f"{len(cells)} rows, but run.npz holds {len(arrays['best'])} cells")
+        if len(instances) != len(arrays["final_loss"]):
+            raise io.CorruptFileError(path / "metrics.csv",
+                                      f"{len(instances)} rows, but run.npz holds {len(arrays['final_loss'])} models")
+        return cls(path, meta["spec"], cells, instances, arrays, meta)
 
     @classmethod
     def from_arrays(cls, name: str, spec: dict[str, Any], cells: pd.DataFrame, arrays: dict[str, np.ndarray],

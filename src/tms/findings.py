@@ -295,4 +295,11 @@ def write(findings: list[Finding], path: Path) -> None:
 
 
 def read(path: Path) -> list[Finding]:
-    return [Finding(**d) for d in json.loads(Path(path).read_text())]
+    """Findings from a claims or findings file; :class:`tms.io.CorruptFileError` if it is damaged."""
+    from tms.io import CorruptFileError, read_json
+
+    data = read_json(path)
+    try:
+        return [Finding(**d) for d in data]
+    except TypeError as err:  # not a list of finding records (wrong or missing fields)
+        raise CorruptFileError(path, f"not a list of findings: {err}") from err

@@ -1,4 +1,8 @@
-"""Provenance of every output: which code, config, packages and device produced it, and how long it took."""
+"""Provenance of every output: which code, config, packages and device produced it.
+
+Records that are archived hold nothing that differs between two builds of the same commit (no wall
+times), so the frozen archive is reproducible; timings are written separately (``timings.json``).
+"""
 
 from __future__ import annotations
 

@@ -5,8 +5,10 @@ verdicts), ``figures/<id>.{pdf,png,csv}``, ``results/provenance/<id>.json``,
 ``results/<experiment>/meta.json`` and the config. The templates live in ``report/templates/``.
 
 The PDF is byte-reproducible: it is compiled with ``SOURCE_DATE_EPOCH`` (see :func:`source_date_epoch`)
-and ``FORCE_SOURCE_DATE=1`` in a fresh directory, has no trailer ID and no absolute paths, and holds
-no wall-clock times (those vary between runs; they are in the HTML and the frozen archive instead).
+and ``FORCE_SOURCE_DATE=1`` in a fresh directory, has no trailer ID and no absolute paths. Neither the
+PDF nor the HTML holds wall-clock times: they vary between runs, and both documents go into the frozen
+archive, whose SHA-256 a rebuild must reproduce (timings are in ``results/<experiment>/timings.json``
+and Snakemake's ``benchmarks/``; ``tms timings`` tabulates them).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import yaml
 
 from tms import findings as findings_mod
 from tms import provenance
-from tms.io import atomic_write_bytes, atomic_write_text
+from tms.io import atomic_write_bytes, atomic_write_text, read_json
 
 log = logging.getLogger("tms.report")
 
@@ -280,7 +282,6 @@ class ReportData:
     code: dict[str, Any]
     code_versions: list[dict[str, Any]]
     packages: list[dict[str, Any]]
-    benchmarks: list[dict[str, Any]]
 
     @property
     def figures(self) -> list[FigureEntry]:
@@ -381,15 +382,13 @@ def _experiments(cfg: dict[str, Any], results_dir: Path, figures: list[FigureEnt
         if not path.exists():
             rows.append({"name": name, "found": False})
             continue
-        meta = json.loads(path.read_text())
+        meta = read_json(path)
         prov, tr = meta.get("provenance", {}), meta.get("training", {})
         steps = (meta.get("spec", {}).get("train") or {}).get("steps")
         rows.append({
             "name": name, "found": True, "config_hash": prov.get("config_hash", "?"), "seed": meta.get("seed"),
             "instances": tr.get("instances"), "cells": tr.get("cells"), "restarts": tr.get("restarts"),
             "steps": steps, "device": prov.get("device", "?"), "code": prov.get("code", {}),
-            "wall_time_s": prov.get("wall_time_s"), "train_wall_time_s": tr.get("train_wall_time_s"),
-            "model_steps_per_second": tr.get("model_steps_per_second"),
         })
     return rows
 
@@ -413,7 +412,7 @@ def _packages(figures: list[FigureEntry], results_dir: Path, experiments: list[d
     records = [f.provenance.get("packages", {}) for f in figures if f.provenance]
     for e in experiments:
         if e.get("found"):
-            meta = json.loads((results_dir / e["name"] / "meta.json").read_text())
+            meta = read_json(results_dir / e["name"] / "meta.json")
             records.append(meta.get("provenance", {}).get("packages", {}))
     if not records:
         records = [provenance.package_versions()]
@@ -424,23 +423,6 @@ def _packages(figures: list[FigureEntry], results_dir: Path, experiments: list[d
             if ver not in versions[name]:
                 versions[name].append(ver)
     return [{"name": k, "versions": v} for k, v in versions.items()]
-
-
-def _benchmarks(results_dir: Path) -> list[dict[str, Any]]:
-    """Snakemake ``benchmark:`` files (``benchmarks/**/*.tsv`` next to ``results/``), if any."""
-    root = results_dir.resolve().parent / "benchmarks"
-    rows = []
-    for path in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
-        try:
-            with path.open(newline="") as fh:
-                recs = list(csv.DictReader(fh, delimiter="\t"))
-        except (OSError, csv.Error):
-            continue
-        if recs:
-            r = recs[-1]
-            rows.append({"job": str(path.relative_to(root).with_suffix("")), "s": r.get("s", ""),
-                         "max_rss": r.get("max_rss", ""), "cpu_time": r.get("cpu_time", "")})
-    return rows
 
 
 def collect(findings_path: Path, figures_dir: Path, results_dir: Path, config_path: Path | None) -> ReportData:
@@ -459,7 +441,7 @@ def collect(findings_path: Path, figures_dir: Path, results_dir: Path, config_pa
     entries = []
     for fid in fig_ids:
         prov_path = results_dir / "provenance" / f"{fid}.json"
-        prov = json.loads(prov_path.read_text()) if prov_path.exists() else None
+        prov = read_json(prov_path) if prov_path.exists() else None
         entries.append(_figure_entry(fid, figures_dir, registry, prov, [r for r in rows if r["figure"] == fid]))
     entries.sort(key=lambda e: (order[e.section], cfg_order.get(e.id, len(cfg_order)),
                                 reg_order.get(e.id, len(reg_order)), e.id))
@@ -483,7 +465,6 @@ def collect(findings_path: Path, figures_dir: Path, results_dir: Path, config_pa
         date=epoch_date(epoch), epoch=epoch, sections=sections, missing_sections=missing, findings=rows,
         counts=counts, experiments=experiments, code=dict(provenance.code_version()),
         code_versions=_code_versions(experiments, entries), packages=_packages(entries, results_dir, experiments),
-        benchmarks=_benchmarks(results_dir),
     )
 
 

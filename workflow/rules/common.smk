@@ -1,6 +1,8 @@
 # Shared helpers: config validation, experiment/figure lists, resource sizing.
 
 import json
+import os
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -8,9 +10,14 @@ from snakemake.utils import validate
 
 from tms import config as tms_config
 
-# Our own validator first: it names the offending key (and checks what a schema cannot: m > n,
-# feature sets that do not add up, figures naming unknown experiments). Then Snakemake's standard
-# check against the same schema.
+# Snakemake has already read the config files with a YAML loader that keeps the second of two
+# duplicate keys; read each again strictly so a duplicate is refused with its file and line.
+for _configfile in workflow.configfiles:
+    tms_config.read_yaml(_configfile)
+
+# Our own validator first: it names the offending key (and checks what a schema cannot: finite
+# numbers, safe names, m > n, feature sets that do not add up, figures naming unknown experiments,
+# the size bound). Then Snakemake's standard check against the same schema.
 tms_config.validate(config)
 
 
@@ -33,6 +40,23 @@ EXPERIMENTS = list(config["experiments"])
 FIGURES = list(config["figures"])
 DEVICE = config.get("device", "auto")
 
+# The merged config (every --configfile in order, then --config overrides, then schema defaults):
+# what rules `report` and `freeze` read and archive. Written here, while the workflow is parsed,
+# and only when its content changes, so an unchanged config never makes them rerun. No training
+# or figure job reads it.
+RESOLVED_CONFIG = "results/config.resolved.yaml"
+tms_config.write_resolved(config, RESOLVED_CONFIG, CONFIG_NAME, [Path(p).name for p in workflow.configfiles])
+
+# The config name is provenance, not a rerun trigger: as a `params` entry, an override file that
+# renames the config (phase_1m.yaml) would retrain every experiment. It reaches `tms train` and
+# `tms plot` through the environment instead, set here while the workflow is parsed (a cluster job
+# parses it again, so the variable is set there too).
+os.environ["TMS_CONFIG_NAME"] = CONFIG_NAME
+
+
+envvars:
+    "TMS_CONFIG_NAME",
+
 FINDINGS_JSON = "results/findings.json"
 FINDINGS_TEX = "report/build/FINDINGS.tex"
 FINDINGS_PDF = "report/build/FINDINGS.pdf"
@@ -40,9 +64,10 @@ FINDINGS_HTML = "report/build/FINDINGS.html"
 FROZEN_ARCHIVE = f"report/frozen/tms-findings-{CONFIG_NAME}.tar.gz"
 
 
+# names may contain '.', a regex metacharacter: escape them so `a.b` never matches `axb`
 wildcard_constraints:
-    experiment="|".join(EXPERIMENTS),
-    figure="|".join(FIGURES),
+    experiment="|".join(map(re.escape, EXPERIMENTS)),
+    figure="|".join(map(re.escape, FIGURES)),
 
 
 def experiment_spec(wildcards):
@@ -71,23 +96,20 @@ def figure_labels(wildcards):
 
 
 def figure_inputs(wildcards):
-    return [f"results/{e}/run.npz" for e in config["figures"][wildcards.figure]["experiments"]]
+    """Every file `tms plot` reads: the four results files of each experiment of the figure."""
+    return [
+        f"results/{e}/{name}"
+        for e in config["figures"][wildcards.figure]["experiments"]
+        for name in ("run.npz", "meta.json", "cells.csv", "metrics.csv")
+    ]
 
 
 def _work(name):
     """Model-steps x batch x (n + m) of an experiment: what its training time scales with."""
     exp = tms_config.experiment(config, name)
-    cells = len(tms_config_cells(exp))
-    inst = cells * exp["restarts"]
+    inst = tms_config.cell_count(exp) * exp["restarts"]
     t = exp["train"]
     return inst, inst * t["steps"] * t["batch_size"] * (exp["n_features"] + exp["n_hidden"])
-
-
-def tms_config_cells(exp):
-    import itertools
-
-    axes = [tms_config.axis_values(v) for v in exp["sweep"].values()]
-    return list(itertools.product(*axes))
 
 
 def train_threads(wildcards):
@@ -98,16 +120,10 @@ def train_threads(wildcards):
 
 
 def train_mem_mb(wildcards, attempt):
-    """Memory: the trainer bounds its working set by chunking (max_chunk_mb); add the process
-    baseline (torch, compiled kernels) and the results kept on the host."""
-    exp = tms_config.experiment(config, wildcards.experiment)
-    inst, _ = _work(wildcards.experiment)
-    n, m = exp["n_features"], exp["n_hidden"]
-    params = 3 * n * m + 2 * n
-    kept = inst * params * 4 * (1 + max(exp["train"]["snapshots"], 0)) + inst * 4 * exp["train"]["loss_points"]
-    # 1500 MB baseline: the Python process with torch and compiled kernels (more on a CUDA host)
-    mb = 1500 + exp["train"]["max_chunk_mb"] + 3 * kept / 2**20
-    return int(min(4000, mb) * (1 + 0.5 * (attempt - 1)))
+    """Memory: the estimate the config's size bound checks (tms.config.memory_estimate_mb), raised
+    by half on each retry. It is not capped: a job is never planned under a request it would exceed."""
+    mb = tms_config.memory_estimate_mb(tms_config.experiment(config, wildcards.experiment))
+    return int(mb * (1 + 0.5 * (attempt - 1)))
 
 
 def train_runtime(wildcards, attempt):

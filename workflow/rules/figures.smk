@@ -17,7 +17,6 @@ rule figure:
         provenance="results/provenance/{figure}.json",
     params:
         spec=figure_spec,
-        config_name=CONFIG_NAME,
         # title, caption and section are read by the --report caption; as params, editing a
         # caption in the figure module re-runs exactly that figure
         title=lambda wc: figure_meta(wc.figure)["title"],
@@ -33,6 +32,7 @@ rule figure:
     resources:
         mem_mb=2000,
         runtime=20,
+    # the config name (provenance, not a rerun trigger) comes from TMS_CONFIG_NAME: see common.smk
     shell:
-        "tms plot {wildcards.figure:q} --figure-spec {params.spec:q} --config-name {params.config_name:q} "
+        "tms plot {wildcards.figure:q} --figure-spec {params.spec:q} "
         "--results results --out figures > {log:q} 2>&1"

@@ -27,7 +27,7 @@ rule report:
         findings=FINDINGS_JSON,
         figures=expand("figures/{figure}.{ext}", figure=FIGURES, ext=["pdf", "png", "csv"]),
         provenance=expand("results/provenance/{figure}.json", figure=FIGURES),
-        config=workflow.configfiles[-1],
+        config=RESOLVED_CONFIG,
     output:
         tex=FINDINGS_TEX,
         pdf=report(FINDINGS_PDF, caption="../report/findings.rst", category="Report"),
@@ -50,7 +50,7 @@ rule report:
 rule freeze:
     input:
         rules.report.output,
-        config=workflow.configfiles[-1],
+        config=RESOLVED_CONFIG,
     output:
         FROZEN_ARCHIVE,
     log:

@@ -7,11 +7,11 @@ rule train:
         meta="results/{experiment}/meta.json",
         metrics="results/{experiment}/metrics.csv",
         cells="results/{experiment}/cells.csv",
+        timings="results/{experiment}/timings.json",
     params:
         spec=experiment_spec,
         seed=config["seed"],
         device=DEVICE,
-        config_name=CONFIG_NAME,
     log:
         "logs/train/{experiment}.log",
     benchmark:
@@ -23,7 +23,8 @@ rule train:
         mem_mb=train_mem_mb,
         runtime=train_runtime,
         gpu=1,
+    # the config name (provenance, not a rerun trigger) comes from TMS_CONFIG_NAME: see common.smk
     shell:
         "tms train {wildcards.experiment:q} --spec {params.spec:q} --seed {params.seed} "
-        "--device {params.device} --config-name {params.config_name:q} --threads {threads} "
+        "--device {params.device} --threads {threads} "
         "--out results/{wildcards.experiment:q} > {log:q} 2>&1"
