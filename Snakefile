@@ -29,6 +29,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/robustness.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -41,3 +42,4 @@ rule all:
         FINDINGS_PDF,
         FINDINGS_HTML,
         FROZEN_ARCHIVE,
+        [ROBUSTNESS_JSON] if ROBUSTNESS else [],

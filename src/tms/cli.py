@@ -12,6 +12,7 @@
                                               (and a rebuild against it; --rerun: retrain a sample)
     tms summary                               the README's figure table from a build
     tms where ID                              where a figure or claim lives (code, test, target, config keys)
+    tms robustness --config RESOLVED          every verdict across seed and budget variants: robust or fragile
     tms timings                               wall time and peak memory per rule (benchmark files)
     tms bench                                 trainer benchmark against the notebook-style baseline
 """
@@ -194,7 +195,33 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     report.build(findings_path=Path(args.findings), figures_dir=Path(args.figures), results_dir=Path(args.results),
                  out_dir=Path(args.out), config_path=Path(args.config) if args.config else None,
-                 pdf=not args.no_pdf)
+                 pdf=not args.no_pdf, robustness_path=Path(args.robustness) if args.robustness else None)
+    return 0
+
+
+def cmd_robustness(args: argparse.Namespace) -> int:
+    import yaml
+
+    from tms import findings, io, variants
+
+    cfg = yaml.safe_load(Path(args.config).read_text()) or {}
+    base = findings.read(Path(args.findings))
+    figures = sorted({f.figure for f in base})
+    by_variant, described = {}, {}
+    for v in variants.variants(cfg):
+        found = []
+        for fid in figures:
+            path = Path(args.variants) / v.name / "claims" / f"{fid}.json"
+            if not path.exists():
+                raise FileNotFoundError(f"{path} does not exist (build it: snakemake {path})")
+            found += findings.read(path)
+        by_variant[v.name] = found
+        described[v.name] = v.describe(int(cfg.get("seed", 0)))
+    out = variants.aggregate(base, by_variant, described)
+    io.write_json(Path(args.out), out)
+    s = out["summary"]
+    log.info("%d claims: %d robust, %d fragile under %s -> %s", s["claims"], s["robust"], s["fragile"],
+             ", ".join(described), args.out)
     return 0
 
 
@@ -318,7 +345,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config")
     s.add_argument("--out", default="report/build")
     s.add_argument("--no-pdf", action="store_true", help="render the .tex and .html only")
+    s.add_argument("--robustness", help="results/robustness.json of a robustness run: robust/fragile labels")
     s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("robustness", help="line up every claim's verdict across seed and budget variants")
+    s.add_argument("--findings", default="results/findings.json")
+    s.add_argument("--variants", default="results/variants", help="the variants' results (<variant>/claims/)")
+    s.add_argument("--config", required=True, help="the (resolved) config naming the variants")
+    s.add_argument("--out", default="results/robustness.json")
+    s.set_defaults(func=cmd_robustness)
 
     s = sub.add_parser("freeze", help="write the frozen, citable artifact")
     s.add_argument("--report", default="report/build")

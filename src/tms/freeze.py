@@ -204,6 +204,8 @@ def collect(report_dir: Path, figures_dir: Path, results_dir: Path, config_path:
         else:
             log.warning("figure %s has no provenance record (%s); the archive will lack it", fid, prov)
     files["findings.json"] = _read(results_dir / "findings.json", "run: tms findings")
+    if (results_dir / "robustness.json").exists():  # the robustness run's labels (robust / fragile)
+        files["robustness.json"] = (results_dir / "robustness.json").read_bytes()
     for exp in cfg.get("experiments", {}):
         for name in RESULT_TABLES:
             path = results_dir / exp / name

@@ -282,6 +282,7 @@ class ReportData:
     code: dict[str, Any]
     code_versions: list[dict[str, Any]]
     packages: list[dict[str, Any]]
+    robustness: dict[str, Any] | None = None  # summary and variants of a robustness run (None: not run)
 
     @property
     def figures(self) -> list[FigureEntry]:
@@ -425,7 +426,17 @@ def _packages(figures: list[FigureEntry], results_dir: Path, experiments: list[d
     return [{"name": k, "versions": v} for k, v in versions.items()]
 
 
-def collect(findings_path: Path, figures_dir: Path, results_dir: Path, config_path: Path | None) -> ReportData:
+def _robustness_labels(rows: list[dict[str, Any]], robustness: dict[str, Any] | None) -> None:
+    """Attach each claim's robust / fragile label and its verdict under every variant (in place)."""
+    for r in rows:
+        c = (robustness or {}).get("claims", {}).get(r["id"])
+        r["robustness"] = c["label"] if c else ""
+        r["flipped_in"] = list(c["flipped_in"]) if c else []
+        r["variant_verdicts"] = {k: v for k, v in c["verdicts"].items() if k != "build"} if c else {}
+
+
+def collect(findings_path: Path, figures_dir: Path, results_dir: Path, config_path: Path | None,
+            robustness_path: Path | None = None) -> ReportData:
     """Read every input of the report; raise FileNotFoundError naming the first missing file."""
     if not findings_path.exists():
         raise FileNotFoundError(f"{findings_path} does not exist (run: tms findings)")
@@ -434,6 +445,8 @@ def collect(findings_path: Path, figures_dir: Path, results_dir: Path, config_pa
     registry = _registry()
     order = {k: i for i, k in enumerate(findings_mod.SECTIONS)}
     rows = sorted((_finding_row(f, i) for i, f in enumerate(found)), key=lambda r: (order[r["section"]], r["index"]))
+    robustness = read_json(robustness_path) if robustness_path else None
+    _robustness_labels(rows, robustness)
 
     fig_ids = _figure_ids(cfg, found, results_dir)
     reg_order = {k: i for i, k in enumerate(registry)}
@@ -465,6 +478,8 @@ def collect(findings_path: Path, figures_dir: Path, results_dir: Path, config_pa
         date=epoch_date(epoch), epoch=epoch, sections=sections, missing_sections=missing, findings=rows,
         counts=counts, experiments=experiments, code=dict(provenance.code_version()),
         code_versions=_code_versions(experiments, entries), packages=_packages(entries, results_dir, experiments),
+        robustness=None if robustness is None else {"summary": robustness["summary"],
+                                                    "variants": robustness["variants"]},
     )
 
 
@@ -564,10 +579,14 @@ def _latex_errors(log_file: Path, fallback: str) -> str:
 
 
 def build(findings_path: Path, figures_dir: Path, results_dir: Path, out_dir: Path, config_path: Path | None,
-          pdf: bool = True) -> None:
-    """Write out_dir/FINDINGS.tex (+ out_dir/figures/*.pdf), FINDINGS.pdf (unless pdf=False) and FINDINGS.html."""
+          pdf: bool = True, robustness_path: Path | None = None) -> None:
+    """Write out_dir/FINDINGS.tex (+ out_dir/figures/*.pdf), FINDINGS.pdf (unless pdf=False) and FINDINGS.html.
+
+    ``robustness_path``: results/robustness.json of a robustness run; each verdict is then labelled
+    robust or fragile (without it the report says that robustness was not checked)."""
     findings_path, figures_dir, results_dir, out_dir = map(Path, (findings_path, figures_dir, results_dir, out_dir))
-    data = collect(findings_path, figures_dir, results_dir, Path(config_path) if config_path else None)
+    data = collect(findings_path, figures_dir, results_dir, Path(config_path) if config_path else None,
+                   Path(robustness_path) if robustness_path else None)
     _copy_figures(data.figures, figures_dir, out_dir / "figures")
     tex_path = out_dir / "FINDINGS.tex"
     atomic_write_text(tex_path, render_tex(data))

@@ -132,3 +132,29 @@ def train_runtime(wildcards, attempt):
     _, work = _work(wildcards.experiment)
     minutes = 10 + work / 1e8 / 60
     return int(minutes * 2 ** (attempt - 1))
+
+
+# The robustness run (workflow/rules/robustness.smk; config `robustness`).
+from tms import variants as tms_variants
+
+ROBUSTNESS = bool(config.get("robustness", {}).get("enabled", False))
+VARIANTS = {v.name: v for v in tms_variants.variants(config)} if ROBUSTNESS else {}
+ROBUSTNESS_JSON = "results/robustness.json"
+
+
+def variant_spec(wildcards):
+    """The experiment's spec under the variant (the budget variant multiplies the steps)."""
+    exp = tms_config.experiment(config, wildcards.experiment)
+    return json.dumps(tms_variants.variant_experiment(exp, VARIANTS[wildcards.variant]), sort_keys=True)
+
+
+def variant_seed(wildcards):
+    return tms_variants.variant_seed(config, VARIANTS[wildcards.variant])
+
+
+def variant_figure_inputs(wildcards):
+    return [
+        f"results/variants/{wildcards.variant}/{e}/{name}"
+        for e in config["figures"][wildcards.figure]["experiments"]
+        for name in ("run.npz", "meta.json", "cells.csv", "metrics.csv")
+    ]

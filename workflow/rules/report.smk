@@ -28,10 +28,13 @@ rule report:
         figures=expand("figures/{figure}.{ext}", figure=FIGURES, ext=["pdf", "png", "csv"]),
         provenance=expand("results/provenance/{figure}.json", figure=FIGURES),
         config=RESOLVED_CONFIG,
+        robustness=[ROBUSTNESS_JSON] if ROBUSTNESS else [],
     output:
         tex=FINDINGS_TEX,
         pdf=report(FINDINGS_PDF, caption="../report/findings.rst", category="Report"),
         html=report(FINDINGS_HTML, caption="../report/findings.rst", category="Report"),
+    params:
+        robustness=f"--robustness {ROBUSTNESS_JSON}" if ROBUSTNESS else "",
     log:
         "logs/report.log",
     benchmark:
@@ -44,13 +47,14 @@ rule report:
         runtime=10,
     shell:
         "tms report --findings {input.findings:q} --figures figures --results results "
-        "--config {input.config:q} --out report/build > {log:q} 2>&1"
+        "--config {input.config:q} --out report/build {params.robustness} > {log:q} 2>&1"
 
 
 rule freeze:
     input:
         rules.report.output,
         config=RESOLVED_CONFIG,
+        robustness=[ROBUSTNESS_JSON] if ROBUSTNESS else [],
     output:
         FROZEN_ARCHIVE,
     log:
