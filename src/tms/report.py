@@ -14,7 +14,6 @@ and Snakemake's ``benchmarks/``; ``tms timings`` tabulates them).
 from __future__ import annotations
 
 import base64
-import csv
 import json
 import logging
 import os
