@@ -158,3 +158,32 @@ def test_plot_on_a_damaged_run_fails_with_one_line(trained, tmp_path, caplog):
                       f"pipeline output: rebuild it, and everything made from it, with `snakemake --cores all "
                       f"--forcerun {out / 'run.npz'}` (plus the --configfile/--profile of your build)"]
     assert not list((tmp_path / "figures").glob("intro_pentagon.*"))
+
+
+def _small(select_by: str, n: int = 3, m: int = 2, restarts: int = 4) -> dict:
+    return cfg_mod.experiment({"seed": 0, "experiments": {"e": {
+        "model": "relu_output", "n_features": n, "n_hidden": m, "sweep": {"density": [0.05, 0.5]},
+        "restarts": restarts, "train": {"steps": 30, "batch_size": 64, "eval_batch": 256, "select_by": select_by}}},
+        "figures": {}}, "e")
+
+
+def test_small_models_are_selected_on_their_exact_loss(tmp_path):
+    from tms import exact
+
+    run = experiments.run("e", _small("auto"), 0, tmp_path / "a")
+    a = run.arrays
+    assert run.meta["training"]["selected_by"] == "exact"
+    expected = exact.exact_loss("relu_output", {"W": a["W"], "b": a["b"]}, a["density"], a["importance"])
+    np.testing.assert_allclose(a["exact_loss"], expected, rtol=1e-6)
+    assert list(a["best"]) == [int(np.argmin(a["exact_loss"][c * 4:(c + 1) * 4])) + 4 * c for c in range(2)]
+    assert "exact_loss" in run.cells and "exact_loss" in run.instances
+    sampled = experiments.run("e", _small("sampled"), 0, tmp_path / "b")
+    assert sampled.meta["training"]["selected_by"] == "sampled" and "exact_loss" not in sampled.arrays
+    np.testing.assert_array_equal(sampled.arrays["W"], a["W"])  # selection changes nothing about training
+
+
+def test_exact_selection_beyond_the_exact_domain_names_the_key(tmp_path):
+    with pytest.raises(cfg_mod.ConfigError, match=r"experiments\.e\.train\.select_by"):
+        experiments.run("e", _small("exact", n=8, m=2, restarts=1), 0, tmp_path)
+    run = experiments.run("e", _small("auto", n=8, m=2, restarts=1), 0, tmp_path / "auto")
+    assert run.meta["training"]["selected_by"] == "sampled"

@@ -42,6 +42,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "loss_points": 100,
     "max_chunk_mb": 512,
     "condition_nonempty": "off",  # train on non-empty inputs only (tms.training); off keeps every result
+    "select_by": "auto",  # restart selection on the exact expected loss where tms.exact covers the model
 }
 
 

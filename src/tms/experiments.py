@@ -117,6 +117,43 @@ def build(name: str, exp: dict[str, Any], seed: int, device: str = "auto") -> tu
     return problem, spec, cells
 
 
+EXACT_BUDGET_S = 60.0  # auto: exact selection when its estimated cost stays below this
+
+
+def _exact_cost_s(kind: ModelKind, n: int, models: int) -> float:
+    """Rough cost of tms.exact for ``models`` models (measured on the 2-core reference machine)."""
+    if kind in (ModelKind.LINEAR, ModelKind.RELU_OUTPUT):
+        return models * {1: 1e-5, 2: 1e-5, 3: 5e-5, 4: 5e-4, 5: 3e-3, 6: 2e-2}.get(n, float("inf"))
+    return models * 1.0  # nested ReLUs: a loop over models, up to ~1 s each
+
+
+def exact_losses(name: str, problem: Problem, params: dict[str, Any], mode: str) -> np.ndarray | None:
+    """The exact expected loss of every trained model (tms.exact), or None where ``mode`` (the experiment's
+    ``train.select_by``) asks for the sampled loss or ``auto`` finds the models outside exact's domain."""
+    from tms import exact
+
+    if mode == "sampled":
+        return None
+    flat = problem.kind in (ModelKind.LINEAR, ModelKind.RELU_OUTPUT)
+    limit = exact.MAX_FEATURES if flat else exact.MAX_FEATURES_NESTED
+    cost = _exact_cost_s(problem.kind, problem.n, problem.n_instances)
+    if problem.n > limit or (mode == "auto" and cost > EXACT_BUDGET_S):
+        if mode == "exact":
+            raise config_mod.ConfigError(
+                f"experiments.{name}.train.select_by: exact needs n_features <= {limit} for {problem.kind.value} "
+                f"models (tms.exact), this experiment has {problem.n}")
+        log.info("%s: restarts selected on the sampled loss (exact loss: n = %d, ~%.0f s estimated)", name,
+                 problem.n, cost)
+        return None
+    t0 = time.perf_counter()
+    l1 = problem.l1.cpu() if torch.is_tensor(problem.l1) else problem.l1
+    out = np.asarray(exact.exact_loss(problem.kind, dict(params), problem.density.cpu(), problem.importance.cpu(),
+                                      problem.sets, l1), dtype=np.float64)
+    log.info("%s: exact expected loss of %d models in %.1f s; restarts selected on it", name, problem.n_instances,
+             time.perf_counter() - t0)
+    return out
+
+
 def select(final_loss: np.ndarray, cells: int, restarts: int) -> np.ndarray:
     """Index of the lowest-loss instance of every cell."""
     per_cell = final_loss.reshape(cells, restarts)
@@ -133,7 +170,10 @@ def run(name: str, exp: dict[str, Any], seed: int, out_dir: str | Path, device: 
     result: TrainResult = train(problem, spec)
     R = int(exp.get("restarts", 1))
     C = len(cells)
-    best = select(result.final_loss, C, R)
+    exact_loss = exact_losses(name, problem, result.params, exp["train"].get("select_by", "sampled"))
+    # the loss restarts are selected on, and every cell's reported loss: exact where it can be had
+    loss = result.final_loss if exact_loss is None else exact_loss
+    best = select(loss, C, R)
     selected = np.zeros(problem.n_instances, dtype=bool)
     selected[best] = True
     cell_of = np.repeat(np.arange(C), R)
@@ -144,6 +184,7 @@ def run(name: str, exp: dict[str, Any], seed: int, out_dir: str | Path, device: 
         importance=problem.importance.numpy(),
         l1=problem.l1.numpy(),
         final_loss=result.final_loss,
+        **({} if exact_loss is None else {"exact_loss": exact_loss}),
         cell=cell_of,
         restart=np.tile(np.arange(R), C),
         selected=selected,
@@ -164,12 +205,16 @@ def run(name: str, exp: dict[str, Any], seed: int, out_dir: str | Path, device: 
         if col != "cell":
             inst[col] = np.repeat(cells[col].to_numpy(), R)
     inst["loss"] = result.final_loss
+    if exact_loss is not None:
+        inst["exact_loss"] = exact_loss
     inst["selected"] = selected
     for k, v in summary.items():
         inst[k] = v
     cells = cells.copy()
     cells["selected_instance"] = best
     cells["loss"] = result.final_loss[best]
+    if exact_loss is not None:
+        cells["exact_loss"] = exact_loss[best]
 
     out = Path(out_dir)
     meta = {
@@ -184,6 +229,7 @@ def run(name: str, exp: dict[str, Any], seed: int, out_dir: str | Path, device: 
             "restarts": R,
             "layout": result.layout,
             "compiled": result.compiled,
+            "selected_by": "sampled" if exact_loss is None else "exact",
         },
     }
     timings = {
