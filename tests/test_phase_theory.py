@@ -271,3 +271,22 @@ def test_classify_adds_the_confused_class_and_topologies_follow_signs():
     th = np.array([[1, 0], [0, 1], [1, -0.3], [0.3, 0.2], [0, 0], [1, 1e-9]])
     assert PT.topology_2x1(th).tolist() == [0, 1, 2, 3, -1, 0]
     assert PT.winner(np.array([[0.2, 0.1, 0.1 * (1 + 1e-12), 0.3], [0.5, 0.4, 0.3, 0.3]])).tolist() == [1, 2]
+
+
+def test_without_biases_the_confused_solution_of_mcgrath_wins_dense_cells_and_loses_with_them():
+    """McGrath's exact solution ignores biases and finds W1 ~ W2 ~ 1/sqrt(2) for dense, equally important
+    features; with biases (the paper's model) the same cells go to an antipodal pair or a single feature."""
+    s, r = np.array([1.0, 0.9, 0.7, 0.9, 0.3]), np.array([1.0, 1.0, 1.0, 0.5, 1.0])
+    free = PT.optimised(2, s, r, bias=False)
+    assert free.best.tolist() == [3, 3, 3, 3, 2] and (free.b == 0).all()
+    np.testing.assert_allclose(free.W[:3, 0], np.sqrt(0.5), atol=1e-6)
+    assert free.labels.tolist()[:3] == [PT.CONFUSED] * 3
+    for i in range(len(s)):  # stationary in the two weights (the biases are held at 0)
+        th = np.r_[free.W[i, 0], 0.0, 0.0]
+        g = _fd_grad(lambda p: _exact_2x1(np.c_[p, np.zeros((len(p), 2))], s[i], r[i]), th[:2])
+        assert np.abs(g).max() < 1e-6
+    np.testing.assert_allclose(free.losses[:, 0], r * s / 3)  # a dropped feature costs its mean square
+    withb = PT.optimised(2, s, r)
+    assert (withb.best != PT.CONFUSED).all() and (withb.loss < free.loss).all()
+    with pytest.raises(ValueError, match="bias"):
+        PT.optimised(3, 0.5, 1.0, bias=False)

@@ -249,14 +249,18 @@ class Optimised2x1:
 
 
 @functools.lru_cache(maxsize=8)
-def _optimise_2x1_cached(s_bytes: bytes, r_bytes: bytes, shape: tuple[int, ...]) -> Optimised2x1:
+def _optimise_2x1_cached(s_bytes: bytes, r_bytes: bytes, shape: tuple[int, ...], bias: bool) -> Optimised2x1:
     s = np.frombuffer(s_bytes, dtype=np.float64).reshape(shape)
     r = np.frombuffer(r_bytes, dtype=np.float64).reshape(shape)
-    return _optimise_2x1(s, r)
+    return _optimise_2x1(s, r, bias)
 
 
-def optimise_2x1(s: Any, r: Any) -> Optimised2x1:
+def optimise_2x1(s: Any, r: Any, bias: bool = True) -> Optimised2x1:
     """Optimise every 2-in-1 topology at every (s, r) (broadcast; cached per grid within a process).
+
+    ``bias=False`` fixes both biases at 0: the setting of McGrath's exact solution in the paper's
+    comments ("ignoring bias terms"). A dropped feature's output is then 0, so "not learned" and
+    "dedicated" lose ``r s/3`` and ``s/3`` (the mean square, not the variance).
 
     Only ``r <= 1`` is computed: swapping the two features maps the problem at ``r`` onto ``r`` times
     the problem at ``1/r`` (``L(w1, w2, b1, b2; s, r) = r L(w2, w1, b2, b1; s, 1/r)``), so the cell
@@ -269,10 +273,10 @@ def optimise_2x1(s: Any, r: Any) -> Optimised2x1:
         raise ValueError("s (density) and r (relative importance) must be > 0 for the optimised theory")
     s = np.array(s, dtype=np.float64)
     r = np.array(r, dtype=np.float64)
-    return _optimise_2x1_cached(s.tobytes(), r.tobytes(), s.shape)
+    return _optimise_2x1_cached(s.tobytes(), r.tobytes(), s.shape, bool(bias))
 
 
-def _optimise_2x1(s: np.ndarray, r: np.ndarray) -> Optimised2x1:
+def _optimise_2x1(s: np.ndarray, r: np.ndarray, bias: bool = True) -> Optimised2x1:
     shape = s.shape
     sf, rf = s.reshape(-1), r.reshape(-1)
     swap = rf > 1
@@ -284,7 +288,7 @@ def _optimise_2x1(s: np.ndarray, r: np.ndarray) -> Optimised2x1:
     first = np.zeros(len(uniq), dtype=np.int64)
     first[inverse[::-1]] = np.arange(len(inverse))[::-1]
     su, ru = sf[first], rl[first]
-    L_u, P_u, F_u = _solve(su, ru)
+    L_u, P_u, F_u = _solve(su, ru, bias)
     L, Pm, F = L_u[inverse], P_u[inverse].copy(), F_u[inverse]
     # mirror: at r > 1 the solution at 1/r with features swapped; losses scale by r
     perm_t = np.array([1, 0, 2, 3])  # topology labels: not learned <-> dedicated
@@ -294,18 +298,26 @@ def _optimise_2x1(s: np.ndarray, r: np.ndarray) -> Optimised2x1:
     swapped[:, 2, :2] *= -1  # superposition: W -> -W keeps w1 > 0 > w2
     Pm = np.where(swap[:, None, None], swapped, Pm)
     # the closed forms hold at every cell exactly (no mirror rounding)
-    closed = theory.losses(2, sf, rf)
+    closed = _closed_2x1(sf, rf, bias)
     for lab, nm in enumerate(("not learned", "dedicated")):
         L[:, lab] = F[:, lab] = closed[nm]
     F[:, 2] = closed["superposition"]
     return Optimised2x1(L.reshape(shape + (4,)), Pm.reshape(shape + (4, 4)), F.reshape(shape + (4,)))
 
 
-def _solve(s: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _closed_2x1(s: np.ndarray, r: np.ndarray, bias: bool) -> dict[str, np.ndarray]:
+    """The fixed candidates' closed forms; without biases a dropped feature costs its mean square s/3."""
+    closed = theory.losses(2, s, r)
+    if not bias:
+        closed["not learned"], closed["dedicated"] = r * s / 3, s / 3 + 0 * r
+    return closed
+
+
+def _solve(s: np.ndarray, r: np.ndarray, bias: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Losses [N, 4], minimisers [N, 4, 4] and fixed losses [N, 4] at the cells (s, r) (no mirroring)."""
     N = len(s)
     st, rt = torch.as_tensor(s), torch.as_tensor(r)
-    closed = theory.losses(2, s, r)
+    closed = _closed_2x1(s, r, bias)
     losses = np.zeros((N, 4))
     params = np.zeros((N, 4, 4))
     fixed = np.zeros((N, 4))
@@ -313,12 +325,14 @@ def _solve(s: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     for lab, nm in enumerate(("not learned", "dedicated")):
         losses[:, lab] = fixed[:, lab] = closed[nm]
         params[:, lab, lab] = 1.0
-        params[:, lab, 3 - lab] = s / 2  # the dropped feature's bias: its mean
+        params[:, lab, 3 - lab] = s / 2 if bias else 0.0  # the dropped feature's bias: its mean
     fixed[:, 2] = closed["superposition"]
     c0 = torch.tensor([[math.sqrt(0.5), math.sqrt(0.5), 0.0, 0.0]], dtype=torch.float64).expand(N, 4)
     fixed[:, 3] = loss_2x1(c0, st, rt).numpy()
     for lab, nm in ((2, "superposition"), (3, "confused")):
         lower, upper = (torch.tensor(v, dtype=torch.float64) for v in BOXES[nm])
+        if not bias:  # both biases held at 0
+            lower[2:], upper[2:] = 0.0, 0.0
         best_L = np.full(N, np.inf)
         best = np.zeros((N, 4))
         for w in STARTS[nm]:
@@ -383,10 +397,11 @@ class OptimisedTheory:
 
     ``losses`` are the topologies' optimised losses (minimum over each closure, summed over features);
     ``fixed`` the fixed-configuration losses of :mod:`tms.theory` (and, for "confused",
-    ``W = [1, 1] / sqrt(2)``, ``b = 0``). ``best`` indexes the lowest (ties: :func:`winner`), ``W``/``b``
-    are its minimiser, ``topology`` that minimiser's own topology (differs from ``best`` only where the
-    winner's optimum lies on its boundary, which the tie rule prevents, so it is a check) and ``labels``
-    its class under the trained maps' classifier (:func:`classify`): the optimised map.
+    ``W = [1, 1] / sqrt(2)``, ``b = 0``); ``topology_W``/``topology_b`` every topology's minimiser.
+    ``best`` indexes the lowest (ties: :func:`winner`), ``W``/``b`` are its minimiser, ``topology`` that
+    minimiser's own topology (differs from ``best`` only where the winner's optimum lies on its boundary,
+    which the tie rule prevents, so it is a check) and ``labels`` its class under the trained maps'
+    classifier (:func:`classify`): the optimised map.
     """
 
     n_features: int
@@ -398,6 +413,8 @@ class OptimisedTheory:
     b: np.ndarray  # [..., n]
     topology: np.ndarray  # [...]
     labels: np.ndarray  # [...]
+    topology_W: np.ndarray  # [..., K, m, n]
+    topology_b: np.ndarray  # [..., K, n]
 
     @property
     def loss(self) -> np.ndarray:
@@ -444,23 +461,27 @@ def topology_3x2(W: Any) -> np.ndarray:
     return out
 
 
-def optimised(n_features: int, s: Any, r: Any) -> OptimisedTheory:
+def optimised(n_features: int, s: Any, r: Any, bias: bool = True) -> OptimisedTheory:
     """The optimised theory of the ``n_features`` (2 or 3) diagram at every (s, r) (broadcast).
 
-    2 in 1: :func:`optimise_2x1`. 3 in 2: the single-feature topologies' closed forms and the two
-    antipodal ones from the 2-in-1 superposition optimum at (s, 1) and (s, r) (module docstring).
+    2 in 1: :func:`optimise_2x1` (``bias=False``: without biases, McGrath's setting). 3 in 2: the
+    single-feature topologies' closed forms and the two antipodal ones from the 2-in-1 superposition
+    optimum at (s, 1) and (s, r) (module docstring).
     """
     n = theory._check_n(n_features)
     s, r = np.broadcast_arrays(theory._density(s), theory._importance(r))
     shape = s.shape
+    if n == 3 and not bias:
+        raise ValueError("bias=False is only implemented for n_features=2 (McGrath's setting)")
     if n == 2:
-        o = optimise_2x1(s, r)
+        o = optimise_2x1(s, r, bias)
         best = winner(o.losses)
         theta = np.take_along_axis(o.params, best[..., None, None], -2)[..., 0, :]
         W, b = theta[..., None, :2], theta[..., 2:]
         topo = topology_2x1(theta)
         labels = classify(W.reshape(-1, 1, 2), 2).reshape(shape)
-        return OptimisedTheory(2, NAMES_2x1, o.losses, o.fixed, best, W, b, topo, labels)
+        return OptimisedTheory(2, NAMES_2x1, o.losses, o.fixed, best, W, b, topo, labels,
+                               o.params[..., None, :2], o.params[..., 2:])
     sf, rf = s.reshape(-1), r.reshape(-1)
     both = optimise_2x1(np.concatenate([sf, sf]), np.concatenate([np.ones_like(rf), rf]))
     N = len(sf)
@@ -470,10 +491,12 @@ def optimised(n_features: int, s: Any, r: Any) -> OptimisedTheory:
     fixed = np.stack([closed[k] for k in NAMES_3x2], -1)
     best = winner(losses)
     Ws, bs = zip(*(_embed_3x2(nm, pair, sf) for nm, pair in zip(NAMES_3x2, (None, None, pair_r1, pair_r))))
-    W = np.take_along_axis(np.stack(Ws, 1), best[:, None, None, None], 1)[:, 0]
-    b = np.take_along_axis(np.stack(bs, 1), best[:, None, None], 1)[:, 0]
+    Ws, bs = np.stack(Ws, 1), np.stack(bs, 1)
+    W = np.take_along_axis(Ws, best[:, None, None, None], 1)[:, 0]
+    b = np.take_along_axis(bs, best[:, None, None], 1)[:, 0]
     topo = topology_3x2(W)
     labels = theory.classify_solution(W, 3)
     return OptimisedTheory(3, NAMES_3x2, losses.reshape(shape + (4,)), fixed.reshape(shape + (4,)),
                            best.reshape(shape), W.reshape(shape + (2, 3)), b.reshape(shape + (3,)),
-                           topo.reshape(shape), labels.reshape(shape))
+                           topo.reshape(shape), labels.reshape(shape), Ws.reshape(shape + (4, 2, 3)),
+                           bs.reshape(shape + (4, 3)))
