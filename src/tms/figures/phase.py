@@ -553,6 +553,14 @@ def _optimised_agreement_measurement(an: PhaseAnalysis) -> Measurement:
     for a, e in zip(opt[disagree], pm.majority[disagree]):
         key = f"{names[a] if a >= 0 else 'none'} -> {'none' if e < 0 else names[e]}"
         pairs[key] = pairs.get(key, 0) + 1
+    # where the trained majority's antipodal region ends per r column, against either theory's s*(r)
+    below = np.isin(pm.majority, antipodal_classes(n))
+    emp_opt = boundary_offsets(pm.density, pm.r, below, an.optimised_boundary)
+    emp_fix = boundary_offsets(pm.density, pm.r, below, optimised_boundary(n, pm.density, pm.r, an.theory))
+
+    def med(v: np.ndarray) -> float | None:
+        return float(np.nanmedian(v)) if np.isfinite(v).any() else None
+
     m = {"away_from_boundary": agreement(pm.majority, opt, near), "overall": agreement(pm.majority, opt),
          "selected_away_from_boundary": agreement(pm.selected, opt, near),
          "selected_overall": agreement(pm.selected, opt),
@@ -564,6 +572,8 @@ def _optimised_agreement_measurement(an: PhaseAnalysis) -> Measurement:
          "disagreeing_whose_best_restart_agrees": float((pm.selected == opt)[disagree].mean()) if disagree.any()
          else None,
          "disagreements": dict(sorted(pairs.items(), key=lambda kv: -kv[1])[:6]),
+         "trained_boundary_offset_from_optimised_decades": med(emp_opt),
+         "trained_boundary_offset_from_fixed_decades": med(emp_fix),
          "stuck_restarts_by_decade": stuck_by_decade(pm),
          "kept_restarts_off_optimum_by_decade": {decade_name(d): float(1 - kept_on[dec == d].mean())
                                                  for d in np.unique(dec)}}
@@ -581,8 +591,12 @@ def _optimised_agreement_measurement(an: PhaseAnalysis) -> Measurement:
                 f"lowest-loss map: {m['selected_away_from_boundary']:.3f} ({m['selected_overall']:.3f}). The two "
                 f"theories differ in {m['optimised_vs_fixed_cells_differ']:.1%} of the cells. Disagreements away "
                 f"from the boundary (optimised theory -> trained): {top or 'none'}"
-                + (f"; in {best:.0%} of them the lowest-loss restart has the optimised class" if best is not None
-                   else "") + f". Stuck restarts (class differs from the cell's lowest-loss restart): {stuck}."))
+                + (f"; in {best:.1%} of them the lowest-loss restart has the optimised class" if best is not None
+                   else "") + f". Stuck restarts (class differs from the cell's lowest-loss restart): {stuck}. "
+                f"Median offset of the trained antipodal region's edge (best step fit per r column) from the "
+                f"optimised theory's s*(r): {_fmt(m['trained_boundary_offset_from_optimised_decades'])} decades "
+                f"(from the fixed theory's, on the same grid: "
+                f"{_fmt(m['trained_boundary_offset_from_fixed_decades'])})."))
 
 
 @claim("phase_diagram_2x1.relu_agrees_with_optimised_theory", figure="phase_diagram_2x1", section="phase_change",
