@@ -3,12 +3,13 @@ quick build through Snakemake is covered by tests/test_pipeline.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
 import pytest
 
-from tms import theory
+from tms import phase_theory, theory
 from tms.experiments import RunData
 from tms.figures import phase
 from tms.figures.base import FigureContext
@@ -142,10 +143,11 @@ def test_2x1_claims_pass_on_theory_like_runs_and_fail_on_wrong_ones(tmp_path):
     good = ctx_of("phase_diagram_2x1", phase_run("relu", "relu_output", 2, 30, theory_label(2)),
                   phase_run("lin", "linear", 2, 30, linear_label))
     f = findings_of("phase_diagram_2x1", good)
-    assert {k: x.verdict for k, x in f.items()} == dict.fromkeys(
-        ["relu_agrees_with_theory", "boundary_location", "linear_no_superposition", "discontinuous_change",
-         "first_order_theory"], "reproduced")
-    assert all(b["passed"] for x in f.values() for b in x.bars) and not any(x.near_miss for x in f.values())
+    fixed_claims = ["relu_agrees_with_theory", "boundary_location", "linear_no_superposition", "discontinuous_change",
+                    "first_order_theory"]
+    assert {k: f[k].verdict for k in fixed_claims} == dict.fromkeys(fixed_claims, "reproduced")
+    assert set(f) == {*fixed_claims, "relu_agrees_with_optimised_theory", "confused_feature"}
+    assert all(b["passed"] for k in fixed_claims for b in f[k].bars) and not any(f[k].near_miss for k in fixed_claims)
     assert f["relu_agrees_with_theory"].margin == pytest.approx(0.1)  # every cell agrees: 1.0 against 0.9
     assert [(b["name"], b["op"], b["threshold"]) for b in f["boundary_location"].bars] == [
         ("median |log10(s_emp / s*)|", "<=", 0.05), ("columns with a transition", ">=", 1)]
@@ -163,6 +165,8 @@ def test_2x1_claims_pass_on_theory_like_runs_and_fail_on_wrong_ones(tmp_path):
                  phase_run("lin", "linear", 2, 30, lambda s, r, k: 2))
     f = findings_of("phase_diagram_2x1", bad)
     assert f["relu_agrees_with_theory"].verdict == "not reproduced" and f["relu_agrees_with_theory"].margin < -0.1
+    assert f["relu_agrees_with_optimised_theory"].verdict == "not reproduced"
+    assert f["relu_agrees_with_optimised_theory"].margin < -0.1
     lin = f["linear_no_superposition"]
     assert lin.verdict == "not reproduced" and lin.margin == 1 - lin.measured["superposition_cells_away_from_r1"] < 0
     assert lin.near_miss is False
@@ -185,9 +189,10 @@ def test_2x1_boundary_claim_fails_for_a_shifted_boundary():
 def test_3x2_claims_pass_on_theory_and_fail_for_a_sloped_boundary():
     good = ctx_of("phase_diagram_3x2", phase_run("relu3", "relu_output", 3, 24, theory_label(3), restarts=3))
     f = findings_of("phase_diagram_3x2", good)
-    assert {k: x.verdict for k, x in f.items()} == {"relu_agrees_with_theory": "reproduced",
-                                                    "flat_boundary_above_r1": "reproduced"}
-    assert all(x.margin >= 0 for x in f.values())
+    assert set(f) == {"relu_agrees_with_theory", "flat_boundary_above_r1", "relu_agrees_with_optimised_theory"}
+    assert {k: f[k].verdict for k in ("relu_agrees_with_theory", "flat_boundary_above_r1")} == dict.fromkeys(
+        ("relu_agrees_with_theory", "flat_boundary_above_r1"), "reproduced")
+    assert f["relu_agrees_with_theory"].margin >= 0 and f["flat_boundary_above_r1"].margin >= 0
     assert [b["threshold"] for b in f["flat_boundary_above_r1"].bars] == [0.05, 0.1, 2]
 
     def sloped(s, r, k):  # the 2x1 curve 4/(5+2r) instead of the flat 4/7 for r > 1
@@ -200,6 +205,86 @@ def test_3x2_claims_pass_on_theory_and_fail_for_a_sloped_boundary():
     assert m.passed is False and m.measured["slope"] < -0.3
     bind = binding(m.passed, m.bars)
     assert bind.name == "|slope of log10 s_emp vs log10 r|" and bind.margin == pytest.approx(0.1 + m.measured["slope"])
+
+
+def opt_run(name: str, n: int, side: int, restarts: int = 4, stuck_below: float = 0.0) -> RunData:
+    """A run whose models sit at the optimised theory's minimiser of each cell; in cells with density
+    below ``stuck_below`` the two highest-loss restarts hold another class (the "dedicated" candidate)
+    instead, so they are stuck restarts."""
+    sweep = {"density": np.geomspace(1, 0.01, side), "relative_importance": np.geomspace(0.1, 10, side)}
+    opt = phase_theory.optimised(n, sweep["density"][:, None], sweep["relative_importance"][None, :])
+    W, b, loss = [], [], []
+    for i, j in itertools.product(range(side), range(side)):
+        s, r = sweep["density"][i], sweep["relative_importance"][j]
+        for k in range(restarts):
+            w, bb = opt.W[i, j], opt.b[i, j]
+            if s < stuck_below and k >= restarts - 2:
+                w, bb = theory.candidate_params("dedicated", n, s, r)
+            W.append(w)
+            b.append(bb)
+            loss.append(float(opt.loss[i, j]) / n + 1e-6 * k)
+    return fake_run(name, "relu_output", sweep, np.asarray(W, dtype=np.float32), np.asarray(b, dtype=np.float32),
+                    restarts, np.asarray(loss))
+
+
+def test_optimised_agreement_and_stuck_restarts_on_runs_at_the_optimum():
+    f = findings_of("phase_diagram_2x1", ctx_of("phase_diagram_2x1", opt_run("relu", 2, 20, stuck_below=0.1)))
+    a = f["relu_agrees_with_optimised_theory"]
+    assert a.verdict == "reproduced" and a.measured["away_from_boundary"] == 1.0
+    assert [(b["name"], b["op"], b["threshold"]) for b in a.bars] == [
+        ("agreement with the optimised theory away from its boundaries", ">=", 0.98)]
+    assert a.margin == pytest.approx(0.02)
+    # two of four restarts stuck in every cell below density 0.1 (not judged, measured)
+    stuck = a.measured["stuck_restarts_by_decade"]
+    assert stuck == {"[0.1, 1]": 0.0, "[0.01, 0.1)": 0.5}  # no grid density is exactly 0.1
+    assert "optimised theory" in a.claim and "optimised theory" in a.detail.lower()
+    assert "fixed-configuration" in f["relu_agrees_with_theory"].claim
+    f3 = findings_of("phase_diagram_3x2", ctx_of("phase_diagram_3x2", opt_run("relu3", 3, 16, restarts=2)))
+    a3 = f3["relu_agrees_with_optimised_theory"]
+    assert a3.verdict == "reproduced" and a3.bars[0]["threshold"] == 0.95
+    assert a3.measured["stuck_restarts_by_decade"] == {"[0.1, 1]": 0.0, "[0.01, 0.1)": 0.0}
+
+
+def test_stuck_share_and_density_decades():
+    labels = np.array([[2, 2, 0, 1], [0, 0, 0, 0]])
+    loss = np.array([[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1]])
+    np.testing.assert_allclose(phase.stuck_share(labels, loss), [0.5, 0.0])
+    assert phase.density_decade(np.array([1.0, 0.5, 0.1, 0.099, 0.01])).tolist() == [0, 0, 0, 1, 1]
+    assert phase.decade_name(0) == "[0.1, 1]" and phase.decade_name(1) == "[0.01, 0.1)"
+
+
+def test_confused_feature_claim_reads_the_optimised_optimum(monkeypatch):
+    ctx = ctx_of("phase_diagram_2x1", opt_run("relu", 2, 12))
+    m = CLAIMS["phase_diagram_2x1.confused_feature"].func(ctx)
+    # with biases the confused pair is never optimal: a finding, not an inconclusive verdict
+    assert m.passed is False and m.measured["cells"] == 0
+    assert [b.name for b in m.bars] == ["cells where the confused solution is optimal",
+                                        "confused cells more than one grid step from a boundary"]
+    free = m.measured["bias_free"]  # McGrath's bias-free setting: confused wins dense cells, W = [1, 1]/sqrt(2)
+    assert free["cells"] > 0 and free["W_at_s1_r1"] == pytest.approx([0.5**0.5] * 2, abs=1e-6)
+    # the reading on constructed optima: confused cells next to a fixed-theory boundary pass, one far away fails
+    real = phase_theory.optimised
+    # on the analysis grid: densities ascending
+    th = theory.phase_map(2, np.geomspace(0.01, 1, 12)[:, None], np.geomspace(0.1, 10, 12)[None, :])[0]
+    near = phase.near_boundary(th)
+
+    def patched(cells):
+        def fake(n, s, r, bias=True):
+            o = real(n, s, r, bias)
+            if not bias or o.best.shape != th.shape:
+                return o
+            best = o.best.copy()
+            best[cells] = phase_theory.CONFUSED
+            return dataclasses.replace(o, best=best)
+        return fake
+
+    on = tuple(np.argwhere(near)[0])
+    off = tuple(np.argwhere(~near)[0])
+    for cell, ok in ((on, True), (off, False)):
+        monkeypatch.setattr(phase_theory, "optimised", patched(cell))
+        ctx = ctx_of("phase_diagram_2x1", opt_run("relu", 2, 12))
+        m = CLAIMS["phase_diagram_2x1.confused_feature"].func(ctx)
+        assert m.passed is ok and m.measured["cells"] == 1 and m.measured["cells_near_boundary"] == int(ok)
 
 
 @pytest.mark.parametrize("wrong, verdict", [(6, "reproduced"), (8, "not reproduced")])
@@ -234,9 +319,22 @@ def test_phase_figure_table_holds_every_cell_and_the_boundaries():
     cells = out.table[out.table.kind == "cell"]
     assert len(cells) == 144
     assert (cells.theory == cells.relu_output_majority).all()
-    assert set(out.table.kind) == {"cell", "boundary"}
+    assert set(out.table.kind) == {"cell", "boundary", "stuck_restarts"}
     assert set(cells.grid) == {"relu+lin"}
-    assert len(out.figure.axes) == 3
+    assert len(out.figure.axes) == 4  # both theories, trained ReLU, trained linear (2 x 2)
+    # the optimised theory, its minimiser and every topology's optimised and fixed loss, per cell
+    an = phase.phase_analysis(ctx)
+    np.testing.assert_array_equal(cells.optimised_theory.to_numpy(), an.optimised_theory.ravel())
+    assert (cells.optimised_loss <= cells[[f"fixed_loss_{k}" for k in ("not_learned", "dedicated", "superposition")]]
+            .min(axis=1) * (1 + 1e-9)).all()
+    for k in ("not_learned", "dedicated", "superposition", "confused"):
+        assert (cells[f"optimised_loss_{k}"] <= cells[f"fixed_loss_{k}"] * (1 + 1e-9)).all()
+    assert (cells.relu_output_stuck_share == 0).all() and (cells.linear_stuck_share == 0).all()
+    opt_curve = out.table[out.table.curve == "optimised s*(r)"]
+    assert len(opt_curve) == 12 and np.isfinite(opt_curve.density).all()
+    stuck = out.table[out.table.kind == "stuck_restarts"]
+    assert set(stuck.experiment) == {"relu_output", "linear"} and (stuck.stuck_share == 0).all()
+    assert stuck.cells.sum() == 2 * 144
 
 
 def test_phase_figure_with_a_finer_relu_grid_than_the_linear_one():
@@ -249,7 +347,9 @@ def test_phase_figure_with_a_finer_relu_grid_than_the_linear_one():
     assert len(relu) == 144 and len(lin) == 25
     assert relu.linear_majority.isna().all() and lin.relu_output_majority.isna().all()
     assert (relu.theory == relu.relu_output_majority).all()
-    assert len(out.figure.axes) == 3
+    assert relu.optimised_theory.notna().all() and lin.optimised_theory.isna().all()  # on the ReLU grid only
+    assert lin.linear_stuck_share.notna().all() and relu.linear_stuck_share.isna().all()
+    assert len(out.figure.axes) == 4
     assert "inconclusive" not in verdicts("phase_diagram_2x1", ctx).values()  # claims evaluate on mismatched grids
 
 

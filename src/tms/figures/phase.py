@@ -1,9 +1,16 @@
 """Phase diagrams of the smallest toy models and the loss of their mass training
 (paper: "Superposition as a Phase Change"). One typed analysis per figure, computed once per
 context and read by the build and the claims: ``phase_diagram_2x1`` / ``_3x2`` draw
-:class:`PhaseAnalysis` (:func:`phase_analysis`: the closed-form theory of
-:mod:`tms.theory` beside maps of trained models on the same (relative importance r, density s)
-grid); ``phase_training_loss`` draws :class:`LossAnalysis` (:func:`training_loss`).
+:class:`PhaseAnalysis` (:func:`phase_analysis`: two theories beside maps of trained models on the
+same (relative importance r, density s) grid); ``phase_training_loss`` draws :class:`LossAnalysis`
+(:func:`training_loss`).
+
+Two theories. The *fixed-configuration* theory (:mod:`tms.theory`, the paper's and Wattenberg's) is
+the lowest closed-form loss of candidates with unit norms and zero bias for represented features. The
+*optimised* theory (:mod:`tms.phase_theory`) keeps each candidate's topology but minimises the exact
+expected loss over its norms, biases and angles, and classifies the optimal weights with the same
+classifier as the trained models: it is the map training would produce if every restart found the
+global minimum. Every agreement claim names the theory its verdict uses.
 
 Empirical-map protocol. The paper trains "ten models for each point and average[s] over the
 results, discarding the model with the highest loss". Averaging weights is meaningless (``W`` and
@@ -23,10 +30,11 @@ import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib import patheffects
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from tms import theory
+from tms import phase_theory, theory
 from tms.figures.base import PALETTE, FigureContext, FigureOutput, analysis, figure
 from tms.findings import Bar, Measurement, claim
 from tms.models import ModelKind
@@ -36,6 +44,12 @@ LABEL_COLOURS = {
     2: ["#eeeeee", "#9e9e9e", PALETTE["neg"], PALETTE["pos"]],
     3: ["#eeeeee", "#9e9e9e", PALETTE["neg"], "#e08214", PALETTE["pos"]],
 }
+#: ... and of the optimised theory's extra 2-in-1 class, "confused" (label 3; drawn only where it occurs).
+CONFUSED_COLOUR = "#7b3294"
+#: Line of the optimised theory's boundary: white with an ink outline, visible on every class colour and
+#: apart from the fixed theory's dashed ink.
+OPT_LINE = {"color": "white", "lw": 1.0, "ls": "-",
+            "path_effects": [patheffects.Stroke(linewidth=2.2, foreground=PALETTE["ink"]), patheffects.Normal()]}
 #: The paper's sweep: r from 0.1 to 10, density from 1 to 0.01 (both log-spaced).
 R_RANGE, S_RANGE = (0.1, 10.0), (0.01, 1.0)
 #: The linear model's only boundary: r = 1 at every density.
@@ -47,6 +61,11 @@ FLAT_SLOPE_MAX = 0.1  # |d log10 s* / d log10 r| for "flat" (the r >= 1 curve of
 JUMP_FRACTION_MIN = 0.5  # share of a column's change in ||W_extra|| that happens in one grid step
 MC_Z_MAX = 4.0  # closed-form loss vs Monte Carlo, in standard errors
 KINK_MIN = 0.1  # relative jump of d(min loss)/ds at s*(r)
+#: Agreement of the trained majority map with the *optimised* theory away from its boundaries: issue 11's
+#: stated expectation "if training is right" (2 in 1: 98 %, 3 in 2: 95 %), not tuned to any result.
+OPT_AGREE_MIN = {2: 0.98, 3: 0.95}
+#: Coarse grid of the bias-free (McGrath's) 2-in-1 optimisation reported by the confused-feature claim.
+BIAS_FREE_GRID = 24
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,6 +184,40 @@ def boundary_curves(n_features: int, n_points: int = 400) -> list[tuple[str, np.
     return curves
 
 
+def stuck_share(labels: np.ndarray, loss: np.ndarray) -> np.ndarray:
+    """``[C]``: share of a cell's R restarts (all of them) whose class differs from that of its
+    lowest-loss restart ("stuck restarts": they ended in another basin than the cell's best)."""
+    labels = np.asarray(labels)
+    return (labels != selected_labels(labels, loss)[:, None]).mean(1)
+
+
+def density_decade(density: np.ndarray) -> np.ndarray:
+    """Decade index k of each density: ``10^-(k+1) <= s < 10^-k`` (s = 1 in decade 0)."""
+    return np.maximum(np.floor(-np.log10(np.asarray(density, dtype=float)) - 1e-9), 0).astype(int)
+
+
+def decade_name(k: int) -> str:
+    return f"[{10.0 ** -(k + 1):g}, {10.0 ** -k:g}" + ("]" if k == 0 else ")")
+
+
+def stuck_by_decade(pm: PhaseMap) -> dict[str, float]:
+    """Mean stuck share of the map's cells per density decade (:func:`density_decade`)."""
+    k = density_decade(pm.density)
+    return {decade_name(d): float(pm.stuck[k == d].mean()) for d in np.unique(k)}
+
+
+def antipodal_classes(n_features: int) -> tuple[int, ...]:
+    """Labels whose models hold an antipodal pair (2 in 1: superposition; 3 in 2: either pair)."""
+    return (2,) if n_features == 2 else (2, 3)
+
+
+def optimised_boundary(n_features: int, density: np.ndarray, r: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per r column, the density below which the optimised map's class is an antipodal pair (best
+    step fit, :func:`step_threshold`; NaN without a transition): the optimised theory's s*(r)."""
+    below = np.isin(labels, antipodal_classes(n_features))
+    return np.array([step_threshold(density, below[:, j]) for j in range(len(r))])
+
+
 # --------------------------------------------------------------------------------------------
 # One experiment's map, and the analysis of a phase diagram
 
@@ -184,6 +237,7 @@ class PhaseMap:
     model_labels: np.ndarray  # [C, R] every model's class
     kept: np.ndarray  # [C, R]
     restarts: int
+    stuck: np.ndarray  # [n_s, n_r] share of the R restarts whose class differs from the lowest-loss one's
 
 
 def phase_map(run: Any, n_features: int) -> PhaseMap:
@@ -207,15 +261,24 @@ def phase_map(run: Any, n_features: int) -> PhaseMap:
         out[i, j] = v
         return out
 
+    stuck = stuck_share(labels, loss)
     return PhaseMap(run.name, run.kind, s_vals, r_vals, grid(maj), grid(sel), grid(frac), grid(med),
-                    labels, keep, R)
+                    labels, keep, R, grid(stuck))
 
 
-def phase_table(n_features: int, maps: dict[str, PhaseMap]) -> pd.DataFrame:
+def phase_table(n_features: int, maps: dict[str, PhaseMap],
+                opt: phase_theory.OptimisedTheory | None = None) -> pd.DataFrame:
     """One row per cell (theory, every map's majority/selected class and vote shares) plus the
     boundary polylines drawn (rows with ``kind = boundary``). Maps on the same (density x r) grid
     share rows; a map on another grid (the 1,000,000-model override trains only the ReLU map
-    finer) gets rows of its own, with ``grid`` naming the experiment whose grid they are."""
+    finer) gets rows of its own, with ``grid`` naming the experiment whose grid they are.
+
+    Appended after those (so the columns and rows above keep their content): on the ReLU map's grid,
+    the optimised theory ``opt`` (class ``optimised_theory``, its ``optimised_near_boundary``, the
+    minimiser's ``optimised_topology``, weights and biases, and every topology's optimised and fixed
+    loss, summed over features); every map's ``<kind>_stuck_share`` per cell; the optimised boundary
+    (``kind = boundary``, curve "optimised s*(r)"); and the stuck-restart shares per density decade
+    (``kind = stuck_restarts``)."""
     names = ("none",) + theory.candidate_names(n_features)
     groups: dict[tuple, list[tuple[str, PhaseMap]]] = {}
     for tag, pm in maps.items():
@@ -238,7 +301,63 @@ def phase_table(n_features: int, maps: dict[str, PhaseMap]) -> pd.DataFrame:
     curves = boundary_curves(n_features) + (LINEAR_BOUNDARY if ModelKind.LINEAR.value in maps else [])
     rows = [pd.DataFrame({"kind": "boundary", "curve": name, "relative_importance": rc, "density": sc})
             for name, rc, sc in curves]
-    return pd.concat([*frames, *rows], ignore_index=True)
+    base = pd.concat([*frames, *rows], ignore_index=True)
+    cell = (base.kind == "cell").to_numpy()
+    extra: dict[str, np.ndarray] = {}
+    relu = maps.get(ModelKind.RELU_OUTPUT.value)
+    at = {}  # (density, r) -> row of the cell rows on the ReLU map's grid
+    if relu is not None:
+        ss, rr = np.meshgrid(relu.density, relu.r, indexing="ij")
+        at = {(a, b): k for k, (a, b) in enumerate(zip(ss.ravel(), rr.ravel()))}
+    def of_map(pm: PhaseMap) -> np.ndarray:  # the cell rows of pm's grid group
+        return cell & np.array([isinstance(g, str) and pm.name in g.split("+") for g in base.grid])
+
+    relu_rows = of_map(relu) if relu is not None else cell & False
+    rows_at = np.array([at.get((a, b), -1) if c else -1 for a, b, c in
+                        zip(base.density.to_numpy(), base.relative_importance.to_numpy(), relu_rows)])
+    on_relu = rows_at >= 0
+    if opt is not None and relu is not None:
+        def put(name: str, grid_values: np.ndarray) -> None:
+            col = np.full(len(base), np.nan)
+            col[on_relu] = np.asarray(grid_values, dtype=float).reshape(-1)[rows_at[on_relu]]
+            extra[name] = col
+
+        put("optimised_theory", opt.labels)
+        put("optimised_near_boundary", near_boundary(opt.labels))
+        put("optimised_topology", opt.topology)
+        m, n = opt.W.shape[-2:]
+        for i in range(m):
+            for j in range(n):
+                put(f"optimised_W{i}{j}", opt.W[..., i, j])
+        for j in range(n):
+            put(f"optimised_b{j}", opt.b[..., j])
+        put("optimised_loss", opt.loss)
+        for k, nm in enumerate(opt.names):
+            key = nm.replace(" ", "_").replace(",", "")
+            put(f"optimised_loss_{key}", opt.losses[..., k])
+            put(f"fixed_loss_{key}", opt.fixed[..., k])
+    for tag, pm in maps.items():
+        col = np.full(len(base), np.nan)
+        ss, rr = np.meshgrid(pm.density, pm.r, indexing="ij")
+        where = {(a, b): v for a, b, v in zip(ss.ravel(), rr.ravel(), pm.stuck.ravel())}
+        mine = of_map(pm)
+        col[mine] = [where.get((a, b), np.nan) for a, b in
+                     zip(base.density.to_numpy()[mine], base.relative_importance.to_numpy()[mine])]
+        extra[f"{tag}_stuck_share"] = col
+    base = pd.concat([base, pd.DataFrame(extra, index=base.index)], axis=1)
+    new_rows = []
+    if opt is not None and relu is not None:
+        s_opt = optimised_boundary(n_features, relu.density, relu.r, opt.labels)
+        new_rows.append(pd.DataFrame({"kind": "boundary", "curve": "optimised s*(r)", "relative_importance": relu.r,
+                                      "density": s_opt}))
+    for tag, pm in maps.items():
+        k = density_decade(pm.density)
+        new_rows.append(pd.DataFrame({"kind": "stuck_restarts", "grid": pm.name, "experiment": tag,
+                                      "density_decade": [decade_name(d) for d in np.unique(k)],
+                                      "stuck_share": list(stuck_by_decade(pm).values()),
+                                      "cells": [int((k == d).sum()) * len(pm.r) for d in np.unique(k)],
+                                      "restarts": pm.restarts}))
+    return pd.concat([base, *new_rows], ignore_index=True)
 
 
 @dataclass(frozen=True)
@@ -248,8 +367,15 @@ class PhaseAnalysis:
     n_features: int
     maps: dict[str, PhaseMap]  # model kind value -> map (one ReLU-output, optionally one linear)
     relu: PhaseMap  # maps["relu_output"]
-    theory: np.ndarray  # [n_s, n_r] closed-form classes on the ReLU map's grid
+    theory: np.ndarray  # [n_s, n_r] fixed-configuration (closed-form) classes on the ReLU map's grid
     table: pd.DataFrame  # see phase_table
+    optimised: phase_theory.OptimisedTheory  # the optimised theory on the ReLU map's grid
+    optimised_boundary: np.ndarray  # [n_r] its s*(r) (optimised_boundary)
+
+    @property
+    def optimised_theory(self) -> np.ndarray:
+        """[n_s, n_r] classes of the optimised theory's minimisers (the optimised map)."""
+        return self.optimised.labels
 
 
 N_FEATURES = {"phase_diagram_2x1": 2, "phase_diagram_3x2": 3}  # features of each diagram's models
@@ -257,12 +383,15 @@ N_FEATURES = {"phase_diagram_2x1": 2, "phase_diagram_3x2": 3}  # features of eac
 
 @analysis
 def phase_analysis(ctx: FigureContext) -> PhaseAnalysis:
-    """Classify and vote every experiment of the diagram (keyed by model kind)."""
+    """Classify and vote every experiment of the diagram (keyed by model kind); both theories on the
+    ReLU map's grid (the optimised one takes ~30 s of one CPU core for the default 100 x 100 grid)."""
     n = N_FEATURES[ctx.id]
     maps = {ctx.run(name).kind.value: phase_map(ctx.run(name), n) for name in ctx.experiments}
     relu = maps[ModelKind.RELU_OUTPUT.value]
     th = theory.phase_map(n, relu.density[:, None], relu.r[None, :])[0]
-    return PhaseAnalysis(n, maps, relu, th, phase_table(n, maps))
+    opt = phase_theory.optimised(n, relu.density[:, None], relu.r[None, :])
+    return PhaseAnalysis(n, maps, relu, th, phase_table(n, maps, opt), opt,
+                         optimised_boundary(n, relu.density, relu.r, opt.labels))
 
 
 # --------------------------------------------------------------------------------------------
@@ -279,20 +408,31 @@ def _edges(centres: np.ndarray) -> np.ndarray:
 
 
 def _build_phase(an: PhaseAnalysis) -> FigureOutput:
-    """Theory, then every trained map (majority class), each on its own grid with its boundaries."""
+    """Both theories, then every trained map (majority class), each on its own grid with its boundaries:
+    the fixed-configuration boundaries dashed, the optimised theory's s*(r) solid (on the optimised and
+    the trained ReLU panels). Three panels in a row; four (2 in 1, with the linear map) as 2 x 2."""
     n = an.n_features
-    panels = [("theory", an.theory, "closed-form theory", an.relu)]
+    panels = [("theory", an.theory, "fixed-configuration theory\n(unit norms, b = 0)", an.relu),
+              ("optimised", an.optimised_theory, "optimised theory (exact loss;\nnorms, biases free)", an.relu)]
     for kind in (ModelKind.RELU_OUTPUT, ModelKind.LINEAR):
         if kind.value in an.maps:
             pm = an.maps[kind.value]
             word = "ReLU output" if kind is ModelKind.RELU_OUTPUT else "linear"
             panels.append((kind.value, pm.majority, f"trained {word}\n(majority of {pm.restarts - 1} kept of "
                            f"{pm.restarts})", pm))
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.45 * len(panels), 2.7), sharey=True)
-    cmap = mcolors.ListedColormap(LABEL_COLOURS[n])
-    norm = mcolors.BoundaryNorm(np.arange(-1.5, len(theory.candidate_names(n))), cmap.N)
-    for ax, (tag, g, title, grid) in zip(np.atleast_1d(axes), panels):
+    cols = len(panels) if len(panels) <= 3 else 2
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.45 * cols if cols == 3 else 5.6, 2.55 * rows + 0.5),
+                             sharey=True, squeeze=False)
+    colours = LABEL_COLOURS[n] + ([CONFUSED_COLOUR] if n == 2 else [])
+    names = ("matches no candidate",) + phase_theory.names(n)
+    cmap = mcolors.ListedColormap(colours)
+    norm = mcolors.BoundaryNorm(np.arange(-1.5, len(names) - 1), cmap.N)
+    for ax, (tag, g, title, grid) in zip(axes.ravel(), panels):
         ax.pcolormesh(_edges(grid.r), _edges(grid.density), g, cmap=cmap, norm=norm, shading="flat", rasterized=True)
+        if tag in ("optimised", ModelKind.RELU_OUTPUT.value):  # per r column, at that column's cell edges
+            ok = np.isfinite(an.optimised_boundary)
+            ax.stairs(np.where(ok, an.optimised_boundary, np.nan), _edges(an.relu.r), baseline=None, **OPT_LINE)
         for _, rc, sc in LINEAR_BOUNDARY if tag == ModelKind.LINEAR.value else boundary_curves(n):
             ax.plot(rc, sc, color=PALETTE["ink"], lw=0.8, ls="--")
         ax.set_xscale("log")
@@ -301,13 +441,21 @@ def _build_phase(an: PhaseAnalysis) -> FigureOutput:
         ax.set_ylim(S_RANGE)
         ax.set_xlabel("relative importance r")
         ax.set_title(title)
-    np.atleast_1d(axes)[0].set_ylabel("feature density 1 - S")
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
-    names = ("matches no candidate",) + theory.candidate_names(n)
-    handles = [Patch(facecolor=c, edgecolor="#999999", lw=0.3, label=nm) for c, nm in zip(LABEL_COLOURS[n], names)]
-    handles.append(Line2D([], [], color=PALETTE["ink"], lw=0.8, ls="--", label="theoretical boundary"))
-    fig.legend(handles=handles, loc="lower center", ncol=3 if len(handles) > 5 else len(handles), frameon=False,
-               bbox_to_anchor=(0.5, 0.0), handlelength=1.2, columnspacing=1.0)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("feature density 1 - S")
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
+    shown = set(np.unique(np.concatenate([np.ravel(p[1]) for p in panels])).tolist())
+    handles = [Patch(facecolor=c, edgecolor="#999999", lw=0.3, label=nm)
+               for lab, (c, nm) in enumerate(zip(colours, names), start=-1)
+               if not (n == 2 and lab == phase_theory.CONFUSED) or lab in shown]
+    handles.append(Line2D([], [], color=PALETTE["ink"], lw=0.8, ls="--", label="fixed-configuration boundary"))
+    handles.append(Line2D([], [], label="optimised boundary s*(r)", **OPT_LINE))
+    ncol = 3
+    legend_rows = -(-len(handles) // ncol)
+    fig.tight_layout(rect=(0, (0.1 + 0.17 * legend_rows) / fig.get_figheight(), 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, frameon=False, bbox_to_anchor=(0.5, 0.0),
+               handlelength=1.4, columnspacing=1.0)
     return FigureOutput(fig, an.table)
 
 
@@ -322,15 +470,23 @@ PROTOCOL = ("Each cell trains R models (restarts); the highest-loss one is disca
 
 
 @figure("phase_diagram_2x1", section="phase_change",
-        title="Phase diagram: 2 features in 1 dimension (theory, trained ReLU, trained linear)",
+        title="Phase diagram: 2 features in 1 dimension (two theories, trained ReLU, trained linear)",
         caption="What happens to the extra feature (importance r relative to the first) as density 1 - S "
-                "and r vary. Left: the lowest-loss of the three closed-form configurations W = [1,0] (extra "
-                "not learned), [0,1] (dedicated) and [1,-1] (superposition; antipodal pair). Middle and "
-                "right: trained ReLU-output and linear models. " + PROTOCOL + " Dashed: the theoretical "
-                "boundaries s* = 4r/(2+5r) (r <= 1), 4/(5+2r) (r >= 1) and r = 1 above the triple point "
-                "s = 4/7 (on the linear panel only r = 1: the linear model keeps the feature with the larger "
-                "importance x variance and never superposes). The theory assumes b = 0 for represented features; "
-                "trained models learn b > 0 and superpose slightly above the curve near r = 1.")
+                "and r vary. First panel: the fixed-configuration theory, the lowest-loss of the three closed-form "
+                "configurations W = [1,0] (extra not learned), [0,1] (dedicated) and [1,-1] (superposition; "
+                "antipodal pair) with unit norms and b = 0 for represented features. Second: the optimised "
+                "theory, the same topologies and the same-sign 'confused' pair of McGrath's comment with norms and "
+                "biases minimised on the exact expected loss, coloured by the class a trained model with the "
+                "optimal weights gets (so a small second weight reads as 'not learned'; the confused_feature claim "
+                "reports where, if anywhere, the confused pair is optimal). Then: trained ReLU-output and linear "
+                "models. " + PROTOCOL + " Dashed: the "
+                "fixed-configuration boundaries s* = 4r/(2+5r) (r <= 1), 4/(5+2r) (r >= 1) and r = 1 above the "
+                "triple point s = 4/7 (on the linear panel only r = 1: the linear model keeps the feature with "
+                "the larger importance x variance and never superposes). Solid: the optimised theory's s*(r) "
+                "(per r column, the density below which its class is superposition), which rises above the dashed "
+                "curve near r = 1. Claims: relu_agrees_with_theory, boundary_location and first_order_theory use "
+                "the fixed-configuration theory; relu_agrees_with_optimised_theory and confused_feature the "
+                "optimised one.")
 def build_2x1(ctx: FigureContext) -> FigureOutput:
     return _build_phase(phase_analysis(ctx))
 
@@ -355,21 +511,185 @@ def _agreement_measurement(an: PhaseAnalysis) -> Measurement:
         measured=m, passed=m["away_from_boundary"] >= AGREE_MIN,
         bars=(Bar("agreement away from boundaries", m["away_from_boundary"], ">=", AGREE_MIN, "share of cells",
                   step=1 / away if away else 0.0),),
-        detail=(f"{pm.majority.shape[0]}x{pm.majority.shape[1]} cells x {pm.restarts} restarts. Majority map: "
-                f"{m['away_from_boundary']:.3f} of the {m['cells_away']} cells more than one grid step from a "
-                f"theoretical boundary agree with theory ({m['overall']:.3f} of all cells); lowest-loss map: "
-                f"{m['selected_away_from_boundary']:.3f} ({m['selected_overall']:.3f}). Disagreements away from "
-                f"the boundary (theory -> trained): {top or 'none'}."))
+        detail=(f"Fixed-configuration theory. {pm.majority.shape[0]}x{pm.majority.shape[1]} cells x "
+                f"{pm.restarts} restarts. Majority map: {m['away_from_boundary']:.3f} of the {m['cells_away']} cells "
+                f"more than one grid step from a theoretical boundary agree with theory ({m['overall']:.3f} of all "
+                f"cells); lowest-loss map: {m['selected_away_from_boundary']:.3f} ({m['selected_overall']:.3f}). "
+                f"Disagreements away from the boundary (theory -> trained): {top or 'none'}."))
 
 
 @claim("phase_diagram_2x1.relu_agrees_with_theory", figure="phase_diagram_2x1", section="phase_change",
        statement="There appears to be a real phase change, observed in both the empirical and theoretical "
-                 "diagrams: the trained ReLU models' map matches the closed-form one.",
+                 "diagrams: the trained ReLU models' map matches the closed-form one (verdict on the "
+                 "fixed-configuration theory: unit norms, zero bias).",
        expected=f">= {AGREE_MIN:.0%} of cells more than one grid step from a theoretical boundary have the "
-                "theoretical class (majority of the 9 kept of 10 models); overall agreement is reported too",
+                "fixed-configuration theory's class (majority of the 9 kept of 10 models); overall agreement is "
+                "reported too",
        tolerance="cells within one grid step (8-neighbourhood) of a theory boundary are excluded")
 def _(ctx: FigureContext) -> Measurement:
     return _agreement_measurement(phase_analysis(ctx))
+
+
+def _optimised_agreement_measurement(an: PhaseAnalysis) -> Measurement:
+    """Agreement of the trained majority map with the *optimised* theory (:mod:`tms.phase_theory`), away
+    from the optimised map's own boundaries, judged against :data:`OPT_AGREE_MIN`: issue 11 states
+    98 % (2 in 1) and 95 % (3 in 2) as what the map should reach "if training is right", because the
+    optimised theory is the map of global minima classified like the trained models, so what is left
+    is training that ends elsewhere. Also measured (not judged): the same for the lowest-loss map,
+    where the disagreeing cells lie (density decades, theory -> trained pairs) and whether their
+    lowest-loss restart had the optimised class (then the majority is out-voted by restarts stuck in
+    another basin), and the stuck restarts per density decade (:func:`stuck_by_decade`)."""
+    pm, opt, n = an.relu, an.optimised_theory, an.n_features
+    thr = OPT_AGREE_MIN[n]
+    near = near_boundary(opt)
+    away = int((~near).sum())
+    disagree = (pm.majority != opt) & ~near
+    dec = density_decade(pm.density)[:, None] * np.ones((1, len(pm.r)), dtype=int)
+    K = pm.fractions.shape[-1]
+    idx = np.clip(opt + 1, 0, K - 1)
+    kept_on = np.where(opt + 1 < K, np.take_along_axis(pm.fractions, idx[..., None], -1)[..., 0], 0.0)
+    names = phase_theory.names(n)
+    pairs: dict[str, int] = {}
+    for a, e in zip(opt[disagree], pm.majority[disagree]):
+        key = f"{names[a] if a >= 0 else 'none'} -> {'none' if e < 0 else names[e]}"
+        pairs[key] = pairs.get(key, 0) + 1
+    # where the trained majority's antipodal region ends per r column, against either theory's s*(r)
+    below = np.isin(pm.majority, antipodal_classes(n))
+    emp_opt = boundary_offsets(pm.density, pm.r, below, an.optimised_boundary)
+    emp_fix = boundary_offsets(pm.density, pm.r, below, optimised_boundary(n, pm.density, pm.r, an.theory))
+
+    def med(v: np.ndarray) -> float | None:
+        return float(np.nanmedian(v)) if np.isfinite(v).any() else None
+
+    m = {"away_from_boundary": agreement(pm.majority, opt, near), "overall": agreement(pm.majority, opt),
+         "selected_away_from_boundary": agreement(pm.selected, opt, near),
+         "selected_overall": agreement(pm.selected, opt),
+         "cells": int(opt.size), "cells_away": away,
+         "fixed_agreement_away": agreement(pm.majority, an.theory, near_boundary(an.theory)),
+         "optimised_vs_fixed_cells_differ": float((opt != an.theory).mean()),
+         "disagreeing_cells_away": int(disagree.sum()),
+         "disagreeing_away_by_decade": {decade_name(d): int((disagree & (dec == d)).sum()) for d in np.unique(dec)},
+         "disagreeing_whose_best_restart_agrees": float((pm.selected == opt)[disagree].mean()) if disagree.any()
+         else None,
+         "disagreements": dict(sorted(pairs.items(), key=lambda kv: -kv[1])[:6]),
+         "trained_boundary_offset_from_optimised_decades": med(emp_opt),
+         "trained_boundary_offset_from_fixed_decades": med(emp_fix),
+         "stuck_restarts_by_decade": stuck_by_decade(pm),
+         "kept_restarts_off_optimum_by_decade": {decade_name(d): float(1 - kept_on[dec == d].mean())
+                                                 for d in np.unique(dec)}}
+    top = ", ".join(f"{k}: {v}" for k, v in m["disagreements"].items())
+    stuck = ", ".join(f"s in {k}: {v:.3f}" for k, v in m["stuck_restarts_by_decade"].items())
+    best = m["disagreeing_whose_best_restart_agrees"]
+    return Measurement(
+        measured=m, passed=m["away_from_boundary"] >= thr,
+        bars=(Bar("agreement with the optimised theory away from its boundaries", m["away_from_boundary"], ">=", thr,
+                  "share of cells", step=1 / away if away else 0.0),),
+        detail=(f"Optimised theory (exact loss minimised over each candidate's norms, biases and angles; optimal "
+                f"weights classified like the trained models). {pm.majority.shape[0]}x{pm.majority.shape[1]} cells x "
+                f"{pm.restarts} restarts. Majority map: {m['away_from_boundary']:.3f} of the {away} cells more than "
+                f"one grid step from an optimised-theory boundary agree ({m['overall']:.3f} of all cells); "
+                f"lowest-loss map: {m['selected_away_from_boundary']:.3f} ({m['selected_overall']:.3f}). The two "
+                f"theories differ in {m['optimised_vs_fixed_cells_differ']:.1%} of the cells. Disagreements away "
+                f"from the boundary (optimised theory -> trained): {top or 'none'}"
+                + (f"; in {best:.1%} of them the lowest-loss restart has the optimised class" if best is not None
+                   else "") + f". Stuck restarts (class differs from the cell's lowest-loss restart): {stuck}. "
+                f"Median offset of the trained antipodal region's edge (best step fit per r column) from the "
+                f"optimised theory's s*(r): {_fmt(m['trained_boundary_offset_from_optimised_decades'])} decades "
+                f"(from the fixed theory's, on the same grid: "
+                f"{_fmt(m['trained_boundary_offset_from_fixed_decades'])})."))
+
+
+@claim("phase_diagram_2x1.relu_agrees_with_optimised_theory", figure="phase_diagram_2x1", section="phase_change",
+       statement="The trained ReLU models' map is the map of the loss's global minima: it matches the optimised "
+                 "theory (verdict on the optimised theory: each candidate's norms and biases minimised on the exact "
+                 "loss, the optimal weights classified like the trained models).",
+       expected=f">= {OPT_AGREE_MIN[2]:.0%} of cells more than one grid step from an optimised-theory boundary "
+                "have the optimised theory's class (majority of the 9 kept of 10 models); issue 11's expectation if "
+                "training is right",
+       tolerance="cells within one grid step (8-neighbourhood) of an optimised-theory boundary are excluded")
+def _(ctx: FigureContext) -> Measurement:
+    """Judged on the optimised theory, at 98 % of off-boundary cells: issue 11 gives this as the expectation
+    if training is right (the optimised map is where an ideal trainer ends, so unlike the fixed-configuration
+    theory it leaves no room for the theory's own approximations). Not moved after seeing results."""
+    return _optimised_agreement_measurement(phase_analysis(ctx))
+
+
+@functools.lru_cache(maxsize=2)
+def bias_free_confused(side: int = BIAS_FREE_GRID) -> dict[str, Any]:
+    """Where the confused solution is optimal without biases (McGrath's setting) on a ``side x side``
+    grid over the paper's ranges: cells, their density and r ranges, and the optimum at s = r = 1."""
+    s = np.geomspace(S_RANGE[1], S_RANGE[0], side)[:, None]
+    r = np.geomspace(*R_RANGE, side)[None, :]
+    o = phase_theory.optimised(2, s, r, bias=False)
+    win = o.best == phase_theory.CONFUSED
+    ss, rr = np.broadcast_arrays(s, r)
+    one = phase_theory.optimised(2, 1.0, 1.0, bias=False)
+    return {"grid": f"{side}x{side}", "cells": int(win.sum()), "share": float(win.mean()),
+            "class_confused_cells": int((o.labels == phase_theory.CONFUSED).sum()),
+            "density_range": [float(ss[win].min()), float(ss[win].max())] if win.any() else None,
+            "r_range": [float(rr[win].min()), float(rr[win].max())] if win.any() else None,
+            "W_at_s1_r1": [float(v) for v in np.abs(one.W[0])]}
+
+
+@claim("phase_diagram_2x1.confused_feature", figure="phase_diagram_2x1", section="phase_change",
+       statement="McGrath's comment on the paper: the exact n = 2, m = 1 loss has a further 'confused feature' phase, "
+                 "both features on one direction with the same sign (W1 ~ W2 ~ 1/sqrt(2)), where features are dense "
+                 "and both important, i.e. next to the phase boundary (verdict on the optimised theory of the model "
+                 "trained here, with biases).",
+       expected="the confused (same-sign) topology is the optimised theory's lowest-loss topology in >= 1 cell of the "
+                "trained grid, and every such cell lies within one grid step of a fixed-configuration boundary",
+       tolerance="a win must be strict (within 1e-9 relative it is a tie, which goes to the other topology); the "
+                 f"comment's own setting (no biases) is reported on a {BIAS_FREE_GRID}x{BIAS_FREE_GRID} grid, "
+                 "not judged")
+def _(ctx: FigureContext) -> Measurement:
+    """Reading of the comment. It says the confused solution is a phase of its own and that it matters near the
+    boundary ("explains the 'blurry' region around the triple point"): so it must be the optimum somewhere
+    (>= 1 cell) and only next to the paper's boundaries (the fixed-configuration theory's, the diagram the
+    comment refers to; one grid step in the 8-neighbourhood, as the agreement claims use). Judged on the
+    optimised theory of the model as trained here, which has biases; the comment's derivation ignores them, so
+    the same search without biases is reported beside the verdict (not judged). A confused minimum that ties
+    another topology (it degenerates to a single feature) is not a win."""
+    an = phase_analysis(ctx)
+    opt = an.optimised
+    win = opt.best == phase_theory.CONFUSED
+    near = near_boundary(an.theory)
+    count, near_count = int(win.sum()), int((win & near).sum())
+    ss, rr = np.meshgrid(an.relu.density, an.relu.r, indexing="ij")
+    conf_W = opt.topology_W[..., phase_theory.CONFUSED, 0, :]  # the confused topology's minimiser
+    interior = phase_theory.topology_2x1(conf_W) == phase_theory.CONFUSED
+    # McGrath's solution proper: both weights learned (> 0.5, the classifier's threshold), same sign
+    proper = phase_theory.classify(conf_W.reshape(-1, 1, 2), 2).reshape(conf_W.shape[:-1]) == phase_theory.CONFUSED
+    gap = (opt.losses[..., phase_theory.CONFUSED] - opt.loss) / opt.loss
+    closest = np.unravel_index(np.argmin(np.where(proper, gap, np.inf)), gap.shape) if proper.any() else None
+    free = bias_free_confused()
+    m = {"cells": count, "cells_near_boundary": near_count,
+         "where": [[float(a), float(b)] for a, b in zip(ss[win][:20], rr[win][:20])],
+         "cells_with_a_same_sign_local_optimum": int(interior.sum()),
+         "cells_with_a_local_optimum_both_weights_learned": int(proper.sum()),
+         "smallest_relative_excess_over_the_optimum": float(gap[closest]) if closest else None,
+         "at_density_r": [float(ss[closest]), float(rr[closest])] if closest else None,
+         "confused_weights_there": [float(v) for v in conf_W[closest]] if closest else None,
+         "bias_free": free}
+    ok = count >= 1 and near_count == count
+    where = (f"wins in {count} cells ({near_count} within one grid step of a fixed-configuration boundary)" if count
+             else "is the optimum in no cell")
+    excess = (f"; as a local optimum with both weights learned (> 0.5) it comes closest, "
+              f"{m['smallest_relative_excess_over_the_optimum']:.1%} above the optimum, at s = "
+              f"{m['at_density_r'][0]:.3g}, r = {m['at_density_r'][1]:.3g} (W = "
+              f"[{m['confused_weights_there'][0]:.2f}, {m['confused_weights_there'][1]:.2f}])" if closest else "")
+    fr = (f"it wins {free['cells']} of {free['grid']} cells (density {free['density_range'][0]:.2g}-"
+          f"{free['density_range'][1]:.2g}, r {free['r_range'][0]:.2g}-{free['r_range'][1]:.2g}; both weights "
+          f"> 0.5 in {free['class_confused_cells']}) and at s = r = 1 the optimum is W = "
+          f"[{free['W_at_s1_r1'][0]:.3f}, {free['W_at_s1_r1'][1]:.3f}]" if free["cells"] else "it wins no cell either")
+    return Measurement(
+        measured=m, passed=ok,
+        bars=(Bar("cells where the confused solution is optimal", count, ">=", 1, "cells", step=1),
+              Bar("confused cells more than one grid step from a boundary", count - near_count, "<", 1, "cells",
+                  step=1)),
+        detail=(f"Optimised theory with biases (the model trained here): the confused solution {where}{excess}. "
+                f"Without biases (the comment's setting, {free['grid']} grid, not judged) {fr}: the same-sign "
+                "direction stands in for the bias a dense feature needs, so the confused phase is a property of the "
+                "bias-free model."))
 
 
 def _fmt(v: float | None) -> str:
@@ -378,7 +698,7 @@ def _fmt(v: float | None) -> str:
 
 @claim("phase_diagram_2x1.boundary_location", figure="phase_diagram_2x1", section="phase_change",
        statement="The superposition boundary sits at s* = 4r/(2+5r) for r <= 1 and s* = 4/(5+2r) for r >= 1 "
-                 "(closed form; triple point r = 1, s = 4/7).",
+                 "(closed form of the fixed-configuration theory; triple point r = 1, s = 4/7).",
        expected=f"median over r columns of |log10(s_empirical / s*)| <= {BOUNDARY_TOL_DECADES} decades "
                 "(~12 % in density)",
        tolerance="s_empirical per column is the best step fit of the majority map; columns without a "
@@ -516,30 +836,52 @@ def first_order_check(n_features: int) -> Measurement:
 
 
 @figure("phase_diagram_3x2", section="phase_change",
-        title="Phase diagram: 3 features in 2 dimensions (theory, trained ReLU)",
+        title="Phase diagram: 3 features in 2 dimensions (two theories, trained ReLU)",
         caption="The extra (third) feature of a 3-feature, 2-dimension ReLU-output model. Candidates are "
                 "named by the direction W ignores: W ⊥ [0,0,1] (extra not learned), W ⊥ [1,0,0] (extra "
                 "dedicated, a weight-1 feature dropped), W ⊥ [1,1,0] (extra dedicated, the other two an "
-                "antipodal pair) and W ⊥ [0,1,1] (extra in an antipodal pair). Left: lowest closed-form "
-                "loss; then trained models. " + PROTOCOL + " Dashed: theoretical boundaries s* = 4r/(2+5r) "
-                "for r < 1, the flat s = 4/7 for r > 1, and r = 1.")
+                "antipodal pair) and W ⊥ [0,1,1] (extra in an antipodal pair). Left: the fixed-configuration "
+                "theory (lowest closed-form loss, unit norms, b = 0). Middle: the optimised theory (each "
+                "candidate's norms, biases and angles minimised on the exact loss; coloured by the class of the "
+                "optimal weights under the trained models' classifier, so an antipodal pair with unequal norms "
+                "can read as 'matches no candidate'). Right: trained models. " + PROTOCOL + " Dashed: the "
+                "fixed-configuration boundaries s* = 4r/(2+5r) for r < 1, the flat s = 4/7 for r > 1, and r = 1. "
+                "Solid: the optimised theory's s*(r), the density below which its class holds an antipodal pair. "
+                "Claims: relu_agrees_with_theory and flat_boundary_above_r1 use the fixed-configuration theory, "
+                "relu_agrees_with_optimised_theory the optimised one.")
 def build_3x2(ctx: FigureContext) -> FigureOutput:
     return _build_phase(phase_analysis(ctx))
 
 
 @claim("phase_diagram_3x2.relu_agrees_with_theory", figure="phase_diagram_3x2", section="phase_change",
        statement="For 3 features in 2 dimensions the trained models show the same phase structure as the "
-                 "closed-form four-candidate model.",
+                 "closed-form four-candidate model (verdict on the fixed-configuration theory).",
        expected=f">= {AGREE_MIN:.0%} of cells more than one grid step from a theoretical boundary have the "
-                "theoretical class (majority of the 9 kept of 10 models); overall agreement is reported too",
+                "fixed-configuration theory's class (majority of the 9 kept of 10 models); overall agreement is "
+                "reported too",
        tolerance="cells within one grid step (8-neighbourhood) of a theory boundary are excluded")
 def _(ctx: FigureContext) -> Measurement:
     return _agreement_measurement(phase_analysis(ctx))
 
 
+@claim("phase_diagram_3x2.relu_agrees_with_optimised_theory", figure="phase_diagram_3x2", section="phase_change",
+       statement="For 3 features in 2 dimensions the trained models' map is the map of the loss's global minima: it "
+                 "matches the optimised theory (verdict on the optimised theory: each candidate's norms, biases and "
+                 "angles minimised on the exact loss, the optimal weights classified like the trained models).",
+       expected=f">= {OPT_AGREE_MIN[3]:.0%} of cells more than one grid step from an optimised-theory boundary "
+                "have the optimised theory's class (majority of the 9 kept of 10 models); issue 11's expectation if "
+                "training is right",
+       tolerance="cells within one grid step (8-neighbourhood) of an optimised-theory boundary are excluded")
+def _(ctx: FigureContext) -> Measurement:
+    """Judged on the optimised theory, at 95 % of off-boundary cells: issue 11 gives this as the expectation
+    if training is right (lower than 2 in 1's 98 %: two hidden dimensions make the optimisation harder, as
+    the paper notes for its 2-D experiments). Not moved after seeing results."""
+    return _optimised_agreement_measurement(phase_analysis(ctx))
+
+
 @claim("phase_diagram_3x2.flat_boundary_above_r1", figure="phase_diagram_3x2", section="phase_change",
        statement="For r > 1 the boundary between 'extra dedicated, one feature dropped' and 'extra dedicated, "
-                 "the other two antipodal' is flat at density 4/7.",
+                 "the other two antipodal' is flat at density 4/7 (the fixed-configuration theory's value).",
        expected=f"over the r > 1 columns: median |log10(s_emp / (4/7))| <= {BOUNDARY_TOL_DECADES} decades and "
                 f"|slope of log10 s_emp vs log10 r| <= {FLAT_SLOPE_MAX}",
        tolerance="columns within one grid step of r = 1 and columns without a transition are skipped")
