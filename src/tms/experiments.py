@@ -311,6 +311,12 @@ class RunData:
         return int(self.spec.get("restarts", 1))
 
     @property
+    def loss(self) -> np.ndarray:
+        """Per model, the loss its cell's restarts were selected on: the exact expected loss where the run
+        has it (``train.select_by``), else the loss on ``eval_batch`` fresh examples."""
+        return self.arrays["exact_loss"] if "exact_loss" in self.arrays else self.arrays["final_loss"]
+
+    @property
     def best(self) -> np.ndarray:
         """Selected (lowest-loss) instance of every cell."""
         return self.arrays["best"]

@@ -272,7 +272,7 @@ def run_events(run: Any, instance: int) -> RunEvents:
     lo = int(np.searchsorted(steps, CHANCE_FROM))  # events before this step are the initial transient
     return RunEvents(instance, float(run.arrays["density"][instance, 0]), steps, D, loss, jumps, drops, events,
                      [coincide(e, drops) for e in events], chance_alignment(events, drops, lo, len(steps) - 1),
-                     digon, float(run.arrays["final_loss"][instance]))
+                     digon, float(run.loss[instance]))
 
 
 DIGON_MIN = 0.9  # "all features converge into digons": >= 90 % of represented features at D = 1/2
@@ -482,7 +482,7 @@ def geometry_analysis(ctx: FigureContext) -> GeometryAnalysis:
         change = [gram_change(run.snapshots("W")[d.start, i], run.snapshots("W")[d.end, i]) for d in drops]
         runs.append(RunGeometry(i, float(run.arrays["density"][i, 0]), loss, drops, change,
                                 1 + sum(c >= GEOMETRY_CHANGE_MIN for c in change),
-                                octahedron_check(run.arrays["W"][i], sets), float(run.arrays["final_loss"][i])))
+                                octahedron_check(run.arrays["W"][i], sets), float(run.loss[i])))
     good = [o for o in runs if o.final["cross_set"]]
     o = min(good or runs, key=lambda o: (-o.regimes, o.final_loss))
     stages = _stage_snapshots(steps, o.drops)

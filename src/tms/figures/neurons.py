@@ -725,7 +725,7 @@ def _motif(ctx: FigureContext) -> MotifAnalysis:
     a = run.arrays
     crit = {k: float(ctx.option(k)) for k in ("ratio", "min_gain", "inhibit")}
     return motif_analysis(a["W1"], a["W2"], a["b"], a["cell"], run.cells["density"].to_numpy(dtype=float),
-                          a["final_loss"], a["selected"].astype(bool), **crit)
+                          run.loss, a["selected"].astype(bool), **crit)
 
 
 @figure("asymmetric_motif", section="computation", title="The asymmetric superposition motif, found automatically",

@@ -434,7 +434,7 @@ def correlated_analysis(ctx: FigureContext) -> CorrelatedAnalysis:
         run = ctx.run(ctx.option(option))
         sets, c = _sets_of(run), _sparsest_cell(run)
         inst = run.instances_of(c)
-        loss = run.arrays["final_loss"]
+        loss = run.loss
         shown = [(int(i), float(loss[i]), metrics.canonicalize_2d(run.arrays["W"][i]))
                  for i in inst[np.argsort(loss[inst], kind="stable")][:per_row]]
         rows[label] = CorrelatedRow(float(run.cells["density"].iloc[c]), sets, _pairs_of(run),

@@ -245,7 +245,7 @@ def phase_map(run: Any, n_features: int) -> PhaseMap:
     cells = run.cells
     C, R = len(cells), run.restarts
     labels = theory.classify_solution(run.arrays["W"], n_features).reshape(C, R)
-    loss = np.asarray(run.arrays["final_loss"], dtype=float).reshape(C, R)
+    loss = np.asarray(run.loss, dtype=float).reshape(C, R)
     K = len(theory.candidate_names(n_features))
     maj, frac = vote(labels, loss, K)
     sel = selected_labels(labels, loss)
