@@ -142,6 +142,8 @@ def test_perturbation_measures_pass_and_fail():
     bad, Wb = _perturbation_table(False)
     m = U.measure_phase_change(bad, Wb)
     assert not m.passed and m.bars == ()  # pentagons everywhere: no switch, nothing numeric to miss by
+    assert m.categorical_ok is False and near_miss(m.passed, m.bars, m.categorical_ok) is None
+    assert U.measure_phase_change(df, W).categorical_ok is True
     m = U.measure_crossing(bad)
     assert not m.passed and _bind(m) == "sign changes of the loss difference" and m.bars[0].margin == -1
     assert near_miss(m.passed, m.bars) is False  # a whole crossing is missing
@@ -159,6 +161,30 @@ def test_phase_change_just_inside_and_just_outside_its_bar(low, high, passed):
     assert (bind.name, bind.op, bind.threshold) == ("switch ratio", "<=", 0.5)
     assert bind.margin == pytest.approx(0.5 - np.sqrt(low * high)) and (bind.margin > 0) is passed
     assert near_miss(m.passed, m.bars) is True
+
+
+def _spans_table(ratios: list[float], spans: list[float]) -> tuple[pd.DataFrame, np.ndarray]:
+    """One selected pentagon per ratio whose feature 0 has neighbours ``spans[k]`` degrees apart."""
+    Ws = []
+    for s in spans:
+        W = PENTAGON.copy()
+        W[:, 1], W[:, 4] = rot((s - 144) / 2) @ W[:, 1], rot(-(s - 144) / 2) @ W[:, 4]
+        Ws.append(W)
+    df = pd.DataFrame({"ratio": ratios, "instance": range(len(ratios)), "geometry": "pentagon", "selected": True})
+    return df, np.stack(Ws)
+
+
+@pytest.mark.parametrize("ratios, spans, both_sides", [
+    ([0.5, 2.0, 3.0, 4.0], [140.0, 143.0, 150.0, 155.0], True),
+    ([2.0, 3.0, 4.0], [143.0, 150.0, 155.0], False),  # no sparser pentagon: nothing numeric flips it
+])
+def test_repel_attract_needs_a_pentagon_on_each_side(ratios, spans, both_sides):
+    df, W = _spans_table(ratios, spans)
+    m = U.measure_repel_attract(df, W)
+    assert m.measured["neighbour_span_deg"] == pytest.approx(spans) and m.measured["spearman"] == 1
+    # the denser side's smallest span misses 144 by 1 degree (0.7 %): the only failing bar, a narrow one
+    assert not m.passed and [b.name for b in m.bars if not b.passed] == ["smallest neighbour span, feature 0 denser"]
+    assert m.categorical_ok is both_sides and near_miss(m.passed, m.bars, m.categorical_ok) is both_sides
 
 
 def test_norm_bias_relation():
@@ -229,6 +255,26 @@ def test_correlated_claims_pass_and_fail():
     out = U.build_correlated(ctx)
     assert set(out.table["row"]) == {"correlated", "anticorrelated", "three pairs"}
     out.figure.clf()
+
+
+def _shrunk(W: np.ndarray) -> np.ndarray:
+    """``W`` with its last feature just below the represented threshold (0.49 < 0.5: a 2 % miss)."""
+    W = W.copy()
+    W[:, -1] *= 0.49
+    return W
+
+
+@pytest.mark.parametrize("W, adjacent", [(SIDE_BY_SIDE, True), (INTERLEAVED, False)])
+def test_side_by_side_adjacency_blocks_a_near_miss(W, adjacent):
+    # one feature narrowly unrepresented; interleaved pairs are not adjacent either, which no number flips
+    f = _findings("correlated_features", _corr_ctx(SQUARE, ANTI, _shrunk(W)))["side_by_side"]
+    assert f.verdict == "not reproduced" and [b["passed"] for b in f.bars] == [False, True]
+    assert f.bars[0]["margin"] == pytest.approx(0.49 - 0.5) and f.near_miss is adjacent
+    run = _sets_run("pca", "correlated", np.stack([_shrunk(W), _collapsed(3)]), [0.01, 0.5])
+    m = U.measure_no_collapse(U.pca_levels(run))  # the same at the one sparse level of the PCA sweep
+    assert not m.passed and m.categorical_ok is adjacent and near_miss(m.passed, m.bars, m.categorical_ok) is adjacent
+    m = U.measure_no_collapse(U.pca_levels(_sets_run("pca", "correlated", np.stack([_collapsed(3)] * 2), [0.5, 0.7])))
+    assert m.bars == () and m.categorical_ok is False  # no sparse level at all
 
 
 def _local_W(orthogonal_within: bool) -> np.ndarray:
@@ -302,6 +348,21 @@ def test_pca_collapse_claims_pass_and_fail():
     out = U.build_pca(ctx)
     assert (out.table["kind"] == "levels").sum() == len(PCA_DENS)
     out.figure.clf()
+
+
+@pytest.mark.parametrize("collapsed, through_two", [
+    ([0, 0, 0, 1, 1, 2, 3, 3], True),
+    ([0, 0, 0, 1, 1, 3, 3, 3], False),  # 1 -> 3: never two pairs merged, which no number flips
+])
+def test_progressive_collapse_must_pass_through_one_and_two(collapsed, through_two):
+    dens = [0.01, 0.02, 0.04, 0.077, 0.1, 0.17, 0.3, 0.7]  # the first collapse at 0.077: 2.7 % past 0.075
+    m = U.measure_progressive(pd.DataFrame({"density": dens, "collapsed": collapsed, "dropped": 0}))
+    assert m.measured["first_one"] == 0.077 and m.measured["first_two"] == 0.17
+    assert not m.passed and [(b.name, b.op) for b in m.bars if not b.passed] == [
+        ("density of the first collapse", "<=")]
+    assert m.categorical_ok is through_two and near_miss(m.passed, m.bars, m.categorical_ok) is through_two
+    m = U.measure_progressive(pd.DataFrame({"density": dens, "collapsed": 0, "dropped": collapsed}))
+    assert m.measured["first_one"] is None and m.categorical_ok is False  # dropped, never collapsed
 
 
 def test_dense_pca_measure():

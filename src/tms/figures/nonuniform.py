@@ -120,7 +120,8 @@ def _window_bars(name: str, value: float, window: tuple[float, float], unit: str
 
 def side_by_side_bars(W: np.ndarray, pairs: Sequence[Sequence[int]]) -> tuple[Bar, ...]:
     """The numeric conditions of :func:`side_by_side`: every feature represented (the smallest norm) and no
-    pair collapsed (a count); the pairs' adjacency is a condition on the order of directions, no bar."""
+    pair collapsed (a count); the pairs' adjacency is a condition on the order of directions, no bar (the
+    claims pass it as ``categorical_ok``)."""
     return (Bar("smallest ||W_i||", float(metrics.feature_norms(W).min()), ">", REPRESENTED),
             Bar("collapsed pairs", collapsed_count(W, pairs), "<", 1, "pairs", step=1))
 
@@ -296,7 +297,8 @@ def measure_phase_change(df: pd.DataFrame, W: np.ndarray) -> Measurement:
     dig = [k for k, g in enumerate(geo) if g == "digons"]
     if not pent or not dig or max(dig) > min(pent):
         return Measurement(measured={"selected": dict(zip(map(float, ratios), geo))}, passed=False,
-                           detail="no clean switch from digons (sparser) to pentagons (denser) among selected models")
+                           detail="no clean switch from digons (sparser) to pentagons (denser) among selected models",
+                           categorical_ok=False)
     r_star = float(np.sqrt(ratios[max(dig)] * ratios[min(pent)]))
     ok = PHASE_RATIO_RANGE[0] <= r_star <= PHASE_RATIO_RANGE[1] and digon_zero
     bars = (*_window_bars("switch ratio", r_star, PHASE_RATIO_RANGE, "relative density"),
@@ -304,7 +306,7 @@ def measure_phase_change(df: pd.DataFrame, W: np.ndarray) -> Measurement:
     return Measurement(measured={"ratio": r_star, "times_sparser": 1 / r_star, "between": [float(ratios[max(dig)]),
                                  float(ratios[min(pent)])], "sparse_feature_at_zero": digon_zero}, passed=ok,
                        detail="geometric mean of the neighbouring ratios where the selected geometry switches",
-                       bars=bars)
+                       bars=bars, categorical_ok=True)  # a clean switch exists (else the early return)
 
 
 def measure_crossing(df: pd.DataFrame) -> Measurement:
@@ -332,7 +334,9 @@ def measure_repel_attract(df: pd.DataFrame, W: np.ndarray) -> Measurement:
     sparser = [s for x, s in zip(r, span) if x < 1]
     ok = (len(span) >= 3 and rho >= REPEL_MIN_SPEARMAN and bool(denser) and bool(sparser)
           and min(denser) > 144.0 > max(sparser))
-    # a pentagon on each side of ratio 1 is a condition on which ratios exist, not a number: no bar
+    # a pentagon on each side of ratio 1 is a condition on which ratios exist, not a number: no bar but
+    # categorical_ok, with the rank correlation being defined (it is not for tied spans)
+    categorical = bool(denser) and bool(sparser) and bool(np.isfinite(rho))
     bars = (Bar("ratios with a selected pentagon", len(span), ">=", 3, "ratios", step=1),)
     if np.isfinite(rho):  # undefined for fewer than two pentagons (the count above fails then)
         bars += (Bar("Spearman(ratio, neighbour span)", rho, ">=", REPEL_MIN_SPEARMAN),)
@@ -341,7 +345,8 @@ def measure_repel_attract(df: pd.DataFrame, W: np.ndarray) -> Measurement:
     if sparser:
         bars += (Bar("largest neighbour span, feature 0 sparser", max(sparser), "<", 144.0, "degrees"),)
     return Measurement(measured={"ratio": r.tolist(), "neighbour_span_deg": span, "spearman": rho}, passed=ok,
-                       detail="angle between feature 0's two neighbours; 144 deg in the regular pentagon", bars=bars)
+                       detail="angle between feature 0's two neighbours; 144 deg in the regular pentagon", bars=bars,
+                       categorical_ok=categorical)
 
 
 def measure_norm_bias(W: np.ndarray, b: np.ndarray) -> Measurement:
@@ -518,10 +523,11 @@ def _side(ctx: FigureContext) -> Measurement:
     row = correlated_analysis(ctx).rows["three pairs"]
     W, pairs = row.selected, row.pairs
     gaps = angular_gaps(W, represented(W))
+    adjacent = [adjacent_on_circle(W, a, b) for a, b in pairs]
     return Measurement(measured={"side_by_side": side_by_side(W, pairs), "gaps_deg": gaps.tolist(),
-                                 "adjacent": [adjacent_on_circle(W, a, b) for a, b in pairs]},
+                                 "adjacent": adjacent},
                        passed=side_by_side(W, pairs), detail=f"selected model at 1-S = {row.density:.3g}",
-                       bars=side_by_side_bars(W, pairs))
+                       bars=side_by_side_bars(W, pairs), categorical_ok=all(adjacent))
 
 
 # --------------------------------------------------------------------------------------------
@@ -626,7 +632,8 @@ class PCAAnalysis:
 
 def pca_levels(run: Any) -> pd.DataFrame:
     """Per density (ascending): collapsed / dropped / separate pairs and side-by-side of the selected model,
-    and its smallest feature norm (side by side needs it above the represented threshold)."""
+    and what side by side rests on: its smallest feature norm (above the represented threshold) and whether
+    each pair's members are angular neighbours (``adjacent``)."""
     pairs = _pairs_of(run)
     dens = run.cells["density"].to_numpy(dtype=float)
     W = run.params()["W"]
@@ -636,7 +643,8 @@ def pca_levels(run: Any) -> pd.DataFrame:
         rows.append({"cell": int(c), "density": dens[c], "collapsed": states.count("collapsed"),
                      "dropped": states.count("dropped"), "separate": states.count("separate"),
                      "side_by_side": side_by_side(W[c], pairs),
-                     "min_norm": float(metrics.feature_norms(W[c]).min())})
+                     "min_norm": float(metrics.feature_norms(W[c]).min()),
+                     "adjacent": all(adjacent_on_circle(W[c], a, b) for a, b in pairs)})
     return pd.DataFrame(rows)
 
 
@@ -649,7 +657,8 @@ def pca_analysis(ctx: FigureContext) -> PCAAnalysis:
     rows = [{"kind": "solution", "density": d, "feature": f, "x": Wc[0, f], "y": Wc[1, f]}
             for d, Wc in zip(levels["density"], solutions) for f in range(Wc.shape[1])]
     c = int(np.argmax(run.cells["density"].to_numpy()))
-    table = pd.concat([pd.DataFrame(rows), levels.drop(columns="min_norm").assign(kind="levels")], ignore_index=True)
+    shown = levels.drop(columns=["min_norm", "adjacent"]).assign(kind="levels")  # the claims' inputs, not drawn
+    table = pd.concat([pd.DataFrame(rows), shown], ignore_index=True)
     return PCAAnalysis(levels, solutions, _set_colors(_sets_of(run)), _pairs_of(run), W[c],
                        float(run.cells["density"].iloc[c]), table)
 
@@ -691,13 +700,15 @@ def build_pca(ctx: FigureContext) -> FigureOutput:
 def measure_no_collapse(levels: pd.DataFrame) -> Measurement:
     sparse = levels[levels["density"] <= NO_COLLAPSE_BELOW / REGIME_FACTOR]
     ok = len(sparse) > 0 and bool(sparse["side_by_side"].all())
-    # side by side at every sparse level: the worst level's numbers (adjacency has no bar, see side_by_side_bars)
+    # side by side at every sparse level: the worst level's numbers (adjacency has no bar, see side_by_side_bars,
+    # but is categorical_ok, as is there being a sparse level at all)
     where = f"densities <= {NO_COLLAPSE_BELOW / REGIME_FACTOR:.2g}"
     bars = () if sparse.empty else (
         Bar(f"smallest ||W_i||, {where}", float(sparse["min_norm"].min()), ">", REPRESENTED),
         Bar(f"most collapsed pairs, {where}", int(sparse["collapsed"].max()), "<", 1, "pairs", step=1))
     return Measurement(measured={f"{d:.3g}": bool(s) for d, s in zip(sparse["density"], sparse["side_by_side"])},
-                       passed=ok, detail="side-by-side hexagon (no collapse) at every density <= 0.05/1.5", bars=bars)
+                       passed=ok, detail="side-by-side hexagon (no collapse) at every density <= 0.05/1.5", bars=bars,
+                       categorical_ok=not sparse.empty and bool(sparse["adjacent"].all()))
 
 
 def measure_progressive(levels: pd.DataFrame) -> Measurement:
@@ -717,7 +728,8 @@ def measure_progressive(levels: pd.DataFrame) -> Measurement:
     ok = (count_dips(merged) == 0 and 1 in merged and 2 in merged and d1 is not None and d2 is not None
           and ONE_COLLAPSED_FROM / f <= d1 <= ONE_COLLAPSED_FROM * f
           and TWO_COLLAPSED_FROM / f <= d2 <= TWO_COLLAPSED_FROM * f)
-    # passing through 1 and 2, and a first collapse existing at all, are conditions on which counts occur: no bar
+    # passing through 1 and 2, and a first collapse (and two) existing at all, are conditions on which counts
+    # occur: no bar, categorical_ok
     bars = (Bar("largest fall in pairs collapsed or dropped", count_dips(merged), "<", 1, "pairs", step=1),)
     if d1 is not None:
         bars += _window_bars("density of the first collapse", d1, (ONE_COLLAPSED_FROM / f, ONE_COLLAPSED_FROM * f),
@@ -727,7 +739,8 @@ def measure_progressive(levels: pd.DataFrame) -> Measurement:
                              (TWO_COLLAPSED_FROM / f, TWO_COLLAPSED_FROM * f), "1-S")
     return Measurement(measured={"collapsed": collapsed, "collapsed_or_dropped": merged, "density": dens.tolist(),
                                  "first_one": d1, "first_two": d2},
-                       passed=ok, detail="pairs of the selected model, sparse to dense", bars=bars)
+                       passed=ok, detail="pairs of the selected model, sparse to dense", bars=bars,
+                       categorical_ok=1 in merged and 2 in merged and d1 is not None and d2 is not None)
 
 
 def measure_dense_pca(W: np.ndarray, pairs: Sequence[Sequence[int]]) -> Measurement:
