@@ -171,6 +171,8 @@ class ClaimSpec:
     expected: str
     tolerance: str
     func: Callable[[Any], Measurement] = field(compare=False, repr=False)
+    audit: str = ""  # why this criterion reads the paper faithfully; a revised one names its strict reading
+    explanation: str = ""  # why the claim does not reproduce, where that is known (shown only then)
 
 
 @dataclass
@@ -188,6 +190,8 @@ class Finding:
     detail: str
     experiments: list[str]
     config: str = ""  # which config produced it (file name)
+    audit: str = ""
+    explanation: str = ""
     bars: list[dict[str, Any]] = field(default_factory=list)  # Bar.to_json() of each condition
     margin: float | None = None  # signed margin of the binding bar, in the claim's units
     near_miss: bool | None = None  # under the one rule of NEAR_MISS; None without a numeric bar
@@ -200,16 +204,23 @@ CLAIMS: dict[str, ClaimSpec] = {}
 
 
 def claim(
-    id: str, *, figure: str, section: str, statement: str, expected: str, tolerance: str = ""
+    id: str, *, figure: str, section: str, statement: str, expected: str, tolerance: str = "", audit: str = "",
+    explanation: str = "",
 ) -> Callable[[Callable[[Any], Measurement]], Callable[[Any], Measurement]]:
-    """Register a claim function (see the module docstring)."""
+    """Register a claim function (see the module docstring).
+
+    ``audit`` records the criterion decision (why it is a faithful reading of the paper; a criterion
+    revised after review keeps its earlier reading as a separate ``..._strict`` claim and says so here);
+    ``explanation`` says why the claim does not reproduce, where that is known: the report shows it
+    beside a verdict of "not reproduced".
+    """
     if section not in SECTIONS:
         raise ValueError(f"claim {id}: unknown section {section!r}; expected one of {list(SECTIONS)}")
 
     def deco(fn: Callable[[Any], Measurement]) -> Callable[[Any], Measurement]:
         if id in CLAIMS:
             raise ValueError(f"claim {id} is registered twice")
-        CLAIMS[id] = ClaimSpec(id, figure, section, statement, expected, tolerance, fn)
+        CLAIMS[id] = ClaimSpec(id, figure, section, statement, expected, tolerance, fn, audit, explanation)
         return fn
 
     return deco
@@ -254,6 +265,8 @@ def evaluate(figure: str, ctx: Any, experiments: list[str], config: str = "") ->
                 detail=m.detail,
                 experiments=list(experiments),
                 config=config,
+                audit=spec.audit,
+                explanation=spec.explanation if verdict(m.passed) == "not reproduced" else "",
                 bars=[b.to_json() for b in bars],
                 margin=_jsonable(bind.margin) if bind else None,
                 near_miss=near_miss(m.passed, bars, m.categorical_ok),

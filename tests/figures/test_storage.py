@@ -196,3 +196,18 @@ def test_dstar_figures_draw_their_tables():
     out = S.build_feature_dimensionality(ctx)
     assert len(out.table) == 3 * 60 + 3
     out.figure.clf()
+
+
+def test_revised_sticky_readings_sit_between_theory_and_the_strict_readings():
+    # a plateau at 1 over 0.25 decades: the whole dedicated regime of the 2-in-1 theory (7/4 = 0.243) but
+    # not the strict factor 2; at 1/2 three levels 0.07 decades apart (0.14: ECD's rule on the authors' grid)
+    lv = pd.DataFrame({"inv_density": 10 ** np.array([0, 0.125, 0.25, 0.35, 0.45, 0.52, 0.59, 0.8]),
+                       "dstar": [1.0, 1.0, 1.0, 0.8, 0.5, 0.5, 0.5, 0.3]})
+    assert S.measure_sticky(lv, 1.0, S.STICKY_ONE_DECADES).passed
+    assert not S.measure_sticky(lv, 1.0, S.STICKY_ONE_STRICT_DECADES).passed
+    assert S.measure_sticky(lv, 0.5, S.STICKY_HALF_DECADES).passed
+    assert not S.measure_sticky(lv, 0.5, S.STICKY_HALF_STRICT_DECADES).passed
+    assert S.STICKY_ONE_DECADES == pytest.approx(np.log10(1.75)) and S.STICKY_HALF_DECADES == pytest.approx(0.137, abs=1e-3)
+    from tms.findings import CLAIMS
+    for cid in ("dstar_stickiness.sticky_at_one", "dstar_stickiness.sticky_at_half"):
+        assert "Revised after review" in CLAIMS[cid].audit and f"{cid}_strict" in CLAIMS[cid].audit
