@@ -112,7 +112,7 @@ def test_linear_vs_relu_claims_fail():
     v = verdicts("linear_vs_relu_n20_m5", _lvr_ctx(lin, lb, relu, rb))
     assert v == {"linear_top_m": "not reproduced", "relu_dense_top_m": "reproduced",
                  "represented_increase": "not reproduced", "antipodal_first": "not reproduced",
-                 "bias_expected_value": "not reproduced"}
+                 "bias_expected_value": "not reproduced", "bias_expected_value_strict": "not reproduced"}
 
 
 def test_linear_vs_relu_table_covers_every_panel():
@@ -211,3 +211,11 @@ def test_revised_sticky_readings_sit_between_theory_and_the_strict_readings():
     from tms.findings import CLAIMS
     for cid in ("dstar_stickiness.sticky_at_one", "dstar_stickiness.sticky_at_half"):
         assert "Revised after review" in CLAIMS[cid].audit and f"{cid}_strict" in CLAIMS[cid].audit
+
+
+def test_dead_relu_outputs_count_only_for_the_strict_bias_reading():
+    lin, lb, relu, rb = _good_linear_relu()
+    dropped = np.flatnonzero(metrics.feature_norms(relu[0]) < 0.1)
+    rb[0, dropped[0]] = -0.05  # a dead output: ReLU(b) = 0, no gradient brings the bias back
+    v = verdicts("linear_vs_relu_n20_m5", _lvr_ctx(lin, lb, relu, rb))
+    assert v["bias_expected_value"] == "reproduced" and v["bias_expected_value_strict"] == "not reproduced"
