@@ -36,6 +36,7 @@ import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 from scipy.optimize import minimize
 
 from tms import exact, metrics
@@ -314,14 +315,20 @@ def best_solutions(df: pd.DataFrame, W: np.ndarray, geom: str, anchor: int | Non
 
 @figure(
     "pentagon_perturbation", section="geometry",
-    title="Perturbing one feature of the pentagon: deformation, then a first-order phase change",
+    title="Perturbing one feature of the pentagon: deformation and the switch to digons",
     caption=(
-        "n = 5 features in m = 2 dimensions, I = 1, density 0.05 for four features; feature 0's density is "
-        "the baseline times the relative density (colour: blue sparser, yellow denser). (a) Selected "
-        "(lowest-loss) pentagon solutions and (b) digon solutions among all restarts, canonicalised with "
-        "feature 0 (pentagons) or the largest feature (digons) pointing right. (c) Loss of every restart "
-        "against relative density, by geometry (exact expected loss); lines: the best of each geometry. "
-        "(d) Pentagon minus digon loss: the phase change is where it crosses zero."
+        "n = 5 features in m = 2 dimensions, importance 1, density 0.05 for features 1-4; feature 0's density is "
+        "0.05 times its relative density (colour: blue sparser, yellow denser). (a) The lowest-loss pentagon "
+        "and (b) the lowest-loss pair of digons among the restarts at each relative density, canonicalised "
+        "(feature 0, or in (b) the largest feature, pointing right): feature 0 is the star, features 1-4 the "
+        "dots; thin lines in the same colour outline each solution (the pentagon's edges in angular order, "
+        "each digon feature's line to the origin); the grey circle has radius 1. "
+        "(c) Exact expected loss of every restart by geometry (dots) and the lowest of each geometry (solid "
+        "lines); dashed lines with open markers: that restart after minimising the exact loss over all its "
+        "parameters (its geometry's local optimum); dotted vertical line: where the trained curves cross. "
+        "(d) Pentagon minus digon loss, as a share of the digon loss, trained and optimised (no point where no "
+        "restart found digons); vertical lines: where each pair of curves crosses (dotted: trained, dashed: "
+        "optimised); grey band: the paper's ~2.5x sparser, within a factor 1.25."
     ),
     options={"polish_maxiter": POLISH_MAXITER},
 )
@@ -331,46 +338,97 @@ def build_perturbation(ctx: FigureContext) -> FigureOutput:
     ratios = np.sort(df["ratio"].unique())
     norm = mcolors.LogNorm(ratios.min(), ratios.max())
     cmap = plt.get_cmap("viridis")
-    fig, axes = new_figure(1, 4, figsize=(11.5, 3.0), gridspec_kw={"width_ratios": [1, 1, 1.3, 1.3]})
-    for ax, geom, tag in ((axes[0], "pentagon", "a"), (axes[1], "digons", "b")):
-        _draw_solution_points(ax, an.solutions[an.solutions["panel"] == geom], norm, cmap)
-        ax.set_title(f"({tag}) best {geom} at each density")
-    cb = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes[1], fraction=0.05, pad=0.02,
-                      label="relative density of feature 0")
+    fig = plt.figure(figsize=(6.4, 4.05), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.05])
+    axa, axb, cax, key = top.subplots(1, 4, gridspec_kw={"width_ratios": [1, 1, 0.05, 0.75]})
+    lim = 1.12 * max(1.0, float(np.hypot(an.solutions["x"], an.solutions["y"]).max()) if len(an.solutions) else 1.0)
+    for ax, geom, outline, title in ((axa, "pentagon", "polygon", "(a) lowest-loss pentagons"),
+                                     (axb, "digons", "pairs", "(b) lowest-loss digons")):
+        _draw_solution_points(ax, an.solutions[an.solutions["panel"] == geom], norm, cmap, lim, outline)
+        ax.set_title(title)
+    cb = top.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), cax=cax)
+    cb.set_label("relative density of feature 0", fontsize=7)
     ticks = [v for v in (0.2, 0.5, 1, 2, 4) if ratios.min() <= v <= ratios.max()]
     cb.set_ticks(ticks, labels=[f"{v:g}" for v in ticks])
     cb.ax.yaxis.set_minor_formatter(plt.NullFormatter())
+    key.axis("off")
+    key.legend(handles=[
+        Line2D([], [], ls="", marker="*", ms=8, mfc="#888888", mec=PALETTE["ink"], mew=0.4,
+               label="feature 0 (density varied)"),
+        Line2D([], [], ls="", marker="o", ms=4, mfc="#888888", mec="none", label="features 1-4"),
+        Line2D([], [], color=cmap(0.5), lw=0.6, label="outline of one solution\n(colour: its density)"),
+        Line2D([], [], color=PALETTE["grid"], lw=0.8, label="unit circle"),
+    ], loc="center left", frameon=False, handlelength=1.6, borderaxespad=0)
+    axc, axd = bottom.subplots(1, 2, sharex=True)
     style = {"pentagon": PALETTE["neg"], "digons": PALETTE["relu"], "other": "#aaaaaa"}
-    ax = axes[2]
     for g, col in style.items():
         sub = df[df["geometry"] == g]
-        ax.scatter(sub["ratio"], sub["loss"], s=5, color=col, label=g, alpha=0.6, lw=0)
+        axc.scatter(sub["ratio"], sub["loss"], s=5, color=col, alpha=0.5, lw=0, zorder=1)
     for g in ("pentagon", "digons"):
-        ax.plot(curves["ratio"], curves[g], color=style[g], lw=1.0)
-    ax.set(yscale="log", ylabel="exact expected loss", title="(c) every restart, by geometry")
-    ax.legend(frameon=False, loc="upper left")
-    ax = axes[3]
-    ax.axhline(0, color=PALETTE["ink"], lw=0.6)
-    ax.axvspan(*PHASE_RATIO_RANGE, color=PALETTE["grid"], alpha=0.7, lw=0, label="paper: ~2.5x sparser")
-    ax.plot(curves["ratio"], curves["difference"], "-o", ms=3, color=PALETTE["ink"],
-            label="best pentagon - best digons")
+        axc.plot(curves["ratio"], curves[g], color=style[g], lw=1.0, zorder=2)
+        axc.plot(curves["ratio"], curves[f"{g}_optimised"], ls="--", marker="o", ms=3.5, mfc="white",
+                 mec=style[g], mew=0.8, color=style[g], lw=0.8, zorder=3)
     for x in an.crossings:
-        ax.axvline(x, ls="--", color=PALETTE["theory"], lw=0.8)
-    ax.set(ylabel="loss difference", title="(d) the loss curves cross")
-    ax.legend(frameon=False, loc="lower left")
-    for ax in axes[2:]:
+        axc.axvline(x, ls=":", color=PALETTE["theory"], lw=0.8, zorder=0)
+    ylabel = "exact expected loss" if an.loss_source == "exact" else "loss (sampled; optimised: exact)"
+    axc.set(yscale="log", ylabel=ylabel, title="(c) loss of every restart, by geometry")
+    axc.legend(handles=[
+        Line2D([], [], ls="", marker="o", ms=4, color=style["pentagon"], label="pentagon"),
+        Line2D([], [], ls="", marker="o", ms=4, color=style["digons"], label="digons"),
+        Line2D([], [], ls="", marker="o", ms=4, color=style["other"], label="other"),
+        Line2D([], [], color=PALETTE["ink"], lw=1.0, label="lowest, trained"),
+        Line2D([], [], color=PALETTE["ink"], lw=0.8, ls="--", marker="o", ms=3.5, mfc="white", label="optimised"),
+    ], frameon=False, loc="upper left", handlelength=1.8, labelspacing=0.3, borderaxespad=0.2)
+    _draw_difference(axd, an)
+    for ax in (axc, axd):
         _log_ratio_axis(ax, ratios)
-    fig.tight_layout()
     return FigureOutput(fig, an.table)
 
 
-def _draw_solution_points(ax: plt.Axes, solutions: pd.DataFrame, norm: mcolors.Normalize, cmap: Any) -> None:
-    """The solution at each ratio as points in the ratio's colour, feature 0 a star."""
-    draw_arrows_2d(ax, np.zeros((2, 0)), [], lim=1.45)  # the unit circle in a bare square
+def _draw_difference(ax: plt.Axes, an: PerturbationAnalysis) -> None:
+    """Panel d: (pentagon - digons) / digons in percent, trained and optimised, with the crossings, the
+    paper's band and the crossings' values written out."""
+    curves = an.curves
+    ax.axhline(0, color=PALETTE["ink"], lw=0.6)
+    ax.axvspan(*PHASE_RATIO_RANGE, color=PALETTE["grid"], alpha=0.8, lw=0, label="paper: ~2.5x (within 1.25x)")
+    ax.plot(curves["ratio"], 100 * curves["relative_difference"], "-o", ms=3, color=PALETTE["ink"], lw=1.0,
+            label="lowest trained")
+    ax.plot(curves["ratio"], 100 * curves["relative_difference_optimised"], "--o", ms=3.5, mfc="white",
+            mec=PALETTE["ink"], mew=0.8, color=PALETTE["ink"], lw=0.8, label="optimised")
+    for xs, ls in ((an.crossings, ":"), (an.optimised_crossings, "--")):
+        for x in xs:
+            ax.axvline(x, ls=ls, color=PALETTE["theory"], lw=0.8)
+    ax.set(ylabel="pentagon - digons (% of digons)", title="(d) difference of the two loss curves")
+    # legend and numbers where the curves leave room: right of the paper's band, above and below zero
+    ax.legend(frameon=False, loc="upper right", handlelength=1.8, labelspacing=0.3, borderaxespad=0.2)
+
+    def fmt(xs: list[float]) -> str:
+        return ", ".join(f"{x:.3g} = 1/{1 / x:.2g}" for x in xs) if xs else "none"
+
+    ax.text(0.98, 0.12, f"curves cross at\ntrained: {fmt(an.crossings)}\noptimised: {fmt(an.optimised_crossings)}\n"
+            f"paper: ~{PAPER_RATIO:g} = 1/2.5", transform=ax.transAxes, ha="right", va="bottom", fontsize=7)
+
+
+def _draw_solution_points(ax: plt.Axes, solutions: pd.DataFrame, norm: mcolors.Normalize, cmap: Any,
+                          lim: float, outline: str) -> None:
+    """The solution at each ratio in the ratio's colour: features as points (feature 0 a star) and the shape
+    they make as thin lines: ``outline`` "polygon" joins the represented features in angular order (a
+    pentagon), "pairs" joins each represented feature to the origin (a digon is a line through it)."""
+    draw_arrows_2d(ax, np.zeros((2, 0)), [], lim=lim)  # the unit circle in a bare square
     for ratio, pts in solutions.groupby("ratio", sort=True):
+        pts = pts.sort_values("feature")
         x, y, col = pts["x"].to_numpy(), pts["y"].to_numpy(), cmap(norm(ratio))
-        ax.scatter(x[1:], y[1:], s=10, color=col, edgecolor="none", zorder=2)
-        ax.scatter(x[:1], y[:1], s=30, marker="*", color=col, edgecolor=PALETTE["ink"], lw=0.3, zorder=3)
+        rep = np.hypot(x, y) > REPRESENTED
+        if outline == "polygon" and rep.sum() >= 3:
+            order = np.flatnonzero(rep)[np.argsort(np.arctan2(y[rep], x[rep]))]
+            ax.fill(x[order], y[order], facecolor="none", edgecolor=col, lw=0.6, alpha=0.8, zorder=1)
+        else:
+            for k in np.flatnonzero(rep):
+                ax.plot([0, x[k]], [0, y[k]], color=col, lw=0.6, alpha=0.8, zorder=1)
+        ax.scatter(x[1:], y[1:], s=14, color=col, edgecolor="none", zorder=2)
+        ax.scatter(x[:1], y[:1], s=55, marker="*", color=col, edgecolor=PALETTE["ink"], lw=0.4, zorder=3)
+    if solutions.empty:
+        ax.text(0, 0, "none found", ha="center", va="center", fontsize=7, color=PALETTE["theory"])
 
 
 def _log_ratio_axis(ax: plt.Axes, ratios: np.ndarray) -> None:
