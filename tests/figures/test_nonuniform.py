@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tms import metrics
+from tms import exact, metrics
 from tms.data import FeatureSets
 from tms.figures import nonuniform as U
 from tms.findings import binding, evaluate, near_miss
-from tms.geometry import adjacent_on_circle
+from tms.geometry import adjacent_on_circle, crossing
 
 from .conftest import PAIRS, PENTAGON, ctx_with, fake_run, rot, verdicts
 
@@ -49,17 +49,6 @@ def _collapsed(k: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-def test_common_eval_loss_is_shared_and_deterministic():
-    sets = FeatureSets.independent(5)
-    W = np.stack([PENTAGON, PENTAGON, np.zeros((2, 5))])
-    b = np.zeros((3, 5))
-    loss = U.common_eval_loss("relu_output", W, b, np.full(5, 0.05), np.ones(5), sets, examples=2**15)
-    assert loss[0] == loss[1]  # identical models, identical examples: identical losses
-    assert loss[2] == pytest.approx(0.05 / 3, rel=0.05)  # W = 0: E[x^2] = density / 3
-    again = U.common_eval_loss("relu_output", W, b, np.full(5, 0.05), np.ones(5), sets, examples=2**15)
-    assert np.array_equal(loss, again)
 
 
 def test_classify_pentagon():
@@ -202,18 +191,116 @@ def test_perturbation_claims_through_the_figure_context():
     W, b = _perturbation_run(True)
     run = fake_run("p", "relu_output", {"density": [0.05], "perturbed_density_ratio": RATIOS}, W, b, restarts=2,
                    perturbed_feature=0)
-    ctx = ctx_with("pentagon_perturbation", {"p": run})
+    ctx = ctx_with("pentagon_perturbation", {"p": run}, polish_maxiter=1)
     v = verdicts("pentagon_perturbation", ctx)
     assert v["norm_is_one_over_one_minus_bias"] == "reproduced"
-    # the common-random-number losses of these hand-made models decide the rest; they must be computed
     an = U.perturbation_analysis(ctx)
     df = an.models
-    assert set(df["geometry"]) == {"pentagon", "digons"} and df["loss"].notna().all()
-    assert an.unperturbed_cell == RATIOS.index(1.0)
+    assert set(df["geometry"]) == {"pentagon", "digons"} and df["loss"].tolist() == run.loss.tolist()
+    assert an.unperturbed_cell == RATIOS.index(1.0) and an.loss_source == "sampled"  # no exact_loss stored
+    # every ratio's pentagon and digons polished (one L-BFGS-B iteration here), never to a higher loss
+    opt = an.optimised
+    assert len(opt) == 2 * len(RATIOS) and (opt["loss"] <= opt["start_loss"]).all() and opt["kept"].all()
     out = U.build_perturbation(ctx)
-    assert {"solution", "loss", "best_loss"} <= set(out.table["kind"])
+    assert {"solution", "loss", "best_loss", "optimised"} <= set(out.table["kind"])
+    assert {"pentagon_optimised", "digons_optimised", "relative_difference"} <= set(out.table.columns)
     assert out.table is an.table  # drawn from the analysis the claims read, computed once
     out.figure.clf()
+
+
+# --------------------------------------------------------------------------------------------
+# exact losses and polishing
+
+
+DIGONS = np.array([[0, 1.0, -1.0, 0, 0], [0, 0, 0, 1.0, -1.0]])  # feature 0 not embedded
+
+
+def _dens(ratio: float) -> np.ndarray:
+    d = np.full(5, 0.05)
+    d[0] *= ratio
+    return d
+
+
+@pytest.mark.parametrize("W0, geometry, ratio", [(PENTAGON, "pentagon", 1.0), (DIGONS, "digons", 0.25)])
+def test_polish_lowers_the_exact_loss_keeps_the_geometry_and_is_deterministic(W0, geometry, ratio):
+    W0 = rot(20) @ W0
+    b0 = np.zeros(5)  # unit norms and no bias: not the optimum of either geometry
+    p = U.polish("relu_output", W0, b0, _dens(ratio), np.ones(5), maxiter=8)
+    assert p.start_loss == pytest.approx(exact.exact_loss("relu_output", {"W": W0, "b": b0}, _dens(ratio)), rel=1e-12)
+    assert p.loss < p.start_loss * (1 - 1e-3) and 0 < p.iterations <= 8 and p.evaluations >= p.iterations
+    assert p.loss == pytest.approx(exact.exact_loss("relu_output", {"W": p.W, "b": p.b}, _dens(ratio)), rel=1e-12)
+    assert U.classify_pentagon(p.W) == geometry
+    if geometry == "pentagon":  # the pentagon cuts interference off with a negative bias
+        assert (p.b < 0).all()
+    else:  # the feature the digons leave out outputs its mean, E[x_0] = 0.0125 / 2
+        assert p.b[0] == pytest.approx(0.0125 / 2, rel=0.05)
+    again = U.polish("relu_output", W0, b0, _dens(ratio), np.ones(5), maxiter=8)
+    assert np.array_equal(again.W, p.W) and np.array_equal(again.b, p.b) and again.loss == p.loss
+    # from its own end point it cannot get worse; no iterations: the start, untouched
+    assert U.polish("relu_output", p.W, p.b, _dens(ratio), np.ones(5), maxiter=2).loss <= p.loss
+    still = U.polish("relu_output", W0, b0, _dens(ratio), np.ones(5), maxiter=0)
+    assert np.array_equal(still.W, W0) and still.loss == still.start_loss and still.iterations == 0
+
+
+def _exact_run() -> tuple:
+    """A pentagon and a digon restart at each ratio, with their exact losses stored (``exact_loss``) and a
+    sampled ``final_loss`` that ranks them the other way round."""
+    ratios = [0.15, 0.25, 0.4, 1.0]
+    Ws, bs = [], []
+    for _ in ratios:
+        Ws += [PENTAGON / 0.9, DIGONS]
+        bs += [np.full(5, -0.1), np.zeros(5)]
+    W, b = np.stack(Ws), np.stack(bs)
+    dens = np.stack([_dens(r) for r in ratios for _ in range(2)])
+    ex = exact.exact_loss("relu_output", {"W": W, "b": b}, dens)
+    sampled = ex.reshape(-1, 2)[:, ::-1].ravel()  # each cell's two losses swapped
+    run = fake_run("p", "relu_output", {"density": [0.05], "perturbed_density_ratio": ratios}, W, b, restarts=2,
+                   loss=sampled, extra_arrays={"exact_loss": ex}, perturbed_feature=0)
+    return run, ratios, ex
+
+
+def test_perturbation_loss_curves_use_the_exact_loss():
+    run, ratios, ex = _exact_run()
+    an = U.perturbation_analysis(ctx_with("pentagon_perturbation", {"p": run}, polish_maxiter=0))
+    df = an.models
+    assert an.loss_source == "exact" and np.array_equal(df["loss"].to_numpy(), ex)
+    # selection, best of each geometry and the curves follow the exact loss, not the sampled one
+    sel = df[df["selected"]]
+    assert sel["instance"].tolist() == [2 * c + int(np.argmin(ex[2 * c:2 * c + 2])) for c in range(len(ratios))]
+    curves = an.curves
+    assert curves["pentagon"].tolist() == ex[0::2].tolist() and curves["digons"].tolist() == ex[1::2].tolist()
+    assert an.crossings == crossing(ratios, ex[0::2], ex[1::2]) and len(an.crossings) == 1
+    # the digons win when feature 0 is sparse, the (undeformed) pentagon when it is dense
+    assert ex[1] < ex[0] and ex[-2] < ex[-1]
+    # no polishing (maxiter 0): the optimised curves are the exact losses of the same restarts
+    assert np.allclose(curves["pentagon_optimised"], curves["pentagon"], rtol=1e-12)
+    assert np.allclose(curves["digons_optimised"], curves["digons"], rtol=1e-12)
+    assert an.optimised_crossings == pytest.approx(an.crossings, rel=1e-9)
+    m = U.measure_crossing(df, an.optimised)
+    assert m.measured["crossings"] == an.crossings and m.measured["optimised_crossings"] == an.optimised_crossings
+    assert m.measured["paper_crossing"] == 0.4 and m.measured["times_sparser"]["paper"] == 2.5
+    assert m.measured["polish_changed_geometry"] == [] and m.bars == U.measure_crossing(df).bars  # same verdict rule
+
+
+def test_a_polish_that_changes_geometry_is_reported_and_not_used(monkeypatch):
+    run, ratios, ex = _exact_run()
+    real = U.polish
+
+    def into_pentagon(kind, W, b, *args, **kwargs):  # the digon at ratio 0.4 "polishes" into a pentagon
+        p = real(kind, W, b, *args, **kwargs)
+        if U.classify_pentagon(W) == "digons" and args[0][0] == pytest.approx(0.02):
+            return U.Polished(PENTAGON / 0.9, np.full(5, -0.1), p.start_loss / 2, p.start_loss, 1, 1)
+        return p
+
+    monkeypatch.setattr(U, "polish", into_pentagon)
+    ctx = ctx_with("pentagon_perturbation", {"p": run}, polish_maxiter=0)
+    an = U.perturbation_analysis(ctx)
+    row = an.optimised[~an.optimised["kept"]]
+    assert row[["ratio", "geometry", "geometry_after"]].values.tolist() == [[0.4, "digons", "pentagon"]]
+    assert row["loss"].item() == row["start_loss"].item() == pytest.approx(ex[5], rel=1e-12)
+    assert row["polished_loss"].item() == pytest.approx(ex[5] / 2, rel=1e-12)
+    m = U.measure_crossing(an.models, an.optimised)
+    assert m.measured["polish_changed_geometry"] == ["digons at 0.4 -> pentagon"] and "left their geometry" in m.detail
 
 
 # --------------------------------------------------------------------------------------------
