@@ -170,10 +170,10 @@ def side_by_side_bars(W: np.ndarray, pairs: Sequence[Sequence[int]]) -> tuple[Ba
             Bar("collapsed pairs", collapsed_count(W, pairs), "<", 1, "pairs", step=1))
 
 
-def _claim(id: str, statement: str, expected: str, tolerance: str):
+def _claim(id: str, statement: str, expected: str, tolerance: str, audit: str = ""):
     """Register claim ``id`` ("<figure>.<name>", written out in full) of the geometry section."""
     return claim(id, figure=id.split(".")[0], section="geometry", statement=statement, expected=expected,
-                 tolerance=tolerance)
+                 tolerance=tolerance, audit=audit)
 
 
 def _draw_canonical(ax: plt.Axes, Wc: np.ndarray, colors: Sequence[Any], title: str,
@@ -958,12 +958,47 @@ def _pca_progressive(ctx: FigureContext) -> Measurement:
     return measure_progressive(pca_analysis(ctx).levels)
 
 
+MINOR_SHARE_MAX = (1 - COLLAPSE_COS) / 2  # a pair collapsed at cos 0.9 keeps 5 % of its energy off its PC
+
+
+def measure_principal_components(W: np.ndarray, pairs: Sequence[Sequence[int]]) -> Measurement:
+    """Every pair represented by its principal component (a + b)/sqrt 2: no pair separate, and the share of
+    ``||W||_F^2`` along the minor components (a - b)/sqrt 2 at most that of a pair collapsed at cos 0.9."""
+    states = [pair_state(W, a, b) for a, b in pairs]
+    minor = sum(float(np.sum((W[:, a] - W[:, b]) ** 2)) / 2 for a, b in pairs) / max(float(np.sum(W**2)), 1e-12)
+    ok = "separate" not in states and minor <= MINOR_SHARE_MAX
+    return Measurement(measured={"pairs": states, "minor_component_share": minor}, passed=bool(ok),
+                       bars=(Bar("separate pairs", states.count("separate"), "<", 1, "pairs", step=1),
+                             Bar("share of ||W||_F^2 along the minor components", minor, "<=", MINOR_SHARE_MAX)),
+                       detail="pairs of the densest model collapsed onto (or dropped along) their principal components")
+
+
+PCA_AUDIT = ("Revised after review (issue 12). The first reading (pca_collapse.dense_pca_like_strict) also asked the "
+             "collapsed directions to be mutually orthogonal. With three pairs in m = 2 that holds only if the model "
+             "drops a whole pair, which the paper does not say; what it says is that pairs are represented by their "
+             "principal components. This reading asks exactly that: every pair collapsed or dropped, and at most "
+             "5 % of ||W||_F^2 off the principal components (the share a pair collapsed at the module's cos 0.9 "
+             "keeps). Whether the components themselves are in superposition is the strict reading's question.")
+
+
 @_claim("pca_collapse.dense_pca_like",
         "In the dense regime (1-S > ~0.5) the solution is equivalent to PCA: pairs are represented by their "
-        "principal components, without superposition.",
-        "at the densest level every pair is collapsed or dropped and the collapsed directions are orthogonal "
-        "(|cos| < 0.1)", "cos 0.1")
+        "principal components.",
+        "at the densest level no pair separate, and at most 5% of ||W||_F^2 along the pairs' minor components "
+        "(a - b)/sqrt 2", "5% (a pair collapsed at cos 0.9)", audit=PCA_AUDIT)
 def _pca_dense(ctx: FigureContext) -> Measurement:
+    an = pca_analysis(ctx)
+    m = measure_principal_components(an.dense, an.pairs)
+    m.detail += f" (1-S = {an.dense_density:.3g})"
+    return m
+
+
+@_claim("pca_collapse.dense_pca_like_strict",
+        "(Strict reading, kept from before the audit.) In the dense regime the solution is PCA without "
+        "superposition: pairs collapsed onto their principal components, and those directions mutually orthogonal.",
+        "at the densest level every pair is collapsed or dropped and the collapsed directions are orthogonal "
+        "(|cos| < 0.1)", "cos 0.1", audit="The first reading; see pca_collapse.dense_pca_like for why it was revised.")
+def _pca_dense_strict(ctx: FigureContext) -> Measurement:
     an = pca_analysis(ctx)
     m = measure_dense_pca(an.dense, an.pairs)
     m.detail += f" (1-S = {an.dense_density:.3g})"
