@@ -189,11 +189,13 @@ def test_2x1_boundary_claim_fails_for_a_shifted_boundary():
 def test_3x2_claims_pass_on_theory_and_fail_for_a_sloped_boundary():
     good = ctx_of("phase_diagram_3x2", phase_run("relu3", "relu_output", 3, 24, theory_label(3), restarts=3))
     f = findings_of("phase_diagram_3x2", good)
-    assert set(f) == {"relu_agrees_with_theory", "flat_boundary_above_r1", "relu_agrees_with_optimised_theory"}
-    assert {k: f[k].verdict for k in ("relu_agrees_with_theory", "flat_boundary_above_r1")} == dict.fromkeys(
-        ("relu_agrees_with_theory", "flat_boundary_above_r1"), "reproduced")
-    assert f["relu_agrees_with_theory"].margin >= 0 and f["flat_boundary_above_r1"].margin >= 0
-    assert [b["threshold"] for b in f["flat_boundary_above_r1"].bars] == [0.05, 0.1, 2]
+    flat = ("flat_boundary_above_r1", "flat_boundary_above_r1_strict")
+    assert set(f) == {"relu_agrees_with_theory", *flat, "relu_agrees_with_optimised_theory"}
+    assert {k: f[k].verdict for k in ("relu_agrees_with_theory", *flat)} == dict.fromkeys(
+        ("relu_agrees_with_theory", *flat), "reproduced")
+    assert f["relu_agrees_with_theory"].margin >= 0 and all(f[k].margin >= 0 for k in flat)
+    assert all([b["threshold"] for b in f[k].bars] == [0.05, 0.1, 2] for k in flat)
+    assert f["flat_boundary_above_r1"].measured["excluded_cells"] == 0  # theory: only the two classes for r > 1
 
     def sloped(s, r, k):  # the 2x1 curve 4/(5+2r) instead of the flat 4/7 for r > 1
         if r < 1:
@@ -201,10 +203,76 @@ def test_3x2_claims_pass_on_theory_and_fail_for_a_sloped_boundary():
         return 2 if s < 4 / (5 + 2 * r) else 1
 
     bad = ctx_of("phase_diagram_3x2", phase_run("relu3", "relu_output", 3, 24, sloped, restarts=3))
-    m = CLAIMS["phase_diagram_3x2.flat_boundary_above_r1"].func(bad)
-    assert m.passed is False and m.measured["slope"] < -0.3
-    bind = binding(m.passed, m.bars)
-    assert bind.name == "|slope of log10 s_emp vs log10 r|" and bind.margin == pytest.approx(0.1 + m.measured["slope"])
+    for cid in ("phase_diagram_3x2.flat_boundary_above_r1", "phase_diagram_3x2.flat_boundary_above_r1_strict"):
+        m = CLAIMS[cid].func(bad)
+        assert m.passed is False and m.measured["slope"] < -0.3
+        bind = binding(m.passed, m.bars)
+        assert bind.name == "|slope of log10 s_emp vs log10 r|"
+        assert bind.margin == pytest.approx(0.1 + m.measured["slope"])
+
+
+def test_two_class_offsets_leave_other_classes_out():
+    s = np.geomspace(1, 0.01, 40)
+    lab = np.where(s < 0.3, 2, 1)[:, None].repeat(3, axis=1)
+    lab[s < 0.1, 1] = 3  # failures below the boundary: left out, the step stays at 0.3
+    lab[:, 2] = np.where(s < 0.3, 2, 0)  # no 'above' cell: a single class, no transition
+    off, excluded = phase.two_class_offsets(s, lab, 1, 2, 0.3)
+    assert abs(off[0]) < 1 / 39 and off[1] == pytest.approx(off[0]) and np.isnan(off[2])
+    assert excluded.tolist() == [0, int((s < 0.1).sum()), int((s >= 0.3).sum())]
+    # fitted against every other class (the strict reading) the failures pull the step to the bottom
+    assert phase.boundary_offsets(s, np.ones(1), (lab[:, 1] == 2)[:, None], np.array([0.3]))[0] < -1
+
+
+def test_flat_boundary_revised_leaves_out_failures_the_strict_reading_counts():
+    """Extra feature antipodal with a weight-1 feature ('superposition', never optimal for r > 1) in the sparse
+    cells of most r > 1 columns: the strict reading counts them as lying above the boundary and fails; the
+    revised reading leaves them out and finds the flat 4/7."""
+    def failed(s, r, k):
+        if 1 < r < 4 and s < 0.1:
+            return 3
+        return int(theory.phase_map(3, s, r)[0])
+
+    ctx = ctx_of("phase_diagram_3x2", phase_run("relu3", "relu_output", 3, 24, failed, restarts=3))
+    f = findings_of("phase_diagram_3x2", ctx)
+    rev, strict = f["flat_boundary_above_r1"], f["flat_boundary_above_r1_strict"]
+    assert rev.verdict == "reproduced" and strict.verdict == "not reproduced"
+    assert all(b["passed"] for b in rev.bars) and not all(b["passed"] for b in strict.bars)
+    assert [b["name"] for b in rev.bars] == [b["name"] for b in strict.bars]
+    assert [(b["op"], b["threshold"]) for b in rev.bars] == [(b["op"], b["threshold"]) for b in strict.bars]
+    s, r = np.geomspace(1, 0.01, 24), np.geomspace(0.1, 10, 24)
+    cols = np.flatnonzero(r > 1)[1:]
+    n_failed = int((s < 0.1).sum() * ((r[cols] > 1) & (r[cols] < 4)).sum())
+    m = rev.measured
+    assert m["excluded_cells"] == n_failed and m["excluded_by_class"] == {"superposition": n_failed}
+    assert m["cells_read"] == 24 * len(cols) and m["columns"] == m["columns_read"] == len(cols)
+    assert abs(np.log10(m["median_s_emp"] / (4 / 7))) <= 0.05 and abs(m["slope"]) <= 0.1
+    assert strict.measured["median_abs_offset_decades"] > 1
+    # the optimised theory's boundary between the same two classes is reported, not judged
+    assert set(m["optimised_theory"]) == {"median_s", "median_abs_offset_decades", "slope", "columns",
+                                          "excluded_cells"}
+    assert "Optimised theory, same fit" in rev.detail
+    assert "strict" in rev.audit and "(r - 1) s^2/6" in rev.audit
+    assert "flat_boundary_above_r1 for why" in strict.audit
+
+
+def test_flat_boundary_revised_needs_both_classes_the_strict_reading_does_not():
+    """Above 4/7 the weight-1 features are dropped with the extra one too ('not learned') instead of the theory's
+    'dedicated': the strict reading sees 'others antipodal' begin at 4/7 and passes, but no column shows the
+    boundary the paper names, so the revised reading fails on its columns bar."""
+    def nothing_above(s, r, k):
+        if r > 1 and s >= 4 / 7:
+            return 0
+        return int(theory.phase_map(3, s, r)[0])
+
+    ctx = ctx_of("phase_diagram_3x2", phase_run("relu3", "relu_output", 3, 24, nothing_above, restarts=3))
+    f = findings_of("phase_diagram_3x2", ctx)
+    rev, strict = f["flat_boundary_above_r1"], f["flat_boundary_above_r1_strict"]
+    assert strict.verdict == "reproduced" and rev.verdict == "not reproduced"
+    assert [(b["name"], b["value"], b["passed"]) for b in rev.bars] == [
+        ("r > 1 columns with a transition", 0, False)]
+    assert rev.margin == -2 and rev.near_miss is False
+    assert rev.measured["excluded_by_class"] == {"not learned": rev.measured["excluded_cells"]} and \
+        rev.measured["excluded_cells"] > 0
 
 
 def opt_run(name: str, n: int, side: int, restarts: int = 4, stuck_below: float = 0.0) -> RunData:
