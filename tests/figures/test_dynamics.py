@@ -146,11 +146,19 @@ def test_energy_claims_on_an_aligned_and_a_misaligned_run():
     W, b = digon_history(40)
     ctx = ctx_of("energy_level_jumps", snapshot_run("energy", [np.stack(W)], [np.stack(b)], 0.05))
     f = findings_of("energy_level_jumps", ctx)
-    assert f["discrete_jumps"].verdict == "reproduced" and f["loss_drops_align"].verdict == "reproduced"
+    assert {k: f[k].verdict for k in ("discrete_jumps", "discrete_jumps_strict", "loss_drops_align")} == dict.fromkeys(
+        ("discrete_jumps", "discrete_jumps_strict", "loss_drops_align"), "reproduced")
     assert f["loss_drops_align"].measured["aligned_events"] == 1
     # one jump event sits exactly at its bar of 1 (margin 0) but a whole event is needed to flip it
-    assert [(b["name"], b["margin"], b["near"]) for b in f["discrete_jumps"].bars][0] == (
+    assert [(b["name"], b["margin"], b["near"]) for b in f["discrete_jumps_strict"].bars][0] == (
         "jump events in the shown run", 0, False)
+    # dedicated (D = 1) -> digon and not learned (D = 0) -> digon: four jumps between levels, all from a level
+    m = f["discrete_jumps"].measured
+    assert m["jumps_between_levels"] == 4 and m["level_pairs"] == {"0 -> 1/2": 2, "1 -> 1/2": 2}
+    assert m["jumps_from_undifferentiated"] == 0 and m["from_level_ending_at_level_share"] == 1.0
+    assert [(b["name"], b["margin"]) for b in f["discrete_jumps"].bars] == [
+        ("jumps between two levels in the shown run", 3),
+        ("share of the shown run's jumps from a level that end at a level", pytest.approx(0.2))]
     assert f["loss_drops_align"].margin == pytest.approx(0.25)  # 1 of 1 event against 0.75
     assert not any(x.near_miss for x in f.values())
     out = dyn.build_energy(ctx)
@@ -172,10 +180,78 @@ def test_energy_discrete_claim_fails_without_jumps():
     W = [np.stack([e1, e2, -a * e1, -a * e2], axis=1) for a in np.linspace(0, 1, S)]  # a smooth growth
     b = [np.zeros(4)] * S
     ctx = ctx_of("energy_level_jumps", snapshot_run("energy", [np.stack(W)], [np.stack(b)], 0.05))
-    m = CLAIMS["energy_level_jumps.discrete_jumps"].func(ctx)
-    assert m.passed is False and m.measured["shown_jump_events"] == 0
-    assert not m.bars[0].passed and m.bars[0].margin == -1 and binding(m.passed, m.bars).margin < 0
+    for cid in ("energy_level_jumps.discrete_jumps", "energy_level_jumps.discrete_jumps_strict"):
+        m = CLAIMS[cid].func(ctx)
+        assert m.passed is False and m.measured["shown_jump_events"] == 0
+        assert not m.bars[0].passed and m.bars[0].margin == -1 and binding(m.passed, m.bars).margin < 0
+    assert len(CLAIMS["energy_level_jumps.discrete_jumps"].func(ctx).bars) == 1  # no jump from a level: no share
     assert CLAIMS["energy_level_jumps.loss_drops_align"].func(ctx).bars == ()  # no event: inconclusive, no bar
+
+
+def test_classify_jumps_by_the_plateaus_around_them():
+    S = len(STEPS)
+    D = np.zeros((S, 4))
+    D[:, 0] = np.r_[np.full(20, 0.2), np.full(20, 1.0), np.full(S - 40, 0.5)]  # growth, then 1 -> 1/2
+    D[:, 1] = np.r_[np.full(20, 0.5), np.full(S - 20, 0.85)]  # a level to no level
+    D[:, 2] = np.r_[np.full(20, 0.2), np.full(20, 0.5), np.full(20, 0.85), np.full(S - 60, 0.2)]  # ..., off-level
+    D[:, 3] = np.r_[np.full(20, 0.2), np.full(S - 20, 0.05)]  # growth to 0 (a level: not learned)
+    jumps = dyn.detect_jumps(STEPS, D)
+    kinds = dyn.classify_jumps(D, jumps)
+    assert [(j.feature, k) for j, k in zip(jumps, kinds)] == [
+        (0, "growth"), (0, "between_levels"), (1, "level_to_off_level"), (2, "growth"), (2, "level_to_off_level"),
+        (2, "off_level"), (3, "growth")]
+    summary = dyn.jump_kinds_summary(jumps, kinds)
+    assert summary["level_pairs"] == {"1 -> 1/2": 1} and summary["from_level"] == 3
+    assert summary["from_level_ending_at_level_share"] == pytest.approx(1 / 3)
+    assert dyn.level_name(0.37) == "3/8" and dyn.level_name(0.41) == "2/5" and dyn.level_name(0.02) == "0"
+
+
+def undifferentiated_history() -> tuple[np.ndarray, np.ndarray]:
+    """m = 2, n = 4: all four features on one direction (D = 1/4, the undifferentiated phase) until snapshot
+    30, then two dedicated and two not learned (D = 1 and 0) until 55, then two digons (D = 1/2)."""
+    S = len(STEPS)
+    e1, e2 = np.array([1.0, 0]), np.array([0, 1.0])
+    W = [np.stack([0.3 * e1] * 4, axis=1) if k < 30 else
+         np.stack([e1, e2, 0 * e1, 0 * e1], axis=1) if k < 55 else np.stack([e1, e2, -e1, -e2], axis=1)
+         for k in range(S)]
+    return np.stack(W), np.zeros((S, 4))
+
+
+def test_discrete_jumps_revised_passes_where_only_the_early_plateaus_fail_the_strict_reading():
+    """Every feature grows out of an undifferentiated D = 1/4 and then jumps between levels (1 or 0 -> 1/2):
+    a third of the plateaus are off-level, so the strict reading fails; every jump from a level ends at one."""
+    W, b = undifferentiated_history()
+    ctx = ctx_of("energy_level_jumps", snapshot_run("energy", [W], [b], 0.05))
+    f = findings_of("energy_level_jumps", ctx)
+    rev, strict = f["discrete_jumps"], f["discrete_jumps_strict"]
+    assert rev.verdict == "reproduced" and strict.verdict == "not reproduced"
+    assert all(b["passed"] for b in rev.bars) and [b["passed"] for b in strict.bars] == [True, False]
+    assert strict.measured["plateaus_at_level_share"] == pytest.approx(2 / 3)
+    m = rev.measured
+    assert m["jumps_from_undifferentiated"] == 4 and m["jumps_between_levels"] == 4
+    assert m["level_pairs"] == {"0 -> 1/2": 2, "1 -> 1/2": 2} and m["jumps_from_a_level_to_no_level"] == 0
+    assert m["pooled"]["growth"] == 4 and m["pooled"]["between_levels"] == 4
+    assert "growth" in rev.detail and "strict" in rev.audit and "swap places" in rev.audit
+    assert "discrete_jumps for why" in strict.audit
+
+
+def test_discrete_jumps_strict_passes_on_growth_alone_the_revised_reading_fails():
+    """One feature grows out of the undifferentiated phase (D = 0.2 -> 1); four others sit at D = 1/2 throughout.
+    5 of 6 plateaus are at a level and there is a jump event, so the strict reading passes; but no feature
+    jumps from one level to another, so the revised reading fails."""
+    S = len(STEPS)
+    e1, e2, e3 = np.eye(3)
+    a = 0.5
+    W = [np.stack([a * (e1 + e2) / np.sqrt(2) if k < 40 else e1, e2, -e2, e3, -e3], axis=1) for k in range(S)]
+    ctx = ctx_of("energy_level_jumps", snapshot_run("energy", [np.stack(W)], [np.zeros((S, 5))], 0.05))
+    f = findings_of("energy_level_jumps", ctx)
+    rev, strict = f["discrete_jumps"], f["discrete_jumps_strict"]
+    assert strict.verdict == "reproduced" and rev.verdict == "not reproduced"
+    assert strict.measured["plateaus_at_level_share"] == pytest.approx(5 / 6)
+    assert rev.measured["jumps_from_undifferentiated"] == 1 and rev.measured["jumps_between_levels"] == 0
+    assert [(b["name"], b["value"], b["passed"]) for b in rev.bars] == [
+        ("jumps between two levels in the shown run", 0, False)]
+    assert rev.margin == -1 and rev.near_miss is False
 
 
 SETS_SPEC = [{"kind": "correlated", "size": 3, "count": 2}]

@@ -47,7 +47,11 @@ DROP_BASE_Q = 0.25  # the background: this quantile of the falling rates around 
 DROP_MIN = 0.002  # a drop removes >= 0.2 % of the loss ...
 NOISE_FACTOR = 5.0  # ... and >= 5x the curve's own snapshot-to-snapshot jitter (SGD noise in the weights)
 LEVELS = np.array([0.0, 3 / 8, 2 / 5, 1 / 2, 2 / 3, 3 / 4, 1.0])  # the paper's dimensionality lines
+LEVEL_NAMES = ("0", "3/8", "2/5", "1/2", "2/3", "3/4", "1")  # ... as the paper writes them
 LEVEL_TOL = 0.05
+#: What a jump is, by the plateaus around it (:func:`classify_jumps`).
+BETWEEN, GROWTH, LEVEL_TO_OFF, OFF_LEVEL = "between_levels", "growth", "level_to_off_level", "off_level"
+JUMP_KINDS = (BETWEEN, GROWTH, LEVEL_TO_OFF, OFF_LEVEL)
 #: A priori claim thresholds.
 ALIGN_MIN = 0.75  # share of jump events that coincide with a loss drop ...
 CHANCE_MARGIN = 0.2  # ... and by at least this much more than randomly placed events would
@@ -55,7 +59,8 @@ CHANCE_FROM = 10  # random placements start at this step (no jumps are detected 
 ATTRACTOR_MIN = 0.5  # share of runs that end in the cross-set octahedron ("a strong attractor")
 REGIMES_MIN = 3  # loss plateaus (distinct regimes) in training: >= 2 drops between them
 REGIMES_RUNS_MIN = 0.5  # ... in more than this share of all runs ("the majority")
-LEVEL_SHARE_MIN = 0.8  # share of the shown run's plateaus that lie at a discrete level
+LEVEL_SHARE_MIN = 0.8  # share of the shown run's plateaus that lie at a discrete level (strict reading) and of
+#                        its jumps from a level that end at one (the revised reading keeps the same 0.8)
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,6 +195,51 @@ def at_level(values: np.ndarray, levels: np.ndarray = LEVELS, tol: float = LEVEL
     return (np.abs(v[..., None] - levels).min(-1) <= tol)
 
 
+def level_name(value: float) -> str:
+    """The paper's name of the level nearest to ``value`` (``LEVEL_NAMES``)."""
+    return LEVEL_NAMES[int(np.argmin(np.abs(LEVELS - value)))]
+
+
+def classify_jumps(D: np.ndarray, jumps: list[Jump], tol: float = PLATEAU_TOL, min_len: int = PLATEAU_LEN,
+                   level_tol: float = LEVEL_TOL) -> list[str]:
+    """The kind of each jump of ``D [S, n]`` (from :func:`detect_jumps` with the same plateau rule):
+
+    - ``between_levels``: the plateaus before and after both lie within ``level_tol`` of a level;
+    - ``growth``: the plateau before is off-level and the feature has not yet sat on a plateau at a level, i.e.
+      it leaves the undifferentiated phase of early training (a feature's growth, not a jump between levels);
+    - ``level_to_off_level``: starts at a level and ends off-level;
+    - ``off_level``: starts off-level after the feature has already sat at a level.
+    """
+    D = np.asarray(D, dtype=float)
+    first_at_level: dict[int, float] = {}  # feature -> last snapshot of its first plateau at a level
+    for i in {j.feature for j in jumps}:
+        for a, b in plateaus(D[:, i], tol, min_len):
+            if at_level(np.median(D[a: b + 1, i]), tol=level_tol):
+                first_at_level[i] = b
+                break
+    out = []
+    for j in jumps:
+        start, end = bool(at_level(j.before, tol=level_tol)), bool(at_level(j.after, tol=level_tol))
+        if start:
+            out.append(BETWEEN if end else LEVEL_TO_OFF)
+        else:
+            out.append(OFF_LEVEL if first_at_level.get(j.feature, np.inf) <= j.start else GROWTH)
+    return out
+
+
+def jump_kinds_summary(jumps: list[Jump], kinds: list[str]) -> dict[str, Any]:
+    """Counts of each jump kind and the level pairs of the jumps between levels ("1 -> 1/2": k)."""
+    pairs: dict[str, int] = {}
+    for j, k in zip(jumps, kinds):
+        if k == BETWEEN:
+            key = f"{level_name(j.before)} -> {level_name(j.after)}"
+            pairs[key] = pairs.get(key, 0) + 1
+    counts = {k: sum(x == k for x in kinds) for k in JUMP_KINDS}
+    from_level = counts[BETWEEN] + counts[LEVEL_TO_OFF]
+    return {"jumps": len(jumps), **counts, "level_pairs": dict(sorted(pairs.items())), "from_level": from_level,
+            "from_level_ending_at_level_share": counts[BETWEEN] / from_level if from_level else None}
+
+
 # --------------------------------------------------------------------------------------------
 # Geometry of 3-D embeddings
 
@@ -251,6 +301,7 @@ class RunEvents:
     D: np.ndarray  # [S, n]
     loss: np.ndarray  # [S]
     jumps: list[Jump]
+    kinds: list[str]  # classify_jumps of each jump
     drops: list[Drop]
     events: list[tuple[int, int, list[Jump]]]
     aligned: list[bool]
@@ -270,7 +321,8 @@ def run_events(run: Any, instance: int) -> RunEvents:
     rep = np.linalg.norm(W[-1], axis=0) > metrics.REPRESENTED_NORM
     digon = float((np.abs(D[-1][rep] - 0.5) <= LEVEL_TOL).mean()) if rep.any() else 0.0
     lo = int(np.searchsorted(steps, CHANCE_FROM))  # events before this step are the initial transient
-    return RunEvents(instance, float(run.arrays["density"][instance, 0]), steps, D, loss, jumps, drops, events,
+    return RunEvents(instance, float(run.arrays["density"][instance, 0]), steps, D, loss, jumps,
+                     classify_jumps(D, jumps), drops, events,
                      [coincide(e, drops) for e in events], chance_alignment(events, drops, lo, len(steps) - 1),
                      digon, float(run.loss[instance]))
 
@@ -352,12 +404,76 @@ def build_energy(ctx: FigureContext) -> FigureOutput:
     return FigureOutput(fig, an.table)
 
 
+DISCRETE_AUDIT = (
+    "Revised after review (issue 12). The paper: the learning dynamics are dominated by 'energy level jumps' "
+    "'where features jump between different feature dimensionalities', and 'the dimensionality of some features "
+    "\"jump\" between different values and swap places'. A jump between levels starts and ends at a level. The first "
+    "reading asked that 80 % of all plateaus of the shown run lie at a level, and so counted the undifferentiated D "
+    "of early training (D ~ 0.1-0.3 in this build's runs), before a feature first reaches a level. That phase is not "
+    "a level: the levels are the dimensionalities of the polytopes a feature can belong to (1, 3/4, 2/3, 1/2, 2/5, "
+    "3/8, and 0 for a feature not learned), and a jump out of it is the feature's growth, not a jump between "
+    "levels. This reading asks for what the sentence describes: at least one jump in the shown run whose plateaus "
+    "before and after both lie at a level, and that the jumps which start at a level end at one (the first "
+    "reading's 80 %, now over the jumps the paper's sentence is about). Growth jumps and jumps from a level to no "
+    "level are counted in measured, not hidden. The first reading is still reported as "
+    "energy_level_jumps.discrete_jumps_strict. (The default build's first-reading numbers, 0 % of 29 jumps "
+    "starting at a level, were known when this was written.)")
+
+
 @claim("energy_level_jumps.discrete_jumps", figure="energy_level_jumps", section="learning_dynamics",
-       statement="Feature dimensionalities jump between discrete values ('energy levels') during training.",
+       statement="Feature dimensionalities jump between discrete values ('energy levels') during training: some "
+                 "features jump from one level to another.",
+       expected=f"the shown all-digon run has >= 1 jump whose plateaus before and after both lie within {LEVEL_TOL} "
+                f"of a level {{0, 3/8, 2/5, 1/2, 2/3, 3/4, 1}}, and >= {LEVEL_SHARE_MIN:.0%} of its jumps that start "
+                "at a level end at one",
+       tolerance=f"jump: >= {JUMP_MIN} between plateaus ({PLATEAU_LEN}+ snapshots within {PLATEAU_TOL}), done within "
+                 f"{SUDDEN:.0%} of the steps so far; jumps out of the undifferentiated phase (before a feature's first "
+                 "plateau at a level) are growth, counted apart",
+       audit=DISCRETE_AUDIT)
+def _(ctx: FigureContext) -> Measurement:
+    return discrete_jumps_measurement(energy_analysis(ctx))
+
+
+def discrete_jumps_measurement(an: EnergyAnalysis) -> Measurement:
+    """The between-levels reading of the energy-level jumps (see :data:`DISCRETE_AUDIT`)."""
+    r = an.shown
+    shown = jump_kinds_summary(r.jumps, r.kinds)
+    pool = an.digon or an.runs
+    pooled = jump_kinds_summary([j for run in pool for j in run.jumps], [k for run in pool for k in run.kinds])
+    between, from_level, share = shown[BETWEEN], shown["from_level"], shown["from_level_ending_at_level_share"]
+    bars = [Bar("jumps between two levels in the shown run", between, ">=", 1, "jumps", step=1)]
+    if from_level:
+        bars.append(Bar("share of the shown run's jumps from a level that end at a level", share, ">=",
+                        LEVEL_SHARE_MIN, "share of jumps", step=1 / from_level))
+    ok = between >= 1 and share is not None and share >= LEVEL_SHARE_MIN
+    m = {"shown_jumps": shown["jumps"], "shown_jump_events": len(r.events),
+         "jumps_between_levels": between, "level_pairs": shown["level_pairs"],
+         "jumps_from_undifferentiated": shown[GROWTH], "jumps_from_a_level_to_no_level": shown[LEVEL_TO_OFF],
+         "jumps_between_off_level_plateaus": shown[OFF_LEVEL], "jumps_from_a_level": from_level,
+         "from_level_ending_at_level_share": share,
+         "pooled": {"runs": len(pool), "all_digon": bool(an.digon), **{k: pooled[k] for k in (
+             "jumps", BETWEEN, GROWTH, LEVEL_TO_OFF, OFF_LEVEL, "level_pairs")}}}
+    pairs = ", ".join(f"{k}: {v}" for k, v in shown["level_pairs"].items()) or "none"
+    return Measurement(
+        measured=m, passed=bool(ok), bars=tuple(bars),
+        detail=(f"Shown run (instance {r.instance}, density {r.density:.3g}): {shown['jumps']} feature jumps in "
+                f"{len(r.events)} events: {between} between two levels ({pairs}), {shown[GROWTH]} growth out of the "
+                f"undifferentiated phase, {shown[LEVEL_TO_OFF]} from a level to no level, {shown[OFF_LEVEL]} between "
+                f"off-level plateaus; of the {from_level} jumps that start at a level "
+                + (f"{share:.0%} end at one" if share is not None else "none can be judged") + ". Pooled over the "
+                f"{len(pool)} {'all-digon ' if an.digon else ''}runs (not judged): {pooled['jumps']} jumps, "
+                f"{pooled[BETWEEN]} between levels, {pooled[GROWTH]} growth, {pooled[LEVEL_TO_OFF]} from a level to no "
+                f"level, {pooled[OFF_LEVEL]} between off-level plateaus."))
+
+
+@claim("energy_level_jumps.discrete_jumps_strict", figure="energy_level_jumps", section="learning_dynamics",
+       statement="(Strict reading, kept from before the audit.) Feature dimensionalities jump between discrete values "
+                 "('energy levels') during training, and the plateaus they sit on lie at the levels.",
        expected="the shown all-digon run has >= 1 jump event, and >= 80 % of the plateaus its features sit on "
                 "lie within 0.05 of a level {0, 3/8, 2/5, 1/2, 2/3, 3/4, 1}",
        tolerance=f"jump: >= {JUMP_MIN} between plateaus ({PLATEAU_LEN}+ snapshots within {PLATEAU_TOL}), done "
-                 f"within {SUDDEN:.0%} of the steps so far")
+                 f"within {SUDDEN:.0%} of the steps so far",
+       audit="The first reading; see energy_level_jumps.discrete_jumps for why it was revised.")
 def _(ctx: FigureContext) -> Measurement:
     an = energy_analysis(ctx)
     r, stats = an.shown, an.stats
