@@ -163,6 +163,9 @@ def test_energy_claims_on_an_aligned_and_a_misaligned_run():
     assert not any(x.near_miss for x in f.values())
     out = dyn.build_energy(ctx)
     assert {"loss", "D_0"} <= set(out.table.series)
+    jumps = out.table[out.table.series.str.startswith("jump_between_levels_D_")]
+    assert len(jumps) == 8 and set(jumps.value) == {0.0, 0.5, 1.0}  # (start, before) and (end, after) per jump
+    assert {"D_2", "D_3"} <= set(out.table.series)  # features that jump are drawn even if they were not at the end
     assert out.table is dyn.energy_analysis(ctx).table  # the build draws the analysis, computed once
 
     W, b = digon_history(40, drop_at=60)
@@ -233,6 +236,8 @@ def test_discrete_jumps_revised_passes_where_only_the_early_plateaus_fail_the_st
     assert m["pooled"]["growth"] == 4 and m["pooled"]["between_levels"] == 4
     assert "growth" in rev.detail and "strict" in rev.audit and "swap places" in rev.audit
     assert "discrete_jumps for why" in strict.audit
+    out = dyn.build_energy(ctx)
+    assert len(out.table[out.table.series.str.startswith("jump_growth_D_")]) == 8
 
 
 def test_discrete_jumps_strict_passes_on_growth_alone_the_revised_reading_fails():

@@ -29,11 +29,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from tms import metrics, rng
 from tms.data import FeatureSets
 from tms.evaluation import draw_inputs, losses_on
 from tms.figures.base import PALETTE, FigureContext, FigureOutput, analysis, figure
+from tms.figures.draw import reference_line
 from tms.findings import Bar, Measurement, claim
 
 # detection rules (see the module docstring)
@@ -349,9 +353,11 @@ class EnergyAnalysis:
     runs: list[RunEvents]  # every instance of the experiment
     digon: list[RunEvents]  # the runs whose represented features all end as digons
     shown: RunEvents  # among the all-digon runs, the one with the most jump events (ties: lowest final loss)
-    drawn: np.ndarray  # features of the shown run drawn (D > 0.05 at the end)
+    drawn: np.ndarray  # features of the shown run represented at the end (D > 0.05), drawn
+    extra: np.ndarray  # features of the shown run not represented at the end that jump, drawn too
     stats: dict[str, Any]  # jump and drop statistics pooled over the all-digon runs (every run if none is)
-    table: pd.DataFrame  # series (D_<i>, loss, drop_start_end, jump_event_start_end), step, value
+    table: pd.DataFrame  # series (D_<i>, loss, drop_start_end, jump_event_start_end, then D_<i> of the extra
+    #                      features and jump_<kind>_D_<i>: start step and D before, end step and D after), step, value
 
 
 @analysis
@@ -369,38 +375,102 @@ def energy_analysis(ctx: FigureContext) -> EnergyAnalysis:
     rows.append(pd.DataFrame({"series": "jump_event_start_end",
                               "step": [r.steps[v] for s, e, _ in r.events for v in (s, e)],
                               "value": [float(a) for a in r.aligned for _ in (0, 1)]}))
-    return EnergyAnalysis(runs, digon, r, keep, _jump_stats(digon or runs), pd.concat(rows, ignore_index=True))
+    extra = np.array(sorted({j.feature for j in r.jumps} - set(keep.tolist())), dtype=int)
+    rows += [pd.DataFrame({"series": f"D_{i}", "step": r.steps, "value": r.D[:, i]}) for i in extra]
+    rows += [pd.DataFrame({"series": f"jump_{k}_D_{j.feature}", "step": [r.steps[j.start], r.steps[j.end]],
+                           "value": [j.before, j.after]}) for j, k in zip(r.jumps, r.kinds)]
+    return EnergyAnalysis(runs, digon, r, keep, extra, _jump_stats(digon or runs), pd.concat(rows, ignore_index=True))
+
+
+#: How each kind of jump is drawn: marker, colour, filled, legend label.
+JUMP_STYLE = {
+    BETWEEN: ("D", PALETTE["pos"], True, "jump between two levels"),
+    GROWTH: ("o", "#777777", False, "growth, out of the undifferentiated phase"),
+    LEVEL_TO_OFF: ("v", PALETTE["neg"], False, "jump from a level to no level"),
+    OFF_LEVEL: ("s", "#777777", False, "jump between off-level plateaus"),
+}
+#: Labels of the level lines that would overprint at 7 pt (points up / down).
+LEVEL_NUDGE = {"2/5": 3.5, "3/8": -3.5}
+
+
+def _n(k: int, word: str) -> str:
+    return f"{k} {word}{'' if k == 1 else 's'}"
+
+
+def _loss_axis(ax: plt.Axes, loss: np.ndarray) -> None:
+    """Readable loss axis: plain decimals; log scale only where the loss spans more than a factor 5."""
+    fmt = FuncFormatter(lambda v, _: f"{v:.3g}")
+    lo, hi = float(np.min(loss)), float(np.max(loss))
+    if lo > 0 and hi / lo > 5:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    else:
+        ax.yaxis.set_major_locator(MaxNLocator(4))
+    ax.yaxis.set_major_formatter(fmt)
 
 
 @figure("energy_level_jumps", section="learning_dynamics",
-        title="Discrete 'energy level' jumps of feature dimensionality during training",
-        caption="Uniform superposition (all features equally important and sparse). Top: the dimensionality "
-                "D_i of every feature that is represented at the end, over training; bottom: the loss over "
-                "the same steps (every snapshot evaluated on one fixed batch). Shown: among the runs "
-                "(densities x restarts of the experiment) whose represented features all end as digons "
-                "(D = 1/2), the one with the most detected jump events. Grey bands: detected loss drops; "
-                "ticks: detected dimensionality jumps (rules in tms.figures.dynamics).")
+        title="Feature dimensionalities and loss over training (uniform superposition)",
+        caption="Uniform superposition (all features equally important and sparse). Shown: among the runs "
+                "(densities x restarts) whose represented features all end as digons (D = 1/2), the one with the "
+                "most detected jump events. Top: the dimensionality D_i over training of every feature represented "
+                "at the end and of any other feature that jumps (one line per feature; the colours only tell "
+                "features apart). Dotted lines: the levels, the dimensionalities of the paper's uniform polytopes "
+                "1, 3/4 (tetrahedron), 2/3 (triangle), 1/2 (antipodal pair), 2/5 (pentagon), 3/8 (square "
+                "antiprism) and 0 (not learned). Markers: the detected jumps of a feature's D (>= 0.15 between two "
+                "plateaus of >= 4 snapshots within 0.05, done within half the steps trained so far), drawn from the "
+                "end of the plateau before to the start of the plateau after: filled red diamonds, a jump whose "
+                "plateaus before and after both lie within 0.05 of a level (a jump between levels); open grey "
+                "circles, a jump out of the undifferentiated D of early training (growth: the plateau before is "
+                "off-level and the feature has not yet sat at a level); open blue triangles, a jump from a level to "
+                "an off-level plateau; open grey squares, a jump between off-level plateaus after the feature has "
+                "sat at a level (the last two are shown only where they occur). Bottom: the loss over the same "
+                "steps, every snapshot evaluated on one fixed batch (log scale where it spans more than a factor "
+                "5). Grey bands (both panels): detected loss drops (rules in tms.figures.dynamics).")
 def build_energy(ctx: FigureContext) -> FigureOutput:
     an = energy_analysis(ctx)
-    r, keep = an.shown, an.drawn
+    r = an.shown
     x = np.maximum(r.steps, 1)
-    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(6.0, 4.2), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(6.4, 4.9), sharex=True, gridspec_kw={"height_ratios": [3, 1.6]})
+    for name, v in zip(LEVEL_NAMES, LEVELS):
+        reference_line(ax, float(v), name, nudge_pt=LEVEL_NUDGE.get(name, 0.0), ls=":", lw=0.6, zorder=0)
     cmap = plt.get_cmap("viridis")
-    for k, i in enumerate(keep):
-        ax.plot(x, r.D[:, i], color=cmap(k / max(len(keep) - 1, 1)), lw=0.7, alpha=0.8)
-    for lev in (0.5, 1.0):
-        ax.axhline(lev, color=PALETTE["grid"], lw=0.6, zorder=0)
-    for s, e, _ in r.events:
-        ax.axvspan(x[s], x[e], ymin=0.96, ymax=1.0, color=PALETTE["ink"], lw=0)
-    ax2.plot(x, r.loss, color=PALETTE["relu"])
+    lines = list(an.drawn) + list(an.extra)
+    for k, i in enumerate(lines):
+        ax.plot(x, r.D[:, i], color=cmap(0.85 * k / max(len(lines) - 1, 1)), lw=0.8, alpha=0.85, zorder=2)
+    counts = {k: sum(x_ == k for x_ in r.kinds) for k in JUMP_KINDS}
+    for j, kind in zip(r.jumps, r.kinds):
+        marker, colour, filled, _ = JUMP_STYLE[kind]
+        ax.plot([x[j.start], x[j.end]], [j.before, j.after], color=colour, lw=1.6, alpha=0.5, zorder=3)
+        ax.plot([x[j.start], x[j.end]], [j.before, j.after], ls="none", marker=marker, ms=4.5, mew=0.9,
+                color=colour, mfc=colour if filled else "white", zorder=4)
     for d in r.drops:
         for a in (ax, ax2):
-            a.axvspan(x[d.start], x[d.end], color="#999999", alpha=0.25, lw=0)
-    ax.set(ylabel="feature dimensionality D_i", ylim=(-0.02, 1.05))
-    ax2.set(ylabel="loss", yscale="log", xscale="log", xlabel="training step")
-    ax.set_title(f"density {r.density:.3g}: {len(r.events)} jump events, {sum(r.aligned)} with a loss drop; "
-                 f"{len(r.drops)} drops")
-    fig.tight_layout()
+            a.axvspan(x[d.start], x[d.end], color="#999999", alpha=0.25, lw=0, zorder=0)
+    ax2.plot(x, r.loss, color=PALETTE["relu"], lw=1.0)
+    ax.set(ylabel="feature dimensionality D_i", ylim=(-0.03, 1.06), xscale="log")
+    ax2.set(ylabel="loss", xlabel="training step")
+    _loss_axis(ax2, r.loss)
+    between = sum(x_ == BETWEEN for x_ in r.kinds)
+    ax.set_title(f"instance {r.instance}, density {r.density:.3g}: {_n(len(r.jumps), 'feature jump')} ({between} "
+                 f"between levels) in {_n(len(r.events), 'event')}; {_n(len(r.drops), 'loss drop')}", fontsize=8)
+    more = f" + {len(an.extra)} that jump" if len(an.extra) else ""
+    handles = [Line2D([], [], color=cmap(0.4), lw=0.8, label=f"D_i of a feature ({len(an.drawn)} represented "
+                                                             f"at the end{more})"),
+               Line2D([], [], color=PALETTE["theory"], ls=":", lw=0.6, label="level (label on the right)"),
+               Patch(facecolor="#999999", alpha=0.25, lw=0, label="detected loss drop"),
+               Line2D([], [], color=PALETTE["relu"], lw=1.0, label="loss (fixed evaluation batch)")]
+    for kind in JUMP_KINDS:
+        marker, colour, filled, label = JUMP_STYLE[kind]
+        if kind in (BETWEEN, GROWTH) or counts[kind]:
+            handles.append(Line2D([], [], color=colour, ls="none", marker=marker, ms=4.5, mew=0.9,
+                                  mfc=colour if filled else "white", label=f"{label} ({counts[kind]})"))
+    ncol = 2
+    rows = -(-len(handles) // ncol)
+    fig.tight_layout(rect=(0, (0.12 + 0.16 * rows) / fig.get_figheight(), 0.97, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, frameon=False, bbox_to_anchor=(0.5, 0.0),
+               handlelength=1.6, columnspacing=1.2)
     return FigureOutput(fig, an.table)
 
 
