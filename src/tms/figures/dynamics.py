@@ -682,13 +682,14 @@ def geometry_analysis(ctx: FigureContext) -> GeometryAnalysis:
 
 
 @figure("geometric_transformations", section="learning_dynamics",
-        title="Learning as geometric transformations: 6 features (two correlated sets of 3) in 3 dimensions",
+        title="Loss and 3-D feature embeddings over training: 6 features (two correlated sets of 3) in 3 dimensions",
         caption="Top: the loss over training (each snapshot on one fixed batch); grey bands are detected loss "
                 "drops, letters mark one snapshot per regime (the log-middle of each stretch between drops, "
                 "and the end). Bottom: the six feature embeddings W_i in 3-D at those snapshots (red: set 1, "
                 "blue: set 2). Shown: among the runs (densities x restarts) that end as an octahedron with "
                 "antipodal pairs mixing the two sets, the one with the most regimes (drops across which W^T W "
-                "changes by >= 10 %).")
+                "changes by >= 10 %). The paper: learning proceeds in distinct regimes visible in the loss curve, "
+                "each a distinct geometric transformation, and the final octahedron is a strong attractor.")
 def build_geometry(ctx: FigureContext) -> FigureOutput:
     an = geometry_analysis(ctx)
     o, steps, stages, W, letters = an.shown, an.steps, an.stages, an.W, STAGE_LETTERS

@@ -149,12 +149,14 @@ def _pb(ctx: FigureContext) -> PBAnalysis:
 
 
 @figure("privileged_basis", section="privileged_basis",
-        title="Superposition in a privileged basis: neurons across sparsity",
+        title="Weights and neurons of a ReLU hidden-layer model across sparsity",
         caption="ReLU hidden-layer model h = ReLU(Wx), x' = ReLU(W^T h + b), n = 10, m = 5, I_i = 0.75^i; the "
                 "lowest-loss of all restarts at each sparsity. Top: raw W (features x neurons, blue negative, red "
                 "positive). Bottom: per-neuron stacked |W| bars, features coloured by superposition "
                 "(sum_j (W_i_hat . W_j)^2, dark = none), neurons tinted monosemantic (blue) or polysemantic "
-                "(orange). Neurons ordered monosemantic first, each group by its strongest feature.")
+                "(orange). Neurons ordered monosemantic first, each group by its strongest feature. The paper: with "
+                "dense features every neuron is monosemantic; as sparsity increases neurons become polysemantic "
+                "and more features are represented (superposition in a privileged basis).")
 def build_privileged_basis(ctx: FigureContext) -> FigureOutput:
     an = _pb(ctx)
     C, m, n = an.W.shape
@@ -728,12 +730,15 @@ def _motif(ctx: FigureContext) -> MotifAnalysis:
                           run.loss, a["selected"].astype(bool), **crit)
 
 
-@figure("asymmetric_motif", section="computation", title="The asymmetric superposition motif, found automatically",
+@figure("asymmetric_motif", section="computation",
+        title="Search for the asymmetric superposition motif in absolute-value models",
         caption="Absolute-value models searched for asymmetric superposition with inhibition (criterion in "
                 "tms.figures.neurons.find_motifs). (a) The example model's rescaled |W1| per neuron, features in "
                 "colours; the asymmetric neuron (*) and its inhibitor (v) are marked. (b) Output b's pre-activation "
                 "against x_a (only feature a active) with and without the inhibiting neuron, and the target |x_b| = 0. "
-                "(c) Fraction of restarts showing the motif at each sparsity (filled: the lowest-loss model has it).",
+                "(c) Fraction of restarts showing the motif at each sparsity (filled: the lowest-loss model has it). "
+                "The paper: one neuron stores two features with very different magnitudes and reciprocal output "
+                "weights, and another neuron inhibits the positive interference.",
         options={"ratio": 2.0, "min_gain": 0.5, "inhibit": 0.5})
 def build_motif(ctx: FigureContext) -> FigureOutput:
     an = _motif(ctx)

@@ -628,12 +628,14 @@ def correlated_analysis(ctx: FigureContext) -> CorrelatedAnalysis:
 
 @figure(
     "correlated_features", section="geometry",
-    title="Correlated features prefer orthogonal dimensions, anticorrelated features opposite directions",
+    title="Two-dimensional solutions for pairs of correlated and of anticorrelated features",
     caption=(
         "m = 2 solutions (rotated and flipped to a common orientation), one panel per restart, lowest loss "
         "first (framed). Top: 2 sets of 2 correlated features; middle: 2 sets of 2 anticorrelated features; "
         "bottom: 3 sets of 2 correlated features at the sparsest density of the PCA-collapse sweep. Colour: "
-        "set; label: set letter and member."
+        "set; label: set letter and member. The paper: correlated features prefer orthogonal dimensions, "
+        "anticorrelated features opposite directions, and three correlated pairs in two dimensions sit side "
+        "by side."
     ),
     options={"correlated": "correlated_2x2", "anticorrelated": "anticorrelated_2x2", "three_pairs": "pca_collapse",
              "restarts_shown": 6},
@@ -753,11 +755,12 @@ def local_analysis(ctx: FigureContext) -> LocalAnalysis:
 
 @figure(
     "local_orthogonal_bases", section="geometry",
-    title="Local almost-orthogonal bases: correlated sets are orthogonal within, in superposition across",
+    title="W^T W and within-set and across-set |cos| of two sets of correlated features",
     caption=(
         "W^T W of a ReLU-output model with two sets of correlated features (lines separate the sets) and the "
-        "per-feature |cos| to members of the same set and of the other set. Within a set the features are "
-        "nearly orthogonal although the model as a whole represents more features than dimensions."
+        "per-feature |cos| to members of the same set and of the other set. The paper: correlated sets form "
+        "local almost-orthogonal bases, nearly orthogonal within a set although the model as a whole "
+        "represents more features than dimensions (superposition across the sets)."
     ),
 )
 def build_local(ctx: FigureContext) -> FigureOutput:
@@ -841,11 +844,12 @@ def pca_analysis(ctx: FigureContext) -> PCAAnalysis:
 
 @figure(
     "pca_collapse", section="geometry",
-    title="Correlated pairs collapse into their principal components as density grows",
+    title="Three correlated pairs in two dimensions across density",
     caption=(
         "Six features in three correlated pairs (colours), m = 2, selected model at each density (canonicalised). "
         "Bottom: number of pairs represented by their principal component (both columns parallel, cos > 0.9) "
-        "against 1-S, with the paper's approximate regime boundaries (0.05, 0.15, 0.2, 0.5) dashed."
+        "against 1-S, with the paper's approximate regime boundaries (0.05, 0.15, 0.2, 0.5) dashed. The paper: as "
+        "density grows the pairs progressively collapse into their principal components."
     ),
 )
 def build_pca(ctx: FigureContext) -> FigureOutput:

@@ -133,13 +133,15 @@ def intro_analysis(ctx: FigureContext) -> IntroAnalysis:
 @figure(
     INTRO,
     section="introduction",
-    title="Five features in two dimensions: superposition emerges with sparsity",
+    title="Five features in two dimensions across sparsity",
     caption=(
         "Columns W_i of ReLU-output models with n = 5 features in m = 2 dimensions (x' = ReLU(W^T W x + b)), "
         "each the lowest-loss of several restarts, rotated so feature 0 points right. Top: the paper's panels "
         "(I_i = 0.9^i) at 0 %, 80 % and 90 % sparsity, and the regular pentagon of uniform importance at "
         "1-S = 0.05. Bottom: the tutorial's sweep (I_i = 0.7^i, S = 0 ... 0.99). Colour: importance rank "
-        "(dark = most important)."
+        "(dark = most important). The paper: superposition emerges as the features get sparser (dense: the two "
+        "most important features orthogonal, the rest not embedded; 80 % sparsity: antipodal pairs; 90 %: a "
+        "pentagon)."
     ),
     options={"paper": "intro_pentagon", "tutorial": "intro_pentagon_tutorial", "uniform": "pentagon_perturbation",
              "panels": list(INTRO_PANELS), "tutorial_densities": list(TUTORIAL_PANELS)},
@@ -683,12 +685,13 @@ def _sticky_half_strict(ctx: FigureContext) -> Measurement:
 @figure(
     FEATDIM,
     section="geometry",
-    title="Feature dimensionality D_i clusters at the fractions of uniform polytopes",
+    title="Feature dimensionality D_i of every feature against sparsity",
     caption=(
         "Every feature's dimensionality D_i = ||W_i||^2 / sum_j (W_i_hat . W_j)^2 (dots, slightly spread "
         "horizontally) at each sparsity of the uniform-superposition models of the D* figure, with D* as the "
         "line. Reference lines: 1, 3/4 (tetrahedron), 2/3 (triangle), 1/2 (antipodal pair), 2/5 (pentagon), "
-        "3/8 (square antiprism), 0 (not learned)."
+        "3/8 (square antiprism), 0 (not learned). The paper: the D_i cluster at these fractions, the "
+        "dimensionalities of uniform polytopes."
     ),
 )
 def build_feature_dimensionality(ctx: FigureContext) -> FigureOutput:
