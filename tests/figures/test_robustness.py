@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +12,8 @@ from tms import rng
 from tms.data import FeatureSets
 from tms.evaluation import model_losses
 from tms.figures import robustness as R
+
+from .conftest import ctx_with, fake_run
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,6 +154,44 @@ def test_l1_reconstruction_loss_ignores_the_penalty():
     loss = model_losses("relu_output", {"W": W, "b": b}, np.ones((1, 3)), rng.derive_keys(0, "t", 1, 1),
                         np.full((1, 3), 0.5), FeatureSets.independent(3), 64)
     assert loss[0] == pytest.approx(0.0, abs=1e-10)
+
+
+# --------------------------------------------------------------------------------------------
+# the figures, built from constructed results
+
+
+def _seeded(run):
+    run.meta["seed"] = 0  # the evaluation streams are keyed by the experiment's seed
+    return run
+
+
+def _texts(fig) -> list[str]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. a constrained layout that collapses
+        fig.canvas.draw()
+    return [t.get_text() for ax in fig.axes for t in ax.get_xticklabels()]
+
+
+def test_l1_figure_builds_from_constructed_results():
+    lam = [0.0, 3e-4, 1e-3, 1e-2]
+    W = np.stack([np.array([[1.0, -1.0, 0.0, 0.0], [0.0, 0.0, 1.0, -1.0]]) * s for s in (1.0, 1.0, 0.9, 0.8)])
+    run = _seeded(fake_run("l1_removes_superposition", "relu_output", {"density": [0.03], "l1": lam}, W))
+    ctx = ctx_with("l1_removes_superposition", {"l1_removes_superposition": run}, eval_examples=256)
+    out = R.build_l1(ctx)
+    t = out.table
+    assert t.loc[t["panel"] == "abc", "l1"].tolist() == lam
+    assert len(t[t["panel"] == "norms"]) == 4 * 4  # four penalties shown, four features each
+    # lambda = 0 is drawn left of the axis break, labelled 0, on each of the three line panels
+    assert _texts(out.figure).count("0") >= 3
+    out.figure.clf()
+
+
+def test_penalty_axis_puts_zero_a_gap_left_of_the_smallest_penalty():
+    x = R.penalty_axis(np.array([0.0, 1e-4, 1e-2]))
+    pos = x(np.array([0.0, 1e-4, 1e-2]))
+    assert pos[1:] == pytest.approx([-4.0, -2.0])
+    assert pos[0] <= pos[1] - 0.6
+    assert R.penalty_axis(np.array([0.0]))(np.array([0.0]))[0] < 0.0  # no positive penalty: still drawable
 
 
 # --------------------------------------------------------------------------------------------

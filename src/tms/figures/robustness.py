@@ -20,9 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import matplotlib.colors as mcolors
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.cm import ScalarMappable
+from matplotlib.ticker import MaxNLocator
 from scipy.stats import pearsonr, spearmanr
 
 from tms import data as data_mod
@@ -70,12 +73,6 @@ def mean_superposition(W: np.ndarray, threshold: float = metrics.REPRESENTED_NOR
     sup = metrics.superposition(W)
     rep = metrics.feature_norms(W) > threshold
     return (sup * rep).sum(-1) / np.maximum(rep.sum(-1), 1)
-
-
-def _linthresh(values: np.ndarray) -> float:
-    """Linear threshold of a symlog axis that shows 0 beside log-spaced positive values."""
-    pos = values[values > 0]
-    return float(pos.min()) if pos.size else 1.0
 
 
 # ============================================================================================
@@ -271,44 +268,103 @@ def _l1(ctx: FigureContext) -> L1Analysis:
         caption="ReLU-output models in a sparse regime trained with lambda ||h||_1 added to the loss. "
                 "(a) Mean superposition of represented features (sum_j (W_i_hat . W_j)^2), (b) the number of "
                 "represented features (||W_i|| > 0.5) and (c) the reconstruction loss (the importance-weighted "
-                "MSE, without the penalty) against lambda. Bottom: feature norms ||W_i|| coloured by "
-                "superposition at four penalties. The paper: an L1 penalty on the hidden activations removes "
+                "MSE, without the penalty) against lambda (log axis; lambda = 0 sits left of the break, joined by a "
+                "dotted line). Bottom: feature norms ||W_i|| coloured by superposition at four penalties (dotted: "
+                "the represented threshold 0.5). The paper: an L1 penalty on the hidden activations removes "
                 "superposition.",
         options={"eval_examples": 16384})
 def build_l1(ctx: FigureContext) -> FigureOutput:
     an = _l1(ctx)
     t = an.table
-    fig = new_figure(figsize=(7.2, 4.2))[0]
-    fig.clf()
-    gs = fig.add_gridspec(2, 12, height_ratios=[1.1, 1], hspace=0.65, wspace=2.0)
-    ax_s, ax_n, ax_l = (fig.add_subplot(gs[0, 4 * k:4 * k + 4]) for k in range(3))
     lam = t["l1"].to_numpy()
-    linthresh = _linthresh(lam)
-    ax_s.plot(lam, t["mean_superposition"], "o-", color=PALETTE["superposed"], mec=PALETTE["ink"], mew=0.4)
-    ax_s.set(ylabel="mean superposition", title="(a) superposition",
-             ylim=(-0.05, max(1.05, float(t["mean_superposition"].max()))))
-    ax_n.plot(lam, t["n_represented"], "s-", color=PALETTE["orthogonal"], ms=3)
-    ax_n.set(ylabel="features with ||W_i|| > 0.5", title="(b) features represented")
-    ax_l.plot(lam, t["reconstruction_loss"], "o-", color=PALETTE["relu"])
-    ax_l.set(yscale="log", ylabel="reconstruction loss", title="(c) loss (without the penalty)")
+    fig = new_figure(figsize=(6.3, 3.95), layout="constrained")[0]
+    fig.clf()
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1.05, 1], hspace=0.04)
+    ax_s, ax_n, ax_l = top.subplots(1, 3, gridspec_kw={"wspace": 0.12})
+    x = penalty_axis(lam)
+    xs, positive = x(lam), lam > 0
+    sup, reps, loss = (t[k].to_numpy() for k in ("mean_superposition", "n_represented", "reconstruction_loss"))
+    loss = np.where(loss > 0, loss, np.nan)  # a log axis: a zero loss (exact reconstruction) is left out
+    _broken_line(ax_s, xs, positive, sup, "o", color=PALETTE["superposed"], mec=PALETTE["ink"], mew=0.4, ms=5)
+    ax_s.set(ylabel="mean superposition of\nrepresented features", title="(a) superposition",
+             ylim=(-0.05, max(1.05, float(np.nanmax(sup)) * 1.08)))
+    _broken_line(ax_n, xs, positive, reps, "s", color=PALETTE["orthogonal"], ms=3.5)
+    ax_n.set(ylabel="features with $\\|W_i\\| > 0.5$", title="(b) features represented",
+             ylim=(0, max(1.0, float(np.nanmax(reps))) * 1.1))
+    ax_n.yaxis.set_major_locator(MaxNLocator(integer=True))
+    _broken_line(ax_l, xs, positive, loss, "o", color=PALETTE["relu"], ms=4)
+    ax_l.set(yscale="log", ylabel="reconstruction loss\n(without the penalty)", title="(c) loss")
     for ax in (ax_s, ax_n, ax_l):
-        ax.set_xscale("symlog", linthresh=linthresh)
-        ax.set_xlim(-0.3 * linthresh, float(lam.max()) * 1.5)
-        ax.set_xlabel("L1 penalty lambda")
+        x.decorate(ax)
+        ax.set_xlabel("L1 penalty $\\lambda$")
     shown = _panel_penalties(lam, 4)
+    axes = bottom.subplots(1, len(shown), sharey=True)
     bars = []
-    for k, i in enumerate(shown):
-        ax = fig.add_subplot(gs[1, 3 * k:3 * k + 3])
+    ymax = max(1.2, max(float(metrics.feature_norms(an.W[i]).max()) for i in shown) * 1.05)
+    for k, (ax, i) in enumerate(zip(np.atleast_1d(axes), shown)):
         norms = metrics.feature_norms(an.W[i])
-        sup = metrics.superposition(an.W[i])
-        ax.bar(np.arange(norms.size), norms, color=SUPERPOSITION_CMAP(SUPERPOSITION_NORM(sup)), width=0.8)
-        ax.set(ylim=(0, max(1.2, float(norms.max()) * 1.05)), xlabel="feature", title=f"lambda = {lam[i]:.3g}")
+        sup_i = metrics.superposition(an.W[i])
+        ax.bar(np.arange(norms.size), norms, color=SUPERPOSITION_CMAP(SUPERPOSITION_NORM(sup_i)), width=0.8)
+        ax.axhline(metrics.REPRESENTED_NORM, color=PALETTE["theory"], lw=0.6, ls=":")
+        ax.set(ylim=(0, ymax), xlim=(-0.8, norms.size - 0.2), xlabel="feature $i$",
+               title=f"$\\lambda = {lam[i]:.3g}$")
         if k == 0:
-            ax.set_ylabel("||W_i||")
+            ax.set_ylabel("$\\|W_i\\|$")
         bars.append(pd.DataFrame({"panel": "norms", "l1": lam[i], "feature": np.arange(norms.size), "norm": norms,
-                                  "superposition": sup}))
+                                  "superposition": sup_i}))
+    bottom.colorbar(ScalarMappable(SUPERPOSITION_NORM, SUPERPOSITION_CMAP), ax=axes, pad=0.02, aspect=15,
+                    label="superposition\n$\\sum_{j \\neq i} (\\hat W_i \\cdot W_j)^2$")
     lines = t.assign(panel="abc")
     return FigureOutput(fig, pd.concat([lines, *bars], ignore_index=True))
+
+
+@dataclass(frozen=True)
+class PenaltyAxis:
+    """A log axis for penalties with lambda = 0 drawn one gap to the left of the smallest positive value,
+    behind a break mark: ``x(lam)`` is where a penalty is drawn (``log10`` of it; the zero position for 0)."""
+
+    zero: float  # position of lambda = 0
+    first: float  # log10 of the smallest positive penalty
+    last: float  # log10 of the largest
+
+    def __call__(self, lam: np.ndarray) -> np.ndarray:
+        lam = np.asarray(lam, dtype=float)
+        return np.where(lam > 0, np.log10(np.where(lam > 0, lam, 1.0)), self.zero)
+
+    def decorate(self, ax: plt.Axes) -> None:
+        """Ticks at 0 and at every power of ten in range (labelled), minor ticks at 2..9 x; a break mark."""
+        lo, hi = self.zero - 0.35, self.last + 0.25
+        ax.set_xlim(lo, hi)
+        decades = np.arange(np.ceil(self.first - 0.25), np.floor(hi) + 1)
+        ax.set_xticks([self.zero, *decades], ["0", *[f"$10^{{{int(d)}}}$" for d in decades]])
+        minor = [np.log10(k * 10.0**d) for d in np.arange(np.floor(self.first), np.floor(hi) + 1)
+                 for k in range(2, 10)]
+        ax.set_xticks([v for v in minor if self.first - 0.3 <= v <= hi], minor=True)
+        brk = (self.zero + self.first) / 2
+        for dx in (-0.06, 0.06):  # two slanted strokes across the x axis
+            ax.plot([brk + dx - 0.04, brk + dx + 0.04], [-0.03, 0.03], transform=ax.get_xaxis_transform(),
+                    color=PALETTE["ink"], lw=0.8, clip_on=False, zorder=5)
+
+
+def penalty_axis(lam: np.ndarray) -> PenaltyAxis:
+    pos = np.asarray(lam, dtype=float)
+    pos = pos[pos > 0]
+    if not pos.size:
+        return PenaltyAxis(-1.0, 0.0, 0.0)
+    first, last = float(np.log10(pos.min())), float(np.log10(pos.max()))
+    return PenaltyAxis(first - max(0.6, 0.2 * (last - first)), first, last)
+
+
+def _broken_line(ax: plt.Axes, x: np.ndarray, positive: np.ndarray, y: np.ndarray, marker: str, **style) -> None:
+    """``y`` at positions ``x`` (penalties in increasing order; ``positive``: lambda > 0): markers, a solid line
+    through the positive penalties and a dotted one from lambda = 0 across the axis break."""
+    color = style.pop("color")
+    ax.plot(x[positive], y[positive], "-", color=color, zorder=2)
+    zero = np.flatnonzero(~positive)
+    if zero.size and positive.any():
+        k = int(np.flatnonzero(positive)[0])
+        ax.plot([x[zero[-1]], x[k]], [y[zero[-1]], y[k]], ":", color=color, zorder=2)
+    ax.plot(x, y, marker, ls="", color=color, zorder=3, clip_on=False, **style)
 
 
 def _panel_penalties(lam: np.ndarray, k: int) -> list[int]:
