@@ -194,6 +194,19 @@ def test_penalty_axis_puts_zero_a_gap_left_of_the_smallest_penalty():
     assert R.penalty_axis(np.array([0.0]))(np.array([0.0]))[0] < 0.0  # no positive penalty: still drawable
 
 
+def test_adversarial_figure_builds_from_constructed_results():
+    W = np.stack([np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]),
+                  np.array([[1.0, -1.0, 0.0, 0.0], [0.0, 0.0, 1.0, -1.0]])])
+    run = _seeded(fake_run("adv", "relu_output", {"density": [1.0, 0.1]}, W))
+    ctx = ctx_with("adversarial_vulnerability", {"adv": run}, attack_examples=512)
+    out = R.build_adversarial(ctx)
+    assert out.table["density"].tolist() == [1.0, 0.1]
+    assert out.table["inv_dstar"].tolist() == pytest.approx([1.0, 2.0])
+    c = out.figure.axes[2]  # panel (c): axes fitted to the data, not squared by the line y = x
+    assert c.get_xlim()[1] == pytest.approx(2.0 * 1.12)
+    out.figure.clf()
+
+
 # --------------------------------------------------------------------------------------------
 # end to end: every Figures III target through Snakemake on the quick config
 

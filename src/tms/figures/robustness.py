@@ -145,31 +145,42 @@ def _adversarial(ctx: FigureContext) -> pd.DataFrame:
                 "example). (a) Mean loss increase relative to the no-superposition model at the same "
                 "sparsity (the m most important features on dedicated dimensions). (b) Features per "
                 "dimension 1/D* = ||W||_F^2 / m (dashed: mean 1/D_i of represented features). (c) Relative "
-                "vulnerability against features per dimension; the dotted line is y = x. The paper: vulnerability "
-                "rises sharply (by more than 3x) as superposition forms and closely tracks the number of features "
-                "per dimension.",
+                "vulnerability against features per dimension, colour: density; the dotted line is y = x. The "
+                "paper: vulnerability rises sharply (by more than 3x) as superposition forms and closely tracks "
+                "the number of features per dimension.",
         options={"budget_fraction": 0.1, "attack_examples": 8192})
 def build_adversarial(ctx: FigureContext) -> FigureOutput:
     t = _adversarial(ctx)
-    fig, axes = new_figure(1, 3, figsize=(7.2, 2.4), constrained_layout=True)
+    fig, axes = new_figure(1, 3, figsize=(6.3, 2.45), layout="constrained",
+                           gridspec_kw={"width_ratios": [1, 1, 1.15]})
     dens = t["density"].to_numpy()
     a, b, c = axes
-    a.plot(dens, t["relative_vulnerability"], "o-", color=PALETTE["relu"])
+    a.plot(dens, t["relative_vulnerability"], "o-", color=PALETTE["relu"], ms=4)
     a.axhline(1.0, color=PALETTE["theory"], lw=0.8, ls=":")
-    a.set(xscale="log", xlabel="feature density 1 - S", ylabel="relative vulnerability", title="(a) vs sparsity")
+    a.set(xscale="log", xlabel="feature density $1 - S$", ylabel="relative vulnerability", title="(a) vs sparsity")
     a.invert_xaxis()
-    b.plot(dens, t["inv_dstar"], "o-", color=PALETTE["orthogonal"], label="1/D*")
-    b.plot(dens, t["features_per_dimension"], "s--", color=PALETTE["theory"], ms=3, label="mean 1/D_i")
-    b.set(xscale="log", xlabel="feature density 1 - S", ylabel="features per dimension", title="(b) superposition")
+    b.plot(dens, t["inv_dstar"], "o-", color=PALETTE["orthogonal"], ms=4, label="$1/D^*$")
+    b.plot(dens, t["features_per_dimension"], "s--", color=PALETTE["theory"], ms=3, label="mean $1/D_i$")
+    b.set(xscale="log", xlabel="feature density $1 - S$", ylabel="features per dimension", title="(b) superposition")
     b.invert_xaxis()
     b.legend(frameon=False)
-    sc = c.scatter(t["inv_dstar"], t["relative_vulnerability"], c=np.log10(dens), cmap="viridis",
-                   s=14, zorder=3)
-    top = float(np.nanmax([t["inv_dstar"].max(), t["relative_vulnerability"].max(), 1.0])) * 1.05
+    norm = mcolors.LogNorm(float(dens.min()), float(dens.max())) if dens.min() < dens.max() else None
+    sc = c.scatter(t["inv_dstar"], t["relative_vulnerability"], c=dens, norm=norm, cmap="viridis", s=16, zorder=3,
+                   edgecolors=PALETTE["ink"], linewidths=0.3)
+    # the axes follow the data (not an equal-aspect square that the line y = x would force)
+    xv = t["inv_dstar"].to_numpy(dtype=float)
+    yv = t["relative_vulnerability"].to_numpy(dtype=float)
+    xmax = float(np.nanmax(np.append(xv, 1.0))) * 1.12
+    ymax = float(np.nanmax(np.append(yv, 1.0))) * 1.08
+    top = max(xmax, ymax)
     c.plot([0, top], [0, top], ls=":", color=PALETTE["theory"], lw=0.8)
-    c.set(xlabel="features per dimension 1/D*", ylabel="relative vulnerability", title="(c) tracking",
-          xlim=(0, top), ylim=(0, top))
-    fig.colorbar(sc, ax=c, label="log10(1 - S)", shrink=0.8)
+    c.set(xlim=(0, xmax), ylim=(0, ymax), xlabel="features per dimension $1/D^*$", ylabel="relative vulnerability",
+          title="(c) vulnerability vs $1/D^*$")
+    # label the diagonal where it leaves the axes
+    lx, ly = (min(xmax, ymax) * 0.92,) * 2
+    c.annotate("$y = x$", (lx, ly), xytext=(-3, 3), textcoords="offset points", ha="right", va="bottom",
+               fontsize=7, color=PALETTE["theory"])
+    fig.colorbar(sc, ax=c, label="feature density $1 - S$", shrink=0.9, pad=0.02)
     return FigureOutput(fig, t[["density", "relative_vulnerability", "features_per_dimension", "inv_dstar",
                                "vulnerability", "reference_vulnerability", "n_represented", "budget"]].copy())
 
