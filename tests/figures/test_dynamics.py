@@ -294,6 +294,11 @@ def test_geometry_claims_on_good_and_bad_runs():
     out = dyn.build_geometry(ctx)
     stages = out.table[out.table.series == "embedding"].stage
     assert len(stages) == 6 * stages.nunique() and stages.nunique() >= 3
+    # one 3-D panel per stage, the last one (the octahedron) with its 12 hull edges drawn in grey
+    panels = [a for a in out.figure.axes if a.name == "3d"]
+    assert len(panels) == stages.nunique()
+    assert sum(line.get_color() == dyn.HULL_COLOUR for line in panels[-1].lines) == 12
+    out.figure.clf()
 
     bad = [geometry_history(within, stages=False) for _ in range(3)]
     run = snapshot_run("geo", [g[0] for g in bad], [g[1] for g in bad], 0.1, SETS_SPEC)
@@ -304,6 +309,27 @@ def test_geometry_claims_on_good_and_bad_runs():
     m = CLAIMS["geometric_transformations.octahedron_attractor"].func(ctx)
     assert m.passed is False and m.measured["octahedron"] == 3 and m.measured["cross_set_octahedron"] == 0
     assert m.bars[0].margin == pytest.approx(-0.5) and near_miss(m.passed, m.bars) is False
+
+
+def _edge_count(P) -> int:
+    return len(dyn.hull_edges(np.asarray(P, dtype=float)))
+
+
+def test_hull_edges_are_the_polytopes_edges():
+    e = np.eye(3)
+    octa = np.concatenate([e, -e], axis=1)
+    assert _edge_count(rotation(2) @ octa) == 12  # every vertex joined to all but its antipode
+    edges = dyn.hull_edges(octa)
+    assert (0, 3) not in edges and (1, 4) not in edges and (0, 1) in edges
+    tetra = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=float).T
+    assert _edge_count(tetra) == 6
+    cube = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=float).T
+    assert _edge_count(cube) == 12  # the faces' diagonals are not edges
+    square = np.array([[1, 0, 0], [0, 1, 0], [-1, 0, 0], [0, -1, 0]], dtype=float).T
+    assert _edge_count(rotation(3) @ square) == 4  # a flat polygon: its outline
+    assert _edge_count(e) == 3 and _edge_count(e[:, :2]) == 1 and _edge_count(e[:, :1]) == 0
+    line = np.array([[1.0, 0, 0], [2.0, 0, 0], [-1.0, 0, 0]]).T
+    assert dyn.hull_edges(line) == [(1, 2)]  # collinear: the two extremes
 
 
 @pytest.mark.parametrize("good, verdict", [(26, "reproduced"), (25, "not reproduced")])

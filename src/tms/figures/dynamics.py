@@ -397,13 +397,15 @@ def _n(k: int, word: str) -> str:
     return f"{k} {word}{'' if k == 1 else 's'}"
 
 
-def _loss_axis(ax: plt.Axes, loss: np.ndarray) -> None:
-    """Readable loss axis: plain decimals; log scale only where the loss spans more than a factor 5."""
+def _loss_axis(ax: plt.Axes, loss: np.ndarray, decades_only: bool = False) -> None:
+    """Readable loss axis: plain decimals; log scale only where the loss spans more than a factor 5 (ticks at
+    1, 2 and 5 x 10^k; with ``decades_only`` at 10^k alone where the loss spans more than a factor 30)."""
     fmt = FuncFormatter(lambda v, _: f"{v:.3g}")
     lo, hi = float(np.min(loss)), float(np.max(loss))
     if lo > 0 and hi / lo > 5:
         ax.set_yscale("log")
-        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        subs = (1.0,) if decades_only and hi / lo > 30 else (1.0, 2.0, 5.0)
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
         ax.yaxis.set_minor_formatter(NullFormatter())
     else:
         ax.yaxis.set_major_locator(MaxNLocator(4))
@@ -686,37 +688,118 @@ def geometry_analysis(ctx: FigureContext) -> GeometryAnalysis:
         caption="Top: the loss over training (each snapshot on one fixed batch); grey bands are detected loss "
                 "drops, letters mark one snapshot per regime (the log-middle of each stretch between drops, "
                 "and the end). Bottom: the six feature embeddings W_i in 3-D at those snapshots (red: set 1, "
-                "blue: set 2). Shown: among the runs (densities x restarts) that end as an octahedron with "
-                "antipodal pairs mixing the two sets, the one with the most regimes (drops across which W^T W "
-                "changes by >= 10 %). The paper: learning proceeds in distinct regimes visible in the loss curve, "
-                "each a distinct geometric transformation, and the final octahedron is a strong attractor.")
+                "blue: set 2), each snapshot scaled to its longest W_i (written under it), with the edges of the "
+                "convex hull of the feature tips (grey; features shorter than 0.3 of the longest left out) and "
+                "the hidden axes h1-h3 (faint), all from one viewpoint. Shown: among the runs (densities x "
+                "restarts) that end as an octahedron with antipodal pairs mixing the two sets, the one with the "
+                "most regimes (drops across which W^T W changes by >= 10 %). The paper: learning proceeds in "
+                "distinct regimes visible in the loss curve, each a distinct geometric transformation, and the "
+                "final octahedron is a strong attractor.")
 def build_geometry(ctx: FigureContext) -> FigureOutput:
     an = geometry_analysis(ctx)
     o, steps, stages, W, letters = an.shown, an.steps, an.stages, an.W, STAGE_LETTERS
     x = np.maximum(steps, 1)
-    fig = plt.figure(figsize=(1.6 * max(len(stages), 4), 4.0))
-    gs = fig.add_gridspec(2, len(stages), height_ratios=[1, 1.3])
-    ax = fig.add_subplot(gs[0, :])
-    ax.plot(x, o.loss, color=PALETTE["relu"])
+    panel = min(1.65, 6.3 / len(stages))  # width (and height) of a 3-D snapshot, inches
+    fig = plt.figure(figsize=(6.4, 1.75 + panel + 0.75))
+    outer = fig.add_gridspec(2, 1, height_ratios=[1.75, panel], hspace=0.3, left=0.09, right=0.995,
+                             top=0.98, bottom=0.09)
+    top = outer[0].subgridspec(1, 2, width_ratios=[3.1, 1.0], wspace=0.03)
+    ax = fig.add_subplot(top[0])
+    key = fig.add_subplot(top[1])
+    key.set_axis_off()
+    ax.plot(x, o.loss, color=PALETTE["relu"], lw=1.1)
     for d in o.drops:
         ax.axvspan(x[d.start], x[d.end], color="#999999", alpha=0.25, lw=0)
     for k, s in enumerate(stages):
-        ax.annotate(letters[k], (x[s], o.loss[s]), textcoords="offset points", xytext=(0, 6),
-                    ha="center", fontsize=8, color=PALETTE["ink"])
-        ax.plot(x[s], o.loss[s], "o", ms=3, color=PALETTE["ink"])
-    ax.set(xscale="log", yscale="log", xlabel="training step", ylabel="loss")
-    lim = float(np.abs(W[stages]).max()) * 1.05
+        ax.annotate(letters[k], (x[s], o.loss[s]), textcoords="offset points", xytext=(0, 5),
+                    ha="center", va="bottom", fontsize=8, fontweight="bold", color=PALETTE["ink"])
+        ax.plot(x[s], o.loss[s], "o", ms=3.5, color=PALETTE["ink"], zorder=3)
+    ax.set(xscale="log", xlabel="training step", ylabel="loss")
+    _loss_axis(ax, o.loss, decades_only=True)
+    ax.set_ylim(top=float(np.max(o.loss)) * (1.5 if ax.get_yscale() == "log" else 1.1))
+    key.legend(handles=[Line2D([], [], color=PALETTE["relu"], lw=1.1, label="loss (fixed batch)"),
+                       Patch(facecolor="#999999", alpha=0.25, lw=0, label="detected loss drop"),
+                       Line2D([], [], color=PALETTE["ink"], marker="o", ms=3.5, ls="none",
+                              label="snapshot drawn below"),
+                       Line2D([], [], color=PALETTE["pos"], lw=1.2, marker="o", ms=3, label="$W_i$, set 1"),
+                       Line2D([], [], color=PALETTE["neg"], lw=1.2, marker="o", ms=3, label="$W_i$, set 2"),
+                       Line2D([], [], color=HULL_COLOUR, lw=0.9, label="convex hull edge")],
+               loc="center left", frameon=False, fontsize=7, handlelength=1.5, borderaxespad=0.0)
+    side = max(6.3 - panel * len(stages), 0.0) / 2  # the snapshots centred under the loss panel
+    row = outer[1].subgridspec(1, len(stages) + 2, wspace=0.0,
+                               width_ratios=[side + 1e-3, *[panel] * len(stages), side + 1e-3])
     for k, s in enumerate(stages):
-        a3 = fig.add_subplot(gs[1, k], projection="3d")
-        for i in range(W.shape[2]):
-            c = PALETTE["pos"] if an.sets[i] == 0 else PALETTE["neg"]
-            v = W[s, :, i]
-            a3.plot([0, v[0]], [0, v[1]], [0, v[2]], color=c, lw=1.0)
-            a3.scatter([v[0]], [v[1]], [v[2]], color=c, s=6)
-        a3.set(xlim=(-lim, lim), ylim=(-lim, lim), zlim=(-lim, lim), xticks=[], yticks=[], zticks=[])
-        a3.set_title(f"{letters[k]}: step {int(steps[s])}", fontsize=7)
-    fig.subplots_adjust(hspace=0.35)
+        a3 = fig.add_subplot(row[k + 1], projection="3d")
+        draw_embedding_3d(a3, W[s], an.sets)
+        a3.text2D(0.5, 0.07, f"{letters[k]}: step {int(steps[s])}\nlongest $\\|W_i\\|$ = "
+                  f"{float(np.linalg.norm(W[s], axis=0).max()):.2g}", transform=a3.transAxes, ha="center",
+                  va="top", fontsize=7)
     return FigureOutput(fig, an.table)
+
+
+HULL_COLOUR = "#777777"
+HULL_MIN_NORM = 0.3  # features shorter than this share of a snapshot's longest are left out of its hull
+
+
+def hull_edges(P: np.ndarray, tol: float = 1e-6) -> list[tuple[int, int]]:
+    """Edges of the convex hull of the points ``P [3, k]`` (polytope edges, no diagonals of flat faces);
+    for fewer than 4 points or points in a plane, the edges of their 2-D hull (or the segment)."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    k = P.shape[1]
+    if k < 2:
+        return []
+    if k == 2:
+        return [(0, 1)]
+    X = P.T - P.T.mean(0)
+    _, sv, Vt = np.linalg.svd(X, full_matrices=False)
+    rank = int((sv > tol * max(sv[0], 1e-12) * 10).sum())
+    try:
+        if rank >= 3:
+            hull = ConvexHull(P.T)
+            normals = hull.equations[:, :3]
+            edges: dict[tuple[int, int], list[int]] = {}
+            for f, simplex in enumerate(hull.simplices):
+                for i in range(3):
+                    a, b = sorted((int(simplex[i]), int(simplex[(i + 1) % 3])))
+                    edges.setdefault((a, b), []).append(f)
+            # an edge between two facets of one flat face is a diagonal of the triangulation, not an edge
+            return sorted(e for e, fs in edges.items()
+                          if len(fs) < 2 or float(normals[fs[0]] @ normals[fs[1]]) < 1 - 1e-6)
+        if rank == 2:
+            hull = ConvexHull(X @ Vt[:2].T)
+            v = list(hull.vertices)
+            return sorted(tuple(sorted((int(v[i]), int(v[(i + 1) % len(v)])))) for i in range(len(v)))
+    except QhullError:
+        pass
+    ends = np.argsort(X @ Vt[0])  # collinear: the segment between the two extremes
+    return [tuple(sorted((int(ends[0]), int(ends[-1]))))]
+
+
+def draw_embedding_3d(a3: Any, W: np.ndarray, sets: np.ndarray) -> None:
+    """The columns of ``W [3, n]`` as arrows from the origin (set 1 red, set 2 blue) with the edges of the convex
+    hull of their tips, faint h1-h3 axes, scaled to the snapshot's longest feature."""
+    norms = np.linalg.norm(W, axis=0)
+    lim = float(norms.max()) * 1.05 if norms.max() > 0 else 1.0
+    for d in range(3):  # axis cues: the three hidden dimensions, labelled at their positive ends
+        v = np.zeros((3, 2))
+        v[d] = (-lim, lim)
+        a3.plot(*v, color=PALETTE["grid"], lw=0.6, zorder=0)
+        a3.text(*(np.eye(3)[d] * lim * 1.12), f"$h_{d + 1}$", fontsize=7, color="#888888", ha="center",
+                va="center")
+    keep = np.flatnonzero(norms >= HULL_MIN_NORM * norms.max()) if norms.max() > 0 else np.array([], int)
+    for a, b in hull_edges(W[:, keep]):
+        i, j = keep[a], keep[b]
+        a3.plot(*np.stack([W[:, i], W[:, j]], axis=1), color=HULL_COLOUR, lw=0.9, zorder=1)
+    for i in range(W.shape[1]):
+        c = PALETTE["pos"] if sets[i] == 0 else PALETTE["neg"]
+        v = W[:, i]
+        a3.plot([0, v[0]], [0, v[1]], [0, v[2]], color=c, lw=1.4, zorder=2)
+        a3.scatter([v[0]], [v[1]], [v[2]], color=c, s=10, depthshade=False, zorder=3)
+    a3.set(xlim=(-lim, lim), ylim=(-lim, lim), zlim=(-lim, lim))
+    a3.set_box_aspect((1, 1, 1), zoom=1.3)
+    a3.view_init(elev=22, azim=-55)
+    a3.set_axis_off()
 
 
 @claim("geometric_transformations.distinct_regimes", figure="geometric_transformations",
