@@ -121,7 +121,29 @@ def test_linear_vs_relu_table_covers_every_panel():
     t = out.table
     assert set(t["model"]) == {"linear", "ReLU output"}
     assert len(t) == 2 * len(DENS7) * 12 * (3 + 12)
+    # every W^T W cell is the same whole number of PNG pixels
+    px, _ = S.linear_relu_layout(12, len(DENS7))
+    grams = [a for a in out.figure.axes if a.get_images() and a.get_images()[0].get_array().shape == (12, 12)]
+    assert len(grams) == 2 * len(DENS7)
+    for a in grams:
+        w, h = a.get_position().width * out.figure.get_figwidth(), a.get_position().height * out.figure.get_figheight()
+        assert w * S.PNG_DPI == pytest.approx(px * 12) and h * S.PNG_DPI == pytest.approx(px * 12)
     out.figure.clf()
+
+
+def test_linear_vs_relu_layout_keeps_whole_pixels_per_cell_and_scales_the_large_model():
+    px, scale = S.linear_relu_layout(20, 7)
+    assert px >= S.GRAM_PX_MIN and scale == 1.0
+    px, scale = S.linear_relu_layout(80, 7)  # 80 x 80 in 7 columns cannot get 2 pixels a cell on the page
+    assert px == S.GRAM_PX_MIN and scale > 1.5
+    # margins and text grow with the scale: divided by it, the figure is the page's size (width or height bound)
+    G = px * 80 / S.PNG_DPI
+    fixed_w = S.LVR_LEFT + 7 * (S.LVR_BGAP + S.LVR_BW + S.LVR_COLGAP) + S.LVR_RIGHT
+    h = S.LVR_HEIGHTS
+    fixed_h = sum(h.values()) + h["bars_gap"] + h["bars"] + h["ticks"]
+    width, height = fixed_w + 7 * G / scale, fixed_h + 2 * G / scale
+    assert width <= S.LVR_WIDTH + 1e-9 and height <= S.LVR_HEIGHT + 1e-9
+    assert max(width / S.LVR_WIDTH, height / S.LVR_HEIGHT) == pytest.approx(1.0)
 
 
 # --------------------------------------------------------------------------------------------

@@ -45,15 +45,11 @@ def draw_arrows_2d(ax: plt.Axes, W: np.ndarray, colors: Sequence[Any], labels: S
         ax.spines[side].set_visible(False)
 
 
-def draw_gram(ax: plt.Axes, W: np.ndarray, b: np.ndarray, vmax: float = 1.0):
-    """``W^T W`` with ``b`` as a separate column on its right, diverging colours centred at 0."""
-    G = metrics.gram(W)
-    n = G.shape[0]
-    img = np.full((n, n + 2), np.nan)
-    img[:, :n] = G
-    img[:, n + 1] = b
-    cmap = plt.get_cmap(GRAM_CMAP).with_extremes(bad="white")
-    im = ax.imshow(img, cmap=cmap, norm=mcolors.Normalize(-vmax, vmax), interpolation="nearest", aspect="equal")
+def draw_gram(ax: plt.Axes, W: np.ndarray, vmax: float = 1.0):
+    """``W^T W`` cell by cell (``interpolation="nearest"``; give the axes a whole number of pixels per cell for
+    a crisp image), diverging colours centred at 0, feature 0 at the top left."""
+    im = ax.imshow(metrics.gram(W), cmap=GRAM_CMAP, norm=mcolors.Normalize(-vmax, vmax), interpolation="nearest",
+                   aspect="auto")
     ax.set_xticks([])
     ax.set_yticks([])
     for side in ("left", "bottom"):
@@ -61,15 +57,27 @@ def draw_gram(ax: plt.Axes, W: np.ndarray, b: np.ndarray, vmax: float = 1.0):
     return im
 
 
-def draw_norm_bars(ax: plt.Axes, W: np.ndarray, xmax: float = 1.2) -> None:
-    """Horizontal bars of ``||W_i||`` (feature 0 on top), coloured by superposition (0 dark, >= 1 yellow)."""
+def draw_bias(ax: plt.Axes, b: np.ndarray, vmax: float = 1.0) -> None:
+    """The bias ``b`` as a column of cells beside ``W^T W`` (row i: feature i), on the same colour scale."""
+    ax.imshow(np.asarray(b, dtype=float)[:, None], cmap=GRAM_CMAP, norm=mcolors.Normalize(-vmax, vmax),
+              interpolation="nearest", aspect="auto")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines:
+        ax.spines[side].set_visible(True)
+        ax.spines[side].set_linewidth(0.4)
+        ax.spines[side].set_color(PALETTE["theory"])
+
+
+def draw_norm_bars(ax: plt.Axes, W: np.ndarray, ymax: float = 1.2) -> None:
+    """Vertical bars of ``||W_i||`` (feature 0 on the left, under column 0 of ``W^T W``), coloured by
+    superposition (0 dark, >= 1 yellow)."""
     norms, sup = metrics.feature_norms(W), metrics.superposition(W)
     n = norms.size
-    ax.barh(np.arange(n), norms, height=0.85, color=SUPERPOSITION_CMAP(np.clip(sup, 0, 1)), lw=0)
-    ax.set_ylim(n - 0.5, -0.5)
-    ax.set_xlim(0, max(xmax, float(norms.max()) * 1.05))
-    ax.set_yticks([])
-    ax.axvline(1.0, color=PALETTE["grid"], lw=0.6, zorder=0)
+    ax.bar(np.arange(n), norms, width=1.0, color=SUPERPOSITION_CMAP(np.clip(sup, 0, 1)), lw=0)
+    ax.set_xlim(-0.5, n - 0.5)
+    ax.set_ylim(0, max(ymax, float(norms.max()) * 1.05))
+    ax.axhline(1.0, color=PALETTE["grid"], lw=0.6, zorder=0)
 
 
 def importance_colors(n: int) -> list[Any]:
@@ -83,10 +91,6 @@ def importance_label(run: Any) -> str:
     if "decay" in imp:
         return f"I={imp['decay']:g}^i"
     return f"I={imp['constant']:g}" if "constant" in imp else "I given"
-
-
-def density_label(p: float) -> str:
-    return f"1-S = {p:.3g}"
 
 
 def reference_line(ax: plt.Axes, y: float, label: str, nudge_pt: float = 0.0, **line: Any) -> None:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from tms import metrics
 from tms.figures.base import PALETTE, SUPERPOSITION_CMAP, FigureContext, FigureOutput, analysis, figure, new_figure
-from tms.figures.draw import (density_label, draw_arrows_2d, draw_gram, draw_norm_bars, importance_colors,
+from tms.figures.draw import (draw_arrows_2d, draw_bias, draw_gram, draw_norm_bars, importance_colors,
                               importance_label, reference_line)
 from tms.findings import Bar, Measurement, claim
 from tms.geometry import (ANTIPODAL_COS, LINE_MIN_COUNT, LINE_RATIO, NOT_EMBEDDED, ORTHOGONAL_COS, REPRESENTED,
@@ -383,33 +383,109 @@ def worst_bias_error(densities: np.ndarray, Ws: np.ndarray, bs: np.ndarray, live
     return worst
 
 
+PNG_DPI = 150  # the shared style's savefig.dpi
+GRAM_PX_MIN = 2  # PNG pixels per W^T W cell at least (a whole number: every cell the same square of pixels)
+GRAM_MAX_IN = 0.9  # largest W^T W panel at scale 1 (inches)
+# the layout at scale 1, inches: left margin, per column the gap to b, b's width and the gap to the next column,
+# right margin, the page width the figure is laid out for
+LVR_LEFT, LVR_BGAP, LVR_BW, LVR_COLGAP, LVR_RIGHT, LVR_WIDTH = 0.55, 0.025, 0.07, 0.14, 0.05, 6.3
+
+
+# heights at scale 1, inches: density titles, gap gram -> bars, bars, their tick labels and label, gap between the
+# two blocks, gap to the colourbars, colourbar, its labels; the page height the figure is laid out for
+LVR_HEIGHTS = {"title": 0.24, "bars_gap": 0.07, "bars": 0.42, "ticks": 0.34, "block_gap": 0.1, "cbar_gap": 0.12,
+               "cbar": 0.08, "cbar_label": 0.5}
+LVR_HEIGHT = 3.95
+
+
+def linear_relu_layout(n: int, cols: int) -> tuple[int, float]:
+    """(pixels per W^T W cell, scale): the most whole pixels per cell (at most a ``GRAM_MAX_IN`` panel) for which
+    ``cols`` columns fit the page at scale 1; where even ``GRAM_PX_MIN`` does not (n = 80), that and the scale
+    (> 1) of a figure that holds it. Everything but the matrices (text, margins, bars) grows with the scale, so
+    the figure prints at about its scale-1 size, its text as large as at scale 1, while the PNG keeps its pixels
+    per cell."""
+    fixed_w = LVR_LEFT + cols * (LVR_BGAP + LVR_BW + LVR_COLGAP) + LVR_RIGHT
+    fixed_h = sum(LVR_HEIGHTS.values()) + LVR_HEIGHTS["bars_gap"] + LVR_HEIGHTS["bars"] + LVR_HEIGHTS["ticks"]
+    per_gram = min((LVR_WIDTH - fixed_w) / cols, (LVR_HEIGHT - fixed_h) / 2, GRAM_MAX_IN)
+    px = int(per_gram * PNG_DPI // n)
+    if px >= GRAM_PX_MIN:
+        return px, 1.0
+    G = GRAM_PX_MIN * n / PNG_DPI
+    return GRAM_PX_MIN, max(1.0, cols * G / (LVR_WIDTH - fixed_w), 2 * G / (LVR_HEIGHT - fixed_h))
+
+
+def _feature_ticks(ax: plt.Axes, n: int) -> None:
+    """Features 0 and n/2 labelled, quarters as minor ticks."""
+    ax.set_xticks([0, n // 2])
+    ax.set_xticks([n // 4, 3 * n // 4], minor=True)
+
+
 def build_linear_vs_relu(ctx: FigureContext) -> FigureOutput:
-    """Rows: linear W^T W | b, linear norms, ReLU W^T W | b, ReLU norms; columns: densities."""
+    """Two blocks (linear, ReLU output), each a row of W^T W with b beside it and a row of ||W_i|| bars under it,
+    feature i in row i of W^T W and b and in column i of W^T W and the bars; columns: densities."""
     an = linear_relu_analysis(ctx)
     groups = (an.linear, an.relu)
     cols = max(len(g.density) for g in groups)
-    fig, axes = new_figure(4, cols, figsize=(1.45 * cols + 0.6, 6.4), squeeze=False,
-                           gridspec_kw={"height_ratios": [1, 0.9, 1, 0.9]})
+    n = an.linear.W.shape[-1]
+    px, u = linear_relu_layout(n, cols)
+    G = px * n / PNG_DPI  # W^T W panel, inches: exactly px pixels per cell
+    h = {k: v * u for k, v in LVR_HEIGHTS.items()}
+    block = G + h["bars_gap"] + h["bars"] + h["ticks"]
+    W_in = LVR_LEFT * u + cols * (G + (LVR_BGAP + LVR_BW + LVR_COLGAP) * u) + LVR_RIGHT * u
+    H_in = h["title"] + 2 * block + h["block_gap"] + h["cbar_gap"] + h["cbar"] + h["cbar_label"]
+    fs, fs_small = 8 * u, 7 * u
+    fig = plt.figure(figsize=(W_in, H_in))
+
+    def axes(x: float, y_top: float, w: float, h: float) -> plt.Axes:  # inches from the left and the top
+        ax = fig.add_axes((x / W_in, 1 - (y_top + h) / H_in, w / W_in, h / H_in))
+        ax.tick_params(labelsize=fs_small, length=2.5 * u, width=0.6 * u, pad=1.5 * u)
+        for sp in ax.spines.values():
+            sp.set_linewidth(0.6 * u)
+        return ax
+
     im = None
     for k, g in enumerate(groups):
+        top = h["title"] + k * (block + h["block_gap"])
+        fig.text(0.12 * u / W_in, 1 - (top + G / 2) / H_in, g.label, rotation=90, ha="center", va="center",
+                 fontsize=fs, fontweight="bold")
         for j in range(cols):
-            ax_g, ax_b = axes[2 * k, j], axes[2 * k + 1, j]
             if j >= len(g.density):
-                ax_g.axis("off")
-                ax_b.axis("off")
                 continue
-            im = draw_gram(ax_g, g.W[j], g.b[j])
-            draw_norm_bars(ax_b, g.W[j])
-            p = g.density[j]
-            ax_g.set_title(f"{g.label}\n{density_label(p)}" if j == 0 else density_label(p), fontsize=7)
+            x = LVR_LEFT * u + j * (G + (LVR_BGAP + LVR_BW + LVR_COLGAP) * u)
+            ax_g = axes(x, top, G, G)
+            im = draw_gram(ax_g, g.W[j])
+            ax_b = axes(x + G + LVR_BGAP * u, top, LVR_BW * u, G)
+            draw_bias(ax_b, g.b[j])
+            ax_n = axes(x, top + G + h["bars_gap"], G, h["bars"])
+            draw_norm_bars(ax_n, g.W[j])
+            _feature_ticks(ax_n, n)
+            ax_n.tick_params(which="minor", length=1.5 * u, width=0.5 * u)
+            ax_n.set_yticks([0, 1] if j == 0 else [])
             if j == 0:
-                ax_b.set_ylabel("features (0 = most important)", fontsize=6)
-    fig.tight_layout(rect=(0, 0, 0.93, 1))
-    cax = fig.add_axes((0.945, 0.56, 0.012, 0.3))
-    fig.colorbar(im, cax=cax, label="W$^T$W and b")
-    sax = fig.add_axes((0.945, 0.1, 0.012, 0.3))
-    fig.colorbar(plt.cm.ScalarMappable(norm=mcolors.Normalize(0, 1), cmap=SUPERPOSITION_CMAP), cax=sax,
-                 label="bar: $\\sum_{j\\neq i}(\\hat W_i\\cdot W_j)^2$ (bar length ||W$_i$||)")
+                ax_n.set_yticklabels(["0", "1"])
+                ax_n.set_ylabel("$\\|W_i\\|$", fontsize=fs_small, labelpad=1 * u)
+                ax_g.set_yticks([0, n - 1])
+                ax_g.tick_params(left=True, labelleft=True)
+                ax_g.set_ylabel("feature $i$", fontsize=fs_small, labelpad=0)
+            if j == cols // 2:
+                ax_n.set_xlabel("feature $i$ (0 = most important)", fontsize=fs_small, labelpad=1 * u)
+            if k == 0:
+                ax_g.set_title(f"$1 - S = {g.density[j]:.3g}$", fontsize=fs if cols < 6 else fs_small, pad=3 * u)
+                if j == 0:
+                    ax_b.set_title("$b$", fontsize=fs_small, pad=2 * u)
+    y = h["title"] + 2 * block + h["block_gap"] + h["cbar_gap"]
+    w = (W_in - (LVR_LEFT + LVR_RIGHT) * u) * 0.38
+    cax = axes(LVR_LEFT * u, y, w, h["cbar"])
+    cb1 = fig.colorbar(im, cax=cax, orientation="horizontal")
+    cax.set_xlabel("$W^T W$ and $b$", fontsize=fs_small, labelpad=1.5 * u)
+    sax = axes(W_in - LVR_RIGHT * u - w, y, w, h["cbar"])
+    cb2 = fig.colorbar(plt.cm.ScalarMappable(norm=mcolors.Normalize(0, 1), cmap=SUPERPOSITION_CMAP), cax=sax,
+                       orientation="horizontal")
+    sax.set_xlabel("bar colour: superposition of feature $i$,\n$\\sum_{j \\neq i} (\\hat W_i \\cdot W_j)^2$",
+                   fontsize=fs_small, labelpad=1.5 * u)
+    for cb in (cb1, cb2):
+        cb.ax.tick_params(labelsize=fs_small, length=2 * u, width=0.6 * u)
+        cb.outline.set_linewidth(0.4 * u)
     return FigureOutput(fig, an.table)
 
 
@@ -434,11 +510,13 @@ N80_M20 = LinearReluSetting("linear_vs_relu_n80_m20", 80, 20, 0.9, rescaled=True
 for _s in (N20_M5, N80_M20):
     figure(_s.figure, section="demonstrating",
            title=f"Linear vs ReLU-output models over sparsity, n = {_s.n}, m = {_s.m}",
-           caption=(f"W^T W (with b as the separate column, diverging colours centred at 0) and feature norms "
-                    f"||W_i|| (bars, coloured by superposition: dark = orthogonal, yellow >= 1) for the linear "
-                    f"model (top rows) and the ReLU-output model (bottom rows) at each feature density 1-S, "
-                    f"{_s.what}; features ordered from most to least important. Each model is the lowest-loss of "
-                    f"its restarts."))(build_linear_vs_relu)
+           caption=(f"W^T W (feature i in row and column i; diverging colours centred at 0), the bias b (the "
+                    f"framed column to its right, row i: b_i, same colours) and the feature norms ||W_i|| (bars under "
+                    f"W^T W, feature i under its column i; coloured by superposition: dark = orthogonal, yellow "
+                    f">= 1) for the linear model (top block) and the ReLU-output model (bottom block) at each feature "
+                    f"density 1-S, {_s.what}; features ordered from most to least important. Each model is the "
+                    f"lowest-loss of its restarts. Every W^T W cell is a whole number of PNG pixels (at least 2).")
+           )(build_linear_vs_relu)
 
 
 def _linear_top_m(an: LinearReluAnalysis, m: int) -> Measurement:
