@@ -444,6 +444,11 @@ def test_training_loss_claims():
     assert v == {"decreases": "reproduced", "converges": "reproduced"}
     out = phase.build_training_loss(good)
     assert set(out.table.experiment) == {"a", "b"}
+    # one legend for both panels: experiments by their shape and model (colour), density bands (line style)
+    labels = [t.get_text() for t in out.figure.legends[0].get_texts()]
+    assert labels[:2] == ["2 features in 1 dimension, ReLU output (8 models)"] * 2
+    assert [x.split(":")[0] for x in labels[2:]] == ["dense cells", "middle cells", "sparse cells"]
+    out.figure.clf()
     assert findings_of("phase_training_loss", good)["decreases"].bars[0]["unit"] == "decades"
     bad = loss_ctx({"a": 1.0 / t**0.1})  # 2x decrease, still falling at the end
     f = findings_of("phase_training_loss", bad)

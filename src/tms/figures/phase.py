@@ -1109,30 +1109,53 @@ def training_loss(ctx: FigureContext) -> LossAnalysis:
     return LossAnalysis(curves, summaries, pd.concat(rows, ignore_index=True))
 
 
+def experiment_label(run: Any) -> str:
+    """"2 features in 1 dimension, ReLU output" from an experiment's spec."""
+    n, m = int(run.spec["n_features"]), int(run.spec["n_hidden"])
+    kind = {ModelKind.RELU_OUTPUT: "ReLU output", ModelKind.LINEAR: "linear"}.get(run.kind, run.kind.value)
+    return f"{n} features in {m} dimension{'' if m == 1 else 's'}, {kind}"
+
+
+BAND_NAMES = ("dense cells", "middle cells", "sparse cells")
+
+
+def _band_label(k: int) -> str:
+    lo, hi = DENSITY_BANDS[k]
+    if hi > 1:
+        return f"{BAND_NAMES[k]}: $1-S \\geq {lo:g}$"
+    if lo <= 0:
+        return f"{BAND_NAMES[k]}: $1-S < {hi:g}$"
+    return f"{BAND_NAMES[k]}: ${lo:g} \\leq 1-S < {hi:g}$"
+
+
 @figure("phase_training_loss", section="phase_change",
         title="Mean training loss of the mass-trained phase-diagram models",
-        caption="Left: training loss averaged over every model of each phase-diagram experiment at every step "
-                "(log-log; drawn as means over log-spaced windows of steps). Right: the same average within "
-                "dense, middle and sparse cells (at the logged steps), relative to its final value: sparse "
-                "cells converge last.")
+        caption="(a) Training loss (the per-model loss, averaged over features) averaged over every model of each "
+                "phase-diagram experiment at every step, log-log, drawn as means over log-spaced windows of steps. "
+                "(b) The same average within the dense, middle and sparse cells of each experiment (line style), "
+                "at the logged steps, divided by its final value, so every curve ends at 1 and its height shows how "
+                "far that band still was from its final loss; colours are the experiments of (a).")
 def build_training_loss(ctx: FigureContext) -> FigureOutput:
     an = training_loss(ctx)
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(7.0, 2.7))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(6.3, 3.0), layout="constrained")
+    handles = []
     for k, c in enumerate(an.curves):
         colour = LOSS_COLOURS[k % len(LOSS_COLOURS)]
-        ax.plot(c.x, c.mean, color=colour, label=f"{c.name} ({c.models:,} models)")
+        ax.plot(c.x, c.mean, color=colour)
+        handles.append(Line2D([], [], color=colour, label=f"{experiment_label(ctx.run(c.name))} ({c.models:,} models)"))
         for band, v in c.bands.items():
             ax2.plot(c.steps, v, color=colour, ls=BAND_STYLES[band])
     for a in (ax, ax2):
         a.set_xscale("log")
         a.set_yscale("log")
         a.set_xlabel("training step")
-    ax.set_ylabel("mean training loss (mean over features)")
-    ax2.set_ylabel("band mean loss / its final value")
-    ax.legend(frameon=False)
-    ax2.legend(handles=[Line2D([], [], color=PALETTE["ink"], ls=ls, label=f"density in [{lo:g}, {min(hi, 1):g}]")
-                        for (lo, hi), ls in zip(DENSITY_BANDS, BAND_STYLES)], frameon=False)
-    fig.tight_layout()
+    ax.set(ylabel="mean training loss", title="(a) all models")
+    ax2.set(ylabel="loss / its final value", title="(b) by density band")
+    ax2.axhline(1.0, color=PALETTE["grid"], lw=0.6, zorder=0)
+    bands = sorted({b for c in an.curves for b in c.bands})
+    handles += [Line2D([], [], color=PALETTE["ink"], ls=BAND_STYLES[b], label=_band_label(b)) for b in bands]
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False, handlelength=2.2,
+               columnspacing=1.5)
     return FigureOutput(fig, an.table)
 
 
