@@ -642,19 +642,25 @@ def correlated_analysis(ctx: FigureContext) -> CorrelatedAnalysis:
 )
 def build_correlated(ctx: FigureContext) -> FigureOutput:
     an = correlated_analysis(ctx)
-    fig, axes = new_figure(len(an.rows), an.per_row, figsize=(1.45 * an.per_row, 1.65 * len(an.rows)),
-                           squeeze=False)
+    cols = max(1, min(an.per_row, max(len(row.shown) for row in an.rows.values())))
+    panel = min(1.15, 6.0 / cols)
+    fig, axes = new_figure(len(an.rows), cols, figsize=(0.35 + panel * cols, (panel + 0.2) * len(an.rows)),
+                           squeeze=False, gridspec_kw={"wspace": 0.08, "hspace": 0.25})
+    # one scale for every panel, with room for the labels beyond the longest arrow
+    lim = max(1.5, max(float(np.hypot(*Wc).max()) for row in an.rows.values() for _, _, Wc in row.shown) + 0.4)
     for r, (label, row) in enumerate(an.rows.items()):
         for j, ax in enumerate(axes[r]):
             if j >= len(row.shown):
                 ax.axis("off")
                 continue
             _, loss, Wc = row.shown[j]
-            _draw_canonical(ax, Wc, _set_colors(row.sets), f"loss {loss:.3g}", labels=_set_labels(row.sets))
+            draw_arrows_2d(ax, Wc, _set_colors(row.sets), labels=_set_labels(row.sets), lim=lim, lw=1.2,
+                           label_size=7, label_sep=0.42 * lim / 1.5)
+            ax.set_title(f"loss {loss:.3g}", fontsize=7, pad=2)
             if j == 0:
-                ax.set_ylabel(f"{label}\n1-S = {row.density:.3g}", fontsize=7)
+                ax.set_ylabel(f"{label}\n$1-S = {row.density:.3g}$", fontsize=7)
                 ax.spines[:].set(visible=True, linewidth=1.2)  # framed: the lowest loss
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.3 / (0.35 + panel * cols), right=0.995, top=0.94, bottom=0.01)
     return FigureOutput(fig, an.table)
 
 
