@@ -419,7 +419,7 @@ def _rebuild(frozen, tmp_path, edit) -> Path:
 def test_verify_identical_rebuild(frozen, tmp_path, capsys):
     assert freeze.verify(frozen[2], build_findings=_rebuild(frozen, tmp_path, lambda f: None),
                          sha256=_digest(frozen[2])) is True
-    assert "5 frozen findings compared" in capsys.readouterr().out
+    assert "6 frozen findings compared" in capsys.readouterr().out
 
 
 def test_verify_names_a_changed_finding(frozen, tmp_path, capsys):
