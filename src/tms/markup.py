@@ -87,13 +87,13 @@ _IDX = r"(?:[A-Za-z0-9]{1,12})"
 _LEGACY = re.compile(
     r"(?P<norm>\|\|(?P<norm_in>[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]{1,12})?)\|\|(?:_(?P<norm_sub>[A-Za-z0-9]))?"
     r"(?:\^(?P<norm_sup>\d))?)"
-    r"|(?P<hat>(?<![\w.|])(?P<hat_base>[A-Za-z])_(?P<hat_idx>" + _IDX + r")_hat(?![\w]))"
-    r"|(?P<gram>(?<![\w.|])(?P<gram_a>[A-Z])\^T(?: ?(?P<gram_b>[A-Z])(?![\w]))?(?![\w]))"
-    r"|(?P<sum>(?<![\w.|])sum_(?P<sum_idx>\{[^{}$]{1,20}\}|[a-z])(?![\w]))"
-    r"|(?P<sub>(?<![\w.|])(?P<sub_base>[A-Za-z])_(?P<sub_idx>" + _IDX + r")(?:\^(?P<sub_sup>\d|[a-z]))?(?![\w]))"
-    r"|(?P<pow>(?<![\w.|])(?P<pow_base>\d+(?:\.\d+)?|[A-Za-z])\^(?P<pow_exp>-?\d+|[a-z]|\([^()$]{1,12}\))(?![\w]))"
-    r"|(?P<star>(?<![\w.*|])(?P<star_base>[A-Za-z])\*(?![\w*]))"
-    r"|(?P<density>(?<![\w.|-])1-S(?![\w]))"
+    r"|(?P<hat>(?<![\w.])(?<!\|\|)(?P<hat_base>[A-Za-z])_(?P<hat_idx>" + _IDX + r")_hat(?![\w]))"
+    r"|(?P<gram>(?<![\w.])(?<!\|\|)(?P<gram_a>[A-Z])\^T(?: ?(?P<gram_b>[A-Z])(?![\w]))?(?![\w]))"
+    r"|(?P<sum>(?<![\w.])(?<!\|\|)sum_(?P<sum_idx>\{[^{}$]{1,20}\}|[a-z])(?![\w]))"
+    r"|(?P<sub>(?<![\w.])(?<!\|\|)(?P<sub_base>[A-Za-z])_(?P<sub_idx>" + _IDX + r")(?:\^(?P<sub_sup>\d|[a-z]))?(?![\w]))"
+    r"|(?P<pow>(?<![\w.])(?<!\|\|)(?P<pow_base>\d+(?:\.\d+)?|[A-Za-z])\^(?P<pow_exp>-?\d+|[a-z]|\([^()$]{1,12}\))(?![\w]))"
+    r"|(?P<star>(?<![\w.*])(?<!\|\|)(?P<star_base>[A-Za-z])\*(?![\w*]))"
+    r"|(?P<density>(?<![\w.-])1-S(?![\w]))"
 )
 _OPERATORS = [  # (ascii, unicode) applied to text outside maths; longest first
     ("<->", "\u2194"), (">=", "\u2265"), ("<=", "\u2264"), ("!=", "\u2260"), ("+-", "\u00b1"), ("->", "\u2192"),

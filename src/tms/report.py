@@ -259,6 +259,7 @@ def _tex_env() -> jinja2.Environment:
     env.filters["url"] = _tex_url
     env.filters["verbatim"] = _tex_verbatim
     env.filters["num"] = _thousands
+    env.filters["cap1"] = lambda v: str(v)[:1].upper() + str(v)[1:]
     env.filters["section_title"] = lambda k: findings_mod.SECTIONS.get(k, k)
     return env
 
@@ -302,6 +303,7 @@ def _html_env() -> jinja2.Environment:
     env.filters["plain"] = lambda v: markup.to_plain("" if v is None else str(v))
     env.filters["section_title"] = lambda k: findings_mod.SECTIONS.get(k, k)
     env.filters["num"] = _thousands
+    env.filters["cap1"] = lambda v: str(v)[:1].upper() + str(v)[1:]
     return env
 
 
