@@ -443,8 +443,9 @@ METHODS: dict[str, list[str]] = {
         r"numeric threshold and a tolerance stated before any model was trained. A claim is reproduced when "
         r"every condition holds, not reproduced when one fails, inconclusive when the measurement cannot "
         r"decide.",
-        r"Each condition is a bar, $\text{value} \mathrel{\mathrm{op}} \text{threshold}$, with a signed margin "
-        r"(positive when it holds). The bar that decides a verdict is shown as measured, needed and margin. "
+        r"Each condition is a bar: a measured value $v$ compared with a threshold $t$ ($v \geq t$, $v < t$, ...), "
+        r"with a signed margin, positive when it holds. The bar that decides a verdict is shown as measured, "
+        r"needed and margin. "
         r"A verdict is a near miss when moving the measured values by 5 % of their thresholds would flip it.",
     ],
 }
