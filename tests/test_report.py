@@ -228,7 +228,19 @@ def test_explanation_of_a_finding_is_shown(inputs, tmp_path, monkeypatch):
     tex = (tmp_path / "FINDINGS.tex").read_text()
     html = (tmp_path / "FINDINGS.html").read_text()
     assert tex.count(r"\emph{Why:} Data-starved at this budget: $10\times$") == 4  # 2 claims, body + discussion
+    glance = tex[tex.index(r"\section{Results at a glance}"):tex.index(r"\section{Coverage")]
+    assert glance.count("Data-starved at this budget") == 2  # the one-line reason of both figures
     assert "2 of them carry an explanation" in tex and "Data-starved" in html and "<mo>&#x000D7;</mo>" in html
+
+
+def test_html_navigation(built):
+    """A figure index with anchors (the glance table), figures that open at full size, back to the top."""
+    html = (built / "FINDINGS.html").read_text()
+    glance = html[html.index('id="glance"'):html.index('id="coverage"')]
+    for fid in FIGURES:
+        assert f'href="#fig-{fid}"' in glance and f'id="fig-{fid}"' in html and f'id="prov-{fid}"' in html
+    assert html.count('<a class="zoom"') == len(FIGURES) and 'id="lightbox"' in html
+    assert 'class="to-top" href="#top"' in html and '<header id="top">' in html
 
 
 def test_live_trainer_gets_the_static_figures_colours(built):

@@ -520,6 +520,8 @@ class FigureEntry:
             return head + (f" ({near} within 5 % of a threshold)." if near else ".")
         first = failed[0]
         more = f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""
+        if first["explanation"]:  # the authors' own reason, its first sentence
+            return re.split(r"(?<=[.!?])\s", first["explanation"], maxsplit=1)[0] + more
         return f"{first['short_name']}: {first['reason']}{more}"
 
     @property
