@@ -2,6 +2,9 @@
 #
 #   make replicate   set up, then run the whole replication: snakemake --cores all
 #   make test        set up, then run the test suite (fast and slow tests)
+#   make release     after `make replicate` at a clean commit: copy report/build/'s archive into
+#                    report/release/ (the committed, cited one), rewrite CITATION.cff and the README's
+#                    release block, and print what to commit (a build never touches report/release/)
 #
 # Other targets: setup (virtual environment + system packages), quick (the tiny config), bench
 # (trainer benchmark), lint, clean.
@@ -11,13 +14,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: replicate test setup venv system quick bench lint clean
+.PHONY: replicate test release setup venv system quick bench lint clean
 
 replicate: setup
 	snakemake --cores all
 
 test: setup
 	pytest -q
+
+release: venv
+	tms release report/build/tms-findings-default.tar.gz
 
 setup: venv system
 

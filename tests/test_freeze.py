@@ -119,6 +119,28 @@ def test_citation_cff(frozen):
     ref = cff["references"][0]
     assert ref["title"] == "Toy Models of Superposition" and ref["year"] == 2022
     assert ref["authors"][0] == {"given-names": "Nelson", "family-names": "Elhage"} and len(ref["authors"]) == 16
+    # the replication itself is the preferred citation, findable by its repository, version and commit
+    assert cff["url"] == cff["repository-code"] == report.REPOSITORY_URL and cff["version"] == "0.1.0"
+    pref = cff["preferred-citation"]
+    assert pref["type"] == "report" and pref["title"] == cff["title"] and pref["authors"] == cff["authors"]
+    assert pref["repository-code"] == report.REPOSITORY_URL and pref["commit"] == cff["commit"]
+    assert pref["year"] == 2023 and "BibTeX key lovelace2023test" in pref["notes"]
+    text = _members(frozen[2])["CITATION.cff"].decode()
+    assert "# doi:" in text  # left for the user to fill when the archive is deposited
+
+
+def test_citation_url_from_the_config(frozen, tmp_path):
+    cfg = yaml.safe_load(frozen[0].config.read_text())
+    cfg["report"]["url"] = "https://example.org/our/tms"
+    cff = yaml.safe_load(freeze.citation(cfg, int(EPOCH), {"commit": "c" * 40}))
+    assert cff["url"] == cff["repository-code"] == cff["preferred-citation"]["url"] == "https://example.org/our/tms"
+
+
+@pytest.mark.skipif(shutil.which("cffconvert") is None, reason="cffconvert not installed (optional check)")
+def test_citation_cff_is_valid_by_cffconvert(frozen, tmp_path):
+    path = tmp_path / "CITATION.cff"
+    freeze.cite(frozen[2], path)
+    subprocess.run(["cffconvert", "--validate", "-i", str(path)], check=True, capture_output=True)
 
 
 def test_missing_report_file_is_an_error(frozen, tmp_path):
@@ -177,9 +199,9 @@ def test_cli_verify_exit_codes(frozen, tmp_path):
 
 
 def test_the_committed_artifact_verifies_against_the_repository_citation(capsys):
-    """The repository's own frozen archive and CITATION.cff: VERIFIED with no option at all."""
+    """The repository's released archive and CITATION.cff: VERIFIED with no option at all."""
     repo = Path(__file__).resolve().parents[1]
-    archives = sorted((repo / "report" / "frozen").glob("*.tar.gz"))
+    archives = sorted((repo / freeze.RELEASE_DIR).glob("*.tar.gz"))
     assert archives
     assert freeze.verify(archives[0]) is True
     assert "verify: VERIFIED" in capsys.readouterr().out
@@ -419,7 +441,7 @@ def _rebuild(frozen, tmp_path, edit) -> Path:
 def test_verify_identical_rebuild(frozen, tmp_path, capsys):
     assert freeze.verify(frozen[2], build_findings=_rebuild(frozen, tmp_path, lambda f: None),
                          sha256=_digest(frozen[2])) is True
-    assert "5 frozen findings compared" in capsys.readouterr().out
+    assert "6 frozen findings compared" in capsys.readouterr().out
 
 
 def test_verify_names_a_changed_finding(frozen, tmp_path, capsys):
@@ -523,3 +545,90 @@ def test_cite_rejects_a_missing_or_foreign_archive(tmp_path):
     with pytest.raises(ValueError, match="not a frozen artifact"):
         freeze.cite(foreign, tmp_path / "CITATION.cff")
     assert not (tmp_path / "CITATION.cff").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# release: only an explicit command writes the committed, cited archive
+
+
+def _readme(tmp_path: Path) -> Path:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n\n{freeze.README_BEGIN}\nold\n{freeze.README_END}\n\nafter\n")
+    return readme
+
+
+def _with_dirty_flag(archive: Path, out: Path, dirty: bool) -> Path:
+    """A consistent archive (manifests and sidecar rewritten) whose provenance records ``dirty``."""
+    files = freeze.read_archive(archive)
+    prov = json.loads(files["provenance.json"])
+    prov["code"]["dirty"] = dirty
+    files["provenance.json"] = (json.dumps(prov, indent=2, sort_keys=True) + "\n").encode()
+    files.pop(freeze.MANIFEST), files.pop(freeze.MANIFEST_SUM)
+    files[freeze.MANIFEST] = freeze.manifest(files)
+    files[freeze.MANIFEST_SUM] = f"{hashlib.sha256(files[freeze.MANIFEST]).hexdigest()}  {freeze.MANIFEST}\n".encode()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(freeze.tar_gz(files, "tms-findings-testcfg", int(EPOCH)))
+    out.with_name(out.name + ".sha256").write_text(f"{_digest(out)}  {out.name}\n")
+    return out
+
+
+def test_release_copies_the_archive_cites_it_and_names_the_commit(frozen, tmp_path, monkeypatch):
+    archive = _with_dirty_flag(frozen[2], tmp_path / "build" / frozen[2].name, dirty=False)
+    monkeypatch.setenv("TMS_CODE_VERSION", "a-later-commit")  # the release names the archive's commit, not HEAD's
+    readme = _readme(tmp_path)
+    rel = freeze.release(archive, dest=tmp_path / "release", citation_out=tmp_path / "CITATION.cff", readme=readme)
+    digest = _digest(archive)
+    assert rel.archive.read_bytes() == archive.read_bytes() and rel.sha256 == digest
+    assert rel.sidecar.read_text() == f"{digest}  {archive.name}\n"
+    cff = yaml.safe_load(rel.citation.read_text())
+    inner = yaml.safe_load(_members(archive)["CITATION.cff"])
+    assert cff["identifiers"][0]["value"] == f"sha256:{digest}" and cff["commit"] == inner["commit"] == rel.commit
+    text = readme.read_text()
+    assert text.startswith("# x\n\nbefore\n\n") and text.endswith("\n\nafter\n") and "old" not in text
+    assert digest in text and f"git checkout {rel.commit[:12]}" in text and "@misc{lovelace2023test," in text
+    assert freeze.verify(rel.archive, citation=rel.citation) is True  # the released copy verifies against it
+    out = rel.instructions(repo=tmp_path)
+    assert "git add release/tms-findings-testcfg.tar.gz release/tms-findings-testcfg.tar.gz.sha256 CITATION.cff" in out
+    assert f"built from commit {rel.commit}" in out
+
+
+def test_release_refuses_a_dirty_or_damaged_archive(frozen, tmp_path):
+    dirty = _with_dirty_flag(frozen[2], tmp_path / "dirty" / frozen[2].name, dirty=True)
+    archive = _with_dirty_flag(frozen[2], tmp_path / "clean" / frozen[2].name, dirty=False)
+    with pytest.raises(ValueError, match="uncommitted changes"):
+        freeze.release(dirty, dest=tmp_path / "release", citation_out=tmp_path / "CITATION.cff")
+    assert not (tmp_path / "release").exists()
+    assert freeze.release(dirty, dest=tmp_path / "release", citation_out=tmp_path / "CITATION.cff",
+                          allow_dirty=True).archive.exists()
+
+    damaged = tmp_path / "damaged" / archive.name
+    damaged.parent.mkdir()
+    shutil.copy(archive, damaged)
+    damaged.with_name(damaged.name + ".sha256").write_text(f"{'0' * 64}  {damaged.name}\n")
+    with pytest.raises(ValueError, match="differs from"):
+        freeze.release(damaged, dest=tmp_path / "release2", citation_out=tmp_path / "C2.cff")
+    with pytest.raises(FileNotFoundError, match="make replicate"):
+        freeze.release(tmp_path / "none.tar.gz", dest=tmp_path / "release3")
+
+
+def test_cli_release_and_bibtex(frozen, tmp_path, capsys):
+    archive = _with_dirty_flag(frozen[2], tmp_path / "build" / frozen[2].name, dirty=False)
+    assert cli.main(["release", str(archive), "--to", str(tmp_path / "rel"), "--citation", str(tmp_path / "C.cff"),
+                     "--readme", ""]) == 0
+    assert "git add" in capsys.readouterr().out
+    assert cli.main(["cite", str(archive), "--bibtex"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("@misc{lovelace2023test,") and "@article{elhage2022superposition," in out
+
+
+def test_builds_write_their_archive_under_report_build():
+    """The freeze rule and `tms freeze` write under report/build/ (ignored); report/release/ is written by
+    `tms release` only, and that is the directory the repository's citation names."""
+    repo = Path(__file__).resolve().parents[1]
+    rules = (repo / "workflow" / "rules" / "report.smk").read_text()
+    freeze_rule = rules[rules.index("rule freeze:"):]
+    assert "--out report/build" in freeze_rule and "report/release" not in rules
+    assert 'FROZEN_ARCHIVE = f"report/build/' in (repo / "workflow" / "rules" / "common.smk").read_text()
+    assert cli.build_parser().parse_args(["freeze", "--config", "x"]).out == "report/build"
+    assert subprocess.run(["git", "check-ignore", "-q", "report/build/tms-findings-default.tar.gz"], cwd=repo).returncode == 0
+    assert subprocess.run(["git", "check-ignore", "-q", "report/release/x.tar.gz"], cwd=repo).returncode == 1

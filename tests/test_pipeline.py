@@ -154,7 +154,7 @@ def test_quick_pipeline_end_to_end_is_reproducible(quick_build, tmp_path):
     snakemake("--cores", "3", "--configfile", str(QUICK), cwd=second, timeout=3600, env=env, umask=0o077)
     print(f"quick pipeline, second build: {time.time() - t0:.0f} s")
     cfg = yaml.safe_load(QUICK.read_text())
-    archives = [work / "report/frozen/tms-findings-quick.tar.gz" for work in (quick_build, second)]
+    archives = [work / "report/build/tms-findings-quick.tar.gz" for work in (quick_build, second)]
     for work, archive in zip((quick_build, second), archives):
         for fid in cfg["figures"]:
             for ext in ("pdf", "png", "csv"):
@@ -210,7 +210,7 @@ def test_an_override_retrains_only_what_it_changes_and_archives_the_merged_confi
     text = out.stdout + out.stderr
     assert _planned(text, "train", "experiment") == {"phase_2x1_relu"}, text[-3000:]
     assert _planned(text, "figure", "figure") == {"phase_diagram_2x1", "phase_training_loss"}
-    assert "report/frozen/tms-findings-phase_1m.tar.gz" in text
+    assert "report/build/tms-findings-phase_1m.tar.gz" in text
 
     # a small override built for real: one experiment retrained, the archive's config is the merged one
     override = tmp_path / "override.yaml"
@@ -221,7 +221,7 @@ def test_an_override_retrains_only_what_it_changes_and_archives_the_merged_confi
     assert _planned(text, "figure", "figure") == {"intro_pentagon", "pentagon_perturbation"}
     import tarfile
 
-    with tarfile.open(work / "report/frozen/tms-findings-quick_override.tar.gz") as tar:
+    with tarfile.open(work / "report/build/tms-findings-quick_override.tar.gz") as tar:
         names = tar.getnames()
         archived = yaml.safe_load(tar.extractfile("tms-findings-quick_override/config/config.resolved.yaml"))
     quick = yaml.safe_load(QUICK.read_text())
@@ -257,8 +257,8 @@ def test_the_documented_override_resolves_to_the_merged_config(tmp_path):
         if name != "phase_2x1_relu":
             assert {k: resolved["experiments"][name][k] for k in exp} == exp, name
     assert "--config results/config.resolved.yaml --out report/build" in text  # tms report
-    assert re.search(r"tms freeze .*--config results/config\.resolved\.yaml --out report/frozen", text)
-    assert "report/frozen/tms-findings-phase_1m.tar.gz" in text
+    assert re.search(r"tms freeze .*--config results/config\.resolved\.yaml --out report/build", text)
+    assert "report/build/tms-findings-phase_1m.tar.gz" in text
 
 
 @pytest.mark.slow

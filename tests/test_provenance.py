@@ -17,8 +17,8 @@ def test_dirty_tracks_code_but_not_the_committed_build_outputs(tmp_path):
     code_version = provenance.code_version.__wrapped__  # uncached
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "model.py").write_text("x = 1\n")
-    (tmp_path / "report" / "frozen").mkdir(parents=True)
-    (tmp_path / "report" / "frozen" / "a.tar.gz").write_bytes(b"old")
+    (tmp_path / "report" / "release").mkdir(parents=True)
+    (tmp_path / "report" / "release" / "a.tar.gz").write_bytes(b"old")
     (tmp_path / "CITATION.cff").write_text("cff-version: 1.2.0\n")
     _git(tmp_path, "init", "-q")
     _git(tmp_path, "add", ".")
@@ -26,12 +26,12 @@ def test_dirty_tracks_code_but_not_the_committed_build_outputs(tmp_path):
     v = code_version(str(tmp_path))
     assert v["source"] == "git" and len(v["commit"]) == 40 and v["dirty"] is False
 
-    # a rebuild rewrites the frozen artifact and the citation: still clean
-    (tmp_path / "report" / "frozen" / "a.tar.gz").write_bytes(b"new")
+    # a release rewrites the released archive and the citation: still clean
+    (tmp_path / "report" / "release" / "a.tar.gz").write_bytes(b"new")
     (tmp_path / "CITATION.cff").write_text("cff-version: 1.2.0\ntitle: x\n")
     assert code_version(str(tmp_path))["dirty"] is False
     # so does deleting it before a rebuild
-    (tmp_path / "report" / "frozen" / "a.tar.gz").unlink()
+    (tmp_path / "report" / "release" / "a.tar.gz").unlink()
     assert code_version(str(tmp_path))["dirty"] is False
     # an untracked file is not code
     (tmp_path / "notes.txt").write_text("scratch\n")

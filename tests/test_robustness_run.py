@@ -53,7 +53,7 @@ def test_robustness_run_labels_every_verdict(tmp_path):
     assert all(c["label"] == "robust" for cid, c in rob["claims"].items() if cid.startswith("nonlinear_compression"))
     html = (tmp_path / "report/build/FINDINGS.html").read_text()
     assert "[robust]" in html and "no robustness run" not in html
-    with tarfile.open(tmp_path / "report/frozen/tms-findings-tiny.tar.gz") as tar:
+    with tarfile.open(tmp_path / "report/build/tms-findings-tiny.tar.gz") as tar:
         assert any(m.name.endswith("/robustness.json") for m in tar.getmembers())
 
 

@@ -334,7 +334,7 @@ def test_quick_pipeline_end_to_end_on_slurm(slurm_quick):
     assert rules.count("figure") == len(cfg["figures"])
     for rule in ("findings", "report", "freeze"):
         assert rules.count(rule) == 1, rules
-    for out in ("report/build/FINDINGS.pdf", "report/build/FINDINGS.html", "report/frozen/tms-findings-quick.tar.gz"):
+    for out in ("report/build/FINDINGS.pdf", "report/build/FINDINGS.html", "report/build/tms-findings-quick.tar.gz"):
         assert (work / out).stat().st_size > 0, out
 
 

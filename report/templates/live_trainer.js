@@ -1,8 +1,10 @@
 /* Live toy model: x' = ReLU(W^T W x + b), n = 5 features in m = 2 dimensions, trained in the page.
  *
  * Plain JavaScript, no dependencies, no network. The core (random numbers, model, Adam) touches no
- * DOM, so it also runs under node (module.exports) for tests. Training is deterministic: a seeded
- * counter-based generator, and every restart reuses the seed, so one slider value gives one picture.
+ * DOM, so it also runs under node (module.exports) and in a bare page (window.tmsLiveTrainer) for
+ * tests. Training is deterministic: a seeded counter-based generator; "restart" reuses the seed (one
+ * slider value, one picture) and "new seed" moves to the next one. Features are numbered 0-4 and
+ * coloured as in the static figures (importance colours, from the section's data-colors).
  */
 (function () {
   "use strict";
@@ -119,15 +121,26 @@
     var even = gaps.every(function (gap) { return Math.abs(gap - 360 / k) < 12; });
     var minGap = Math.min.apply(null, gaps);
     var names = { 2: "antipodal pair", 3: "triangle", 4: "square (two antipodal pairs)", 5: "regular pentagon" };
+    var pairs = 0; // antipodal pairs: each the other's most opposite partner, cos < -0.9
+    on.forEach(function (a, j) {
+      var best = -1, bestCos = 2;
+      on.forEach(function (b, l) {
+        if (l === j) return;
+        var c = (a.x * b.x + a.y * b.y) / (a.norm * b.norm);
+        if (c < bestCos) { bestCos = c; best = l; }
+      });
+      if (best > j && bestCos < -0.9) pairs += 1;
+    });
     var shape;
     if (even && names[k]) shape = names[k];
     else if (k === 2 && Math.abs(minGap - 90) < 12) shape = "2 orthogonal features";
     else shape = k + " features, smallest angle " + minGap.toFixed(0) + "\u00b0";
-    return { represented: k, shape: shape };
+    return { represented: k, shape: shape, antipodal: pairs, minGap: minGap };
   }
 
   var api = { makeRng: makeRng, ToyModel: ToyModel, describe: describe };
   if (typeof module !== "undefined" && module.exports) module.exports = api;
+  if (typeof window !== "undefined") window.tmsLiveTrainer = api;
   if (typeof document === "undefined") return;
 
   // ---- the page: slider, canvas, counters
@@ -141,7 +154,8 @@
     steps: +panel.dataset.steps, batch: +panel.dataset.batch, lr: +panel.dataset.lr,
     seed: +panel.dataset.seed, perTick: +panel.dataset.stepsPerFrame,
   };
-  var COLORS = ["#b2182b", "#e08214", "#1b7837", "#2166ac", "#762a83"];
+  // the static figures' importance colours (tms.figures.draw.importance_colors), feature 0 first
+  var COLORS = (panel.dataset.colors || "#440154 #3b528b #21918c #5ec962 #bddf26").split(" ");
   var model = null, run = 0, step = 0, lossEma = NaN, note = "";
 
   function importanceVector() {
@@ -203,7 +217,7 @@
     ctx.setLineDash([]);
     var on = cols.filter(function (col) { return col.norm > 0.5; })
                  .sort(function (a, b) { return a.angle - b.angle; });
-    if (on.length > 2) { // the polygon the represented features span
+    if (on.length > 2 && info.minGap >= 12) { // the polygon the represented features span (not for near-coincident arrows)
       ctx.strokeStyle = "rgba(0,0,0,0.18)";
       ctx.beginPath();
       on.forEach(function (col, j) {
@@ -212,7 +226,7 @@
       });
       ctx.closePath(); ctx.stroke();
     }
-    cols.forEach(function (col, i) { arrow(c, c, c + col.x * scale, c - col.y * scale, COLORS[i], String(i + 1)); });
+    cols.forEach(function (col, i) { arrow(c, c, c + col.x * scale, c - col.y * scale, COLORS[i % COLORS.length], String(i)); });
     $("live-step").textContent = String(step);
     $("live-loss").textContent = isNaN(lossEma) ? "\u2013" : lossEma.toExponential(2);
     $("live-represented").textContent = info.represented + " / 5";
@@ -221,6 +235,7 @@
     root.setAttribute("data-trainer-loss", isNaN(lossEma) ? "" : lossEma.toExponential(3));
     root.setAttribute("data-trainer-represented", String(info.represented));
     root.setAttribute("data-trainer-shape", info.shape);
+    root.setAttribute("data-trainer-seed", String(cfg.seed));
   }
 
   function arrow(x0, y0, x1, y1, color, label) {
@@ -240,5 +255,12 @@
   slider.addEventListener("input", function () { note = ""; restart(); });
   impSelect.addEventListener("change", function () { note = ""; restart(); });
   $("live-restart").addEventListener("click", function () { note = ""; restart(); });
+  $("live-new-seed").addEventListener("click", function () {
+    note = "";
+    cfg.seed = (cfg.seed % 2147483646) + 1;
+    $("live-seed").textContent = String(cfg.seed);
+    restart();
+  });
+  $("live-seed").textContent = String(cfg.seed);
   restart();
 })();

@@ -6,8 +6,9 @@
     tms plot FIGURE --config CONFIG           draw one figure -> figures/<figure>.{pdf,png,csv} + its claims
     tms findings --config CONFIG              merge every figure's claims -> results/findings.json
     tms report                                render FINDINGS.tex/.pdf/.html
-    tms freeze                                write the frozen, citable artifact
+    tms freeze                                write the frozen, citable artifact (under report/build/)
     tms cite ARCHIVE                          the top-level CITATION.cff naming a frozen artifact
+    tms release [ARCHIVE]                     copy a build's archive to report/release/, cite it, say what to commit
     tms verify ARCHIVE [--build FINDINGS]     check an artifact against its trusted hash and manifest
                                               (and a rebuild against it; --rerun: retrain a sample)
     tms summary                               the README's figure table from a build
@@ -237,7 +238,19 @@ def cmd_freeze(args: argparse.Namespace) -> int:
 def cmd_cite(args: argparse.Namespace) -> int:
     from tms import freeze
 
+    if args.bibtex:
+        print(freeze.bibtex(Path(args.archive)), end="")
+        return 0
     print(freeze.cite(Path(args.archive), Path(args.out)))
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from tms import freeze
+
+    rel = freeze.release(Path(args.archive), dest=Path(args.to), citation_out=Path(args.citation),
+                         readme=Path(args.readme) if args.readme else None, allow_dirty=args.allow_dirty)
+    print(rel.instructions())
     return 0
 
 
@@ -360,13 +373,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--figures", default="figures")
     s.add_argument("--results", default="results")
     s.add_argument("--config", required=True)
-    s.add_argument("--out", default="report/frozen")
+    s.add_argument("--out", default="report/build")
     s.set_defaults(func=cmd_freeze)
 
     s = sub.add_parser("cite", help="write the top-level CITATION.cff naming a frozen artifact and its SHA-256")
     s.add_argument("archive")
     s.add_argument("--out", default="CITATION.cff")
+    s.add_argument("--bibtex", action="store_true", help="print the BibTeX entries (replication, paper) instead")
     s.set_defaults(func=cmd_cite)
+
+    s = sub.add_parser("release", help="copy a build's archive into report/release/ (the cited one), rewrite "
+                                       "CITATION.cff and the README's release block, and print what to commit")
+    s.add_argument("archive", nargs="?", default="report/build/tms-findings-default.tar.gz")
+    s.add_argument("--to", default="report/release", help="the release directory (committed)")
+    s.add_argument("--citation", default="CITATION.cff")
+    s.add_argument("--readme", default="README.md", help="README with a release block to rewrite ('' for none)")
+    s.add_argument("--allow-dirty", action="store_true",
+                   help="release an archive built from uncommitted changes (no commit rebuilds it)")
+    s.set_defaults(func=cmd_release)
 
     s = sub.add_parser("verify", help="verify a frozen artifact (and a rebuild against it)")
     s.add_argument("archive")

@@ -47,7 +47,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 
 
 # Experiment, figure and config names become path components (results/<experiment>/,
-# figures/<figure>.pdf, report/frozen/tms-findings-<name>.tar.gz) and Snakemake wildcards: letters,
+# figures/<figure>.pdf, report/build/tms-findings-<name>.tar.gz) and Snakemake wildcards: letters,
 # digits, '_', '.', '-', not starting with '.' or '-' (no hidden files, no options), and no '..'.
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 

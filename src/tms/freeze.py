@@ -54,7 +54,7 @@ import yaml
 
 from tms import provenance
 from tms.io import atomic_write_bytes, atomic_write_text
-from tms.report import DEFAULT_AUTHORS, DEFAULT_TITLE, REPO_ROOT, epoch_date, source_date_epoch, templates_dir
+from tms.report import REPO_ROOT, epoch_date, source_date_epoch, templates_dir
 
 log = logging.getLogger("tms.freeze")
 
@@ -119,26 +119,27 @@ def _split_name(author: str) -> dict[str, str]:
 def citation(cfg: dict[str, Any], epoch: int, code: dict[str, Any], archive: Path | None = None) -> str:
     """CITATION.cff rendered from ``report/templates/CITATION.cff.j2``.
 
-    With ``archive`` (a frozen artifact), the file names it and its SHA-256: that is the repository's
-    top-level CITATION.cff. The copy inside an archive cannot name the archive's own hash.
+    The replication is the preferred citation (title, authors, version, date, repository URL, commit);
+    the paper is a reference. With ``archive`` (a frozen artifact), the file names it and its SHA-256:
+    that is the repository's top-level CITATION.cff. The copy inside an archive cannot name the
+    archive's own hash.
     """
-    report_cfg = cfg.get("report", {}) or {}
+    from tms import report
+
+    info = report.citation_info(cfg, epoch, code)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())), undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters["q"] = lambda s: json.dumps(str(s), ensure_ascii=False)  # a JSON string is a YAML scalar
     return env.get_template("CITATION.cff.j2").render(
-        title=report_cfg.get("title", DEFAULT_TITLE),
-        authors=[_split_name(a) for a in report_cfg.get("authors", DEFAULT_AUTHORS)],
-        version=str(report_cfg.get("version", _package_version())),
-        date=epoch_date(epoch), commit=code.get("commit", "unknown"), config_name=cfg.get("name", ""),
+        c=info, authors=[_split_name(a) for a in info["authors"]], config_name=cfg.get("name", ""),
         archive_name=archive.name if archive else "",
         archive_sha256=hashlib.sha256(archive.read_bytes()).hexdigest() if archive else "",
+        paper_url=report.PAPER_URL, paper_authors=report.PAPER_AUTHORS,
     )
 
 
-def cite(archive: Path, out: Path) -> Path:
-    """Write the repository's top-level CITATION.cff for a frozen ``archive``: the archive's own
-    config, commit and date, plus the archive's name and SHA-256."""
+def _archive_inputs(archive: Path) -> tuple[dict[str, Any], int, dict[str, Any]]:
+    """The config, release epoch and code commit an archive was frozen with (from its CITATION.cff)."""
     archive = Path(archive)
     if not archive.is_file():
         raise FileNotFoundError(f"no frozen artifact at {archive}")
@@ -154,9 +155,24 @@ def cite(archive: Path, out: Path) -> Path:
     if missing:
         raise ValueError(f"{archive} is not a frozen artifact: it has no {' or '.join(sorted(missing))}")
     released = datetime.strptime(str(inner["citation"]["date-released"]), "%Y-%m-%d").replace(tzinfo=timezone.utc)
-    code = {"commit": inner["citation"].get("commit", "unknown")}
-    atomic_write_text(out, citation(inner["config"], int(released.timestamp()), code, archive))
+    return inner["config"], int(released.timestamp()), {"commit": inner["citation"].get("commit", "unknown")}
+
+
+def cite(archive: Path, out: Path) -> Path:
+    """Write the repository's top-level CITATION.cff for a frozen ``archive``: the archive's own
+    config, commit and date, plus the archive's name and SHA-256."""
+    archive = Path(archive)
+    cfg, epoch, code = _archive_inputs(archive)
+    atomic_write_text(out, citation(cfg, epoch, code, archive))
     return Path(out)
+
+
+def bibtex(archive: Path) -> str:
+    """The BibTeX entries to cite a frozen ``archive``: the replication (its commit, version, URL), then the paper."""
+    from tms import report
+
+    info = report.citation_info(*_archive_inputs(archive))
+    return info["bibtex"] + "\n\n" + info["paper_bibtex"] + "\n"
 
 
 def write_citation(config_path: Path, out: Path, archive: Path | None = None) -> Path:
@@ -165,6 +181,133 @@ def write_citation(config_path: Path, out: Path, archive: Path | None = None) ->
     atomic_write_text(out, citation(cfg, source_date_epoch(), dict(provenance.code_version()),
                                     Path(archive) if archive else None))
     return Path(out)
+
+
+RELEASE_DIR = "report/release"
+README_BEGIN = "<!-- RELEASE (written by tms release) -->"
+README_END = "<!-- END RELEASE -->"
+
+
+@dataclass
+class Release:
+    archive: Path  # the released copy
+    sidecar: Path
+    citation: Path
+    readme: Path | None
+    sha256: str
+    commit: str
+    date: str
+    reproducible: bool = True
+
+    def instructions(self, repo: Path = REPO_ROOT) -> str:
+        """What to commit, and how to reproduce the release."""
+        def rel(p: Path) -> str:
+            try:
+                return Path(p).resolve().relative_to(repo.resolve()).as_posix()
+            except ValueError:
+                return str(p)
+
+        files = [rel(self.archive), rel(self.sidecar), rel(self.citation)] + ([rel(self.readme)] if self.readme else [])
+        return "\n".join([
+            f"released {rel(self.archive)}",
+            f"  sha256 {self.sha256}",
+            f"  built from commit {self.commit} (dated {self.date}): `git checkout {self.commit[:12]}` and "
+            f"`make replicate` rebuild it " + ("byte for byte" if self.reproducible else
+                                              "(its findings; not its bytes: it records wall times)"),
+            "commit the release:",
+            f"  git add {' '.join(files)}",
+            f"  git commit -m 'release {self.archive.name} (sha256 {self.sha256[:12]}, built from {self.commit[:12]})'",
+        ])
+
+
+def byte_reproducible(files: dict[str, bytes]) -> bool:
+    """Whether an archive can be rebuilt byte for byte: archives frozen before timings were left out
+    record wall times (``wall_time`` in their JSON), which no rebuild repeats."""
+    return not any(b'"wall_time' in data for name, data in files.items() if name.endswith(".json"))
+
+
+def readme_block(archive_rel: str, sha256: str, commit: str, date: str, bib: str, reproducible: bool = True) -> str:
+    """The README's release block: which archive is cited, its hash, the commit that rebuilds it, its BibTeX."""
+    if reproducible:
+        rebuild = [f"`git checkout {commit[:12]} && make replicate` rebuilds it byte for byte, as",
+                   f"`report/build/{Path(archive_rel).name}` (a build at another commit records that commit, so its "
+                   "bytes", "differ; `tms verify ARCHIVE --build results/findings.json` compares the findings)."]
+    else:
+        rebuild = [f"`git checkout {commit[:12]} && make replicate` rebuilds its findings (compare with",
+                   "`tms verify ARCHIVE --build results/findings.json`) but not its bytes: it was frozen before",
+                   "archives left out wall times, which differ between runs."]
+    return "\n".join([
+        README_BEGIN,
+        f"The released archive is [`{archive_rel}`]({archive_rel}), SHA-256 `{sha256}` (also in",
+        f"`CITATION.cff` and `{archive_rel}.sha256`). It was built from commit `{commit}` ({date}):",
+        *rebuild,
+        "Cite it as:",
+        "",
+        "```bibtex",
+        bib,
+        "```",
+        README_END,
+    ])
+
+
+def release(archive: Path, dest: Path | None = None, citation_out: Path | None = None,
+            readme: Path | None = None, allow_dirty: bool = False) -> Release:
+    """Copy a build's archive and its ``.sha256`` into the release directory, write the repository's
+    CITATION.cff for it (:func:`cite`) and the README's release block (between README_BEGIN and
+    README_END, when the README has them). Only this command writes the released, cited archive:
+    builds write theirs under ``report/build/``.
+
+    Refuses an archive whose sidecar does not match it, whose files do not match its manifest, or
+    that was built from a working tree with uncommitted changes (no commit would rebuild it) unless
+    ``allow_dirty``.
+    """
+    archive = Path(archive)
+    dest = Path(dest) if dest else REPO_ROOT / RELEASE_DIR
+    citation_out = Path(citation_out) if citation_out else REPO_ROOT / "CITATION.cff"
+    if not archive.is_file():
+        raise FileNotFoundError(f"no archive at {archive} (build it: snakemake --cores all, or make replicate)")
+    digest = _sha256_file(archive)
+    side = check_sidecar(archive, digest)
+    if not side.ok or not archive.with_name(archive.name + ".sha256").exists():
+        raise ValueError(f"{archive}: {'; '.join(side.problems) or 'no .sha256 beside it'}")
+    scan = scan_archive(archive)
+    consistent = check_manifest(scan.hashes, scan.kept) if scan.check.ok else scan.check
+    if not consistent.ok:
+        raise ValueError(f"{archive} is not a consistent frozen artifact: {'; '.join(consistent.problems)}")
+    files = read_archive(archive)
+    prov = json.loads(files.get("provenance.json", b"{}"))
+    code = prov.get("code", {})
+    if code.get("dirty") and not allow_dirty:
+        raise ValueError(f"{archive} was built from a working tree with uncommitted changes (commit "
+                         f"{code.get('commit', '?')[:12]} plus edits): no commit rebuilds it. Commit, rebuild and "
+                         f"release that build (or pass --allow-dirty)")
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / archive.name
+    sidecar = dest / (archive.name + ".sha256")
+    if archive.resolve() != target.resolve():
+        atomic_write_bytes(target, archive.read_bytes())
+        atomic_write_text(sidecar, f"{digest}  {archive.name}\n")
+    cite(target, citation_out)
+    from tms import report
+
+    info = report.citation_info(*_archive_inputs(target))
+    commit, date = info["commit"], info["date"]
+    written = None
+    if readme is not None and Path(readme).is_file():
+        text = Path(readme).read_text()
+        if README_BEGIN in text and README_END in text:
+            try:
+                archive_rel = target.resolve().relative_to(Path(readme).resolve().parent).as_posix()
+            except ValueError:
+                archive_rel = str(target)
+            head, rest = text.split(README_BEGIN, 1)
+            tail = rest.split(README_END, 1)[1]
+            block = readme_block(archive_rel, digest, commit, date, info["bibtex"], byte_reproducible(files))
+            atomic_write_text(Path(readme), head + block + tail)
+            written = Path(readme)
+        else:
+            log.warning("%s has no release block (%s ... %s): not updated", readme, README_BEGIN, README_END)
+    return Release(target, sidecar, citation_out, written, digest, commit, date, byte_reproducible(files))
 
 
 def _package_version() -> str:

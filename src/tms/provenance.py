@@ -26,8 +26,9 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-# Paths under version control that the pipeline itself writes (relative to the repository root).
-BUILD_OUTPUTS_IN_GIT = ("report/frozen", "CITATION.cff")
+# Paths under version control that `tms release` writes (relative to the repository root); builds write
+# under report/build/ (ignored) and never here.
+BUILD_OUTPUTS_IN_GIT = ("report/release", "CITATION.cff")
 
 
 @lru_cache(maxsize=1)
@@ -42,8 +43,8 @@ def code_version(root: str | None = None) -> dict[str, Any]:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
                                 check=True, timeout=10).stdout.strip()
-        # the committed frozen artifact and its CITATION.cff are outputs of a build, not code: a
-        # rebuild that rewrites them must not mark its own provenance dirty
+        # the released archive and its CITATION.cff are outputs of `tms release`, not code: a release
+        # not yet committed must not mark a rebuild's provenance dirty
         status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
                                  *(f":(exclude){p}" for p in BUILD_OUTPUTS_IN_GIT)], cwd=cwd,
                                 capture_output=True, text=True, check=True, timeout=10).stdout

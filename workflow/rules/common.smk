@@ -61,7 +61,7 @@ FINDINGS_JSON = "results/findings.json"
 FINDINGS_TEX = "report/build/FINDINGS.tex"
 FINDINGS_PDF = "report/build/FINDINGS.pdf"
 FINDINGS_HTML = "report/build/FINDINGS.html"
-FROZEN_ARCHIVE = f"report/frozen/tms-findings-{CONFIG_NAME}.tar.gz"
+FROZEN_ARCHIVE = f"report/build/tms-findings-{CONFIG_NAME}.tar.gz"  # ignored; `tms release` copies it to report/release/
 
 
 # names may contain '.', a regex metacharacter: escape them so `a.b` never matches `axb`

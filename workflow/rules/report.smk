@@ -69,4 +69,4 @@ rule freeze:
         runtime=10,
     shell:
         "tms freeze --report report/build --figures figures --results results --config {input.config:q} "
-        "--out report/frozen > {log:q} 2>&1"
+        "--out report/build > {log:q} 2>&1"
