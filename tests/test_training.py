@@ -573,3 +573,23 @@ def test_bf16_casting_products_are_float32_results_of_rounded_inputs():
     torch.testing.assert_close(out, exact, rtol=1e-2, atol=1e-2)
     assert (out - torch.bmm(a, b)).abs().max() > 0
 
+
+
+def test_config_keys_reach_the_trainer():
+    """train.shared_batches / train.matmul_precision from a config: validated, defaulted off/fp32, and the
+    privileged basis's 1000 restarts per sparsity form its 7 cells."""
+    from tms import config, experiments
+
+    cfg = config.load(config.REPO_ROOT / "workflow" / "config" / "default.yaml")
+    exp = config.experiment(cfg, "privileged_basis")
+    assert exp["train"]["shared_batches"] == "off" and exp["train"]["matmul_precision"] == "fp32"
+    prob, spec, cells = experiments.build("privileged_basis", exp, 0)
+    assert (spec.shared_batches, spec.matmul_precision) == ("off", "fp32")
+    assert [len(c) for c in training.cells_of(prob)] == [1000] * 7
+    cfg["experiments"]["privileged_basis"]["train"].update(shared_batches="auto", matmul_precision="bf16")
+    config.validate(cfg)
+    _, spec, _ = experiments.build("privileged_basis", config.experiment(cfg, "privileged_basis"), 0)
+    assert (spec.shared_batches, spec.matmul_precision) == ("auto", "bf16")
+    cfg["experiments"]["privileged_basis"]["train"]["matmul_precision"] = "fp16"
+    with pytest.raises(config.ConfigError, match="matmul_precision"):
+        config.validate(cfg)

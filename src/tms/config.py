@@ -29,6 +29,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "loss_points": 100,
     "max_chunk_mb": 512,
     "condition_nonempty": "off",  # train on non-empty inputs only (tms.training); off keeps every result
+    "shared_batches": "off",  # the restarts of a cell share its batches (tms.training); off keeps every result
+    "matmul_precision": "fp32",  # bf16: matrix products on bf16 inputs (tms.training); opt-in only
 }
 
 
