@@ -435,6 +435,16 @@ def test_shared_batches_equal_per_restart_training_fed_the_cells_batch(kind, n, 
         np.testing.assert_allclose(res.params[k], ref[k], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("cond", ["off", "auto"])
+def test_shared_batches_with_feature_sets_equal_the_reference(cond):
+    sets = FeatureSets((("anticorrelated", 2), ("correlated", 2), ("independent", 2)))
+    prob = _cells_problem(ModelKind.RELU_OUTPUT, n=6, m=3, sets=sets)
+    res = training.train(prob, _shared_spec(condition_nonempty=cond))
+    ref = _reference_shared(prob, _shared_spec(condition_nonempty=cond))
+    for k in ("W", "b"):
+        np.testing.assert_allclose(res.params[k], ref[k], rtol=1e-4, atol=1e-6)
+
+
 def test_shared_cell_alone_equals_the_cell_in_a_batch_of_cells_and_chunks():
     prob = _cells_problem(C=3, R=5)
     spec = _shared_spec(snapshots=4, loss_points=6)

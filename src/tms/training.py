@@ -1165,13 +1165,14 @@ def _train_shared(problem: Problem, spec: TrainSpec, device: torch.device) -> Tr
                     snap[k][snap_slot[spec.steps]].copy_(params[j])
             keep = real.reshape(-1)
             where = idx.reshape(-1)[keep]
+            keep_t = torch.from_numpy(keep).to(device)
             for j, k in enumerate(names):
                 p = params[j].transpose(1, 2).reshape(G * R, *shapes[k])
-                final[k][where] = p[torch.from_numpy(keep)].cpu().numpy()
+                final[k][where] = p[keep_t].cpu().numpy()
                 if len(snap_at):
                     sn = snap[k].transpose(2, 3).reshape(len(snap_at), G * R, *shapes[k])
-                    snaps[k][:, where] = sn[:, torch.from_numpy(keep)].cpu().numpy()
-            history[:, where] = hist.reshape(len(loss_at), G * R)[:, torch.from_numpy(keep)].cpu().numpy()
+                    snaps[k][:, where] = sn[:, keep_t].cpu().numpy()
+            history[:, where] = hist.reshape(len(loss_at), G * R)[:, keep_t].cpu().numpy()
     finally:
         precision.close()
         progress.close()
