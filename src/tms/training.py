@@ -1033,12 +1033,12 @@ def use_shared_batches(kind: ModelKind, n: int, m: int, n_instances: int, n_cell
     if not compiled:
         return False, "the step runs eagerly"
     if restarts < SHARED_MIN_RESTARTS:
-        return False, f"{restarts:.3g} restarts per cell (< {SHARED_MIN_RESTARTS})"
+        return False, f"{restarts:g} restarts per cell (< {SHARED_MIN_RESTARTS})"
     if n * m > SHARED_UNROLL_MAX:
         return False, f"n*m = {n * m} (> {SHARED_UNROLL_MAX}): no measured gain"
     if work < SHARED_MIN_WORK:
         return False, f"{work:.2g} element-updates (< {SHARED_MIN_WORK:.0e}) would not repay the longer compile"
-    return True, f"{restarts:.3g} restarts per cell, {work:.2g} element-updates"
+    return True, f"{restarts:g} restarts per cell, {work:.2g} element-updates"
 
 
 def shared_batches_decision(problem: Problem, spec: TrainSpec, device: torch.device) -> tuple[bool, str]:
