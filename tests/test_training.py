@@ -369,3 +369,237 @@ def test_condition_bad_values():
         training.train(prob, _spec(condition_nonempty="on"))
     res = training.train(prob, _spec(condition_nonempty="auto"))  # auto leaves that instance plain
     assert np.isfinite(res.final_loss).all()
+
+
+# ---- shared batches (train.shared_batches) ----------------------------------------------------
+
+
+def _cells_problem(kind=ModelKind.RELU_HIDDEN, C=3, R=4, n=6, m=3, density=(0.5, 0.05, 0.2), l1=0.0, cells=None,
+                   **kw):
+    """C cells of R restarts: instance keys per restart, one batch key per cell (as tms.experiments builds)."""
+    cells = range(C) if cells is None else cells
+    keys = torch.tensor([rng.derive_key("shared-test", c, r) for c in cells for r in range(R)])
+    bk = torch.tensor([rng.derive_key("shared-test", c, "cell") for c in cells]).repeat_interleave(R)
+    dens = torch.tensor([density[c] for c in cells]).repeat_interleave(R)
+    imp = torch.tensor(0.85 ** np.arange(n), dtype=torch.float32)
+    return Problem(kind, n, m, keys, dens, imp, l1=l1, batch_keys=bk, name="cells", **kw)
+
+
+def _shared_spec(**kw):
+    base = dict(steps=25, batch_size=16, eval_batch=64, loss_points=3, compile=False, shared_batches="on",
+                optimizer=optim.OptimizerSpec("adamw", lr=0.01, schedule="cosine"))
+    base.update(kw)
+    return TrainSpec(**base)
+
+
+def _reference_shared(prob, spec):
+    """Autograd reference: every restart trains alone (tms.models), fed its cell's batch (tms.data.draw or
+    draw_nonempty with the cell's batch key), with its own initialisation."""
+    kind, n, m, B = prob.kind, prob.n, prob.m, spec.batch_size
+    p = models.init_params(kind, n, m, prob.keys, spec.init_std)
+    params = [p[k].clone() for k in kind.param_names]
+    state = optim.init_state(spec.optimizer, params)
+    cond, mask, _, _, p0, w = training.condition_tables(prob, spec.condition_nonempty)
+    for t in range(spec.steps):
+        x = data.draw(prob.batch_keys, t, B, prob.density, prob.sets, kind.signed_inputs)
+        if cond:
+            xc = data.draw_nonempty(prob.batch_keys[mask], t, B, prob.density[mask], prob.sets, kind.signed_inputs)
+            x[mask] = xc
+        ps = {k: v.clone().requires_grad_(True) for k, v in zip(kind.param_names, params)}
+        loss = models.loss_per_instance(kind, ps, x, prob.importance)
+        _, h = models.forward(kind, ps, x)
+        loss = loss + prob.l1 * h.abs().sum(-1).mean(-1)
+        if cond:
+            fb = ps["b"] if kind is ModelKind.LINEAR else torch.relu(ps["b"])
+            loss = w * loss + p0 * (prob.importance * fb * fb).mean(-1)
+        loss.sum().backward()
+        step = torch.tensor(t)
+        lr = spec.optimizer.lr * optim.lr_scale(spec.optimizer.schedule, step, spec.steps)
+        optim.apply(spec.optimizer, params, [ps[k].grad for k in kind.param_names], state, step + 1, lr)
+    return {k: v.numpy() for k, v in zip(kind.param_names, params)}
+
+
+@pytest.mark.parametrize("kind", list(ModelKind))
+@pytest.mark.parametrize("n, m", [(6, 3), (12, 6)])  # unrolled products; batched products (n*m > 64)
+@pytest.mark.parametrize("cond", ["off", "auto"])
+def test_shared_batches_equal_per_restart_training_fed_the_cells_batch(kind, n, m, cond):
+    """The fused shared-batch step against the autograd reference fed the same batches. auto conditions
+    the sparse cell only (P0 = 0.95^n), so both kinds of cell meet in one step."""
+    if kind is ModelKind.COMPUTATION:
+        n, m = (4, 6) if n == 6 else (9, 8)
+    prob = _cells_problem(kind, n=n, m=m, l1=0.01 if kind is ModelKind.RELU_HIDDEN else 0.0)
+    res = training.train(prob, _shared_spec(condition_nonempty=cond))
+    assert res.shared_batches and res.layout == ("cell-shared" if n * m <= 64 else "cell-shared (batched products)")
+    ref = _reference_shared(prob, _shared_spec(condition_nonempty=cond))
+    for k in kind.param_names:
+        np.testing.assert_allclose(res.params[k], ref[k], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("cond", ["off", "auto"])
+def test_shared_batches_with_feature_sets_equal_the_reference(cond):
+    sets = FeatureSets((("anticorrelated", 2), ("correlated", 2), ("independent", 2)))
+    prob = _cells_problem(ModelKind.RELU_OUTPUT, n=6, m=3, sets=sets)
+    res = training.train(prob, _shared_spec(condition_nonempty=cond))
+    ref = _reference_shared(prob, _shared_spec(condition_nonempty=cond))
+    for k in ("W", "b"):
+        np.testing.assert_allclose(res.params[k], ref[k], rtol=1e-4, atol=1e-6)
+
+
+def test_shared_cell_alone_equals_the_cell_in_a_batch_of_cells_and_chunks():
+    prob = _cells_problem(C=3, R=5)
+    spec = _shared_spec(snapshots=4, loss_points=6)
+    full = training.train(prob, spec)
+    # chunks of 2 restarts: every cell is split into units of 2, 2 and 1 (padded), three units a chunk
+    chunked = training.train(prob, _shared_spec(snapshots=4, loss_points=6, chunk_size=2))
+    alone = training.train(_cells_problem(C=3, R=5, cells=[1]), spec)
+    for k in ("W", "b"):
+        np.testing.assert_allclose(chunked.params[k], full.params[k], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(alone.params[k], full.params[k][5:10], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(chunked.snapshots[k], full.snapshots[k], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(alone.final_loss, full.final_loss[5:10], rtol=1e-5)
+    np.testing.assert_allclose(alone.loss_history, full.loss_history[:, 5:10], rtol=1e-5)
+    np.testing.assert_allclose(chunked.mean_loss, full.mean_loss, rtol=1e-5)
+    # snapshots and loss records are in instance order, as without sharing
+    np.testing.assert_array_equal(full.snapshots["W"][-1], full.params["W"])
+    init = models.init_params(ModelKind.RELU_HIDDEN, 6, 3, prob.keys)["W"].numpy()
+    np.testing.assert_allclose(full.snapshots["W"][0], init)
+    np.testing.assert_allclose(full.mean_loss[full.loss_steps], full.loss_history.mean(1), rtol=1e-5)
+
+
+def test_shared_batches_with_one_restart_per_cell_equal_per_instance_training():
+    """Batch key = instance key: each cell's stream is the instance's own, so both formulations see the
+    same data and must train the same models (to float rounding)."""
+    for kind, n, m in [(ModelKind.RELU_OUTPUT, 5, 2), (ModelKind.COMPUTATION, 3, 4)]:
+        prob = _problem(kind=kind, N=5, n=n, m=m, density=[0.3, 0.1, 0.05, 0.5, 0.9], l1=0.01)
+        prob.batch_keys = prob.keys
+        for cond in ("off", "on"):
+            own = training.train(prob, _spec(condition_nonempty=cond))
+            shared = training.train(prob, _spec(condition_nonempty=cond, shared_batches="on"))
+            assert shared.shared_batches and not own.shared_batches
+            for k in kind.param_names:
+                np.testing.assert_allclose(shared.params[k], own.params[k], rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(shared.final_loss, own.final_loss, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind, n, m", [(ModelKind.RELU_HIDDEN, 10, 5), (ModelKind.COMPUTATION, 9, 8)])
+def test_shared_compiled_step_matches_eager(kind, n, m):
+    prob = _cells_problem(kind, C=2, R=3, n=n, m=m, l1=0.01)
+    eager = training.train(prob, _shared_spec(condition_nonempty="auto"))
+    compiled = training.train(prob, _shared_spec(condition_nonempty="auto", compile=True))
+    assert compiled.compiled and not eager.compiled and compiled.shared_batches
+    for k in kind.param_names:
+        np.testing.assert_allclose(compiled.params[k], eager.params[k], rtol=1e-4, atol=1e-6)
+
+
+def test_shared_batches_off_is_the_default_and_ignores_batch_keys():
+    assert TrainSpec().shared_batches == "off" and TrainSpec().matmul_precision == "fp32"
+    prob = _cells_problem()
+    plain = Problem(prob.kind, prob.n, prob.m, prob.keys, prob.density, prob.importance, name="cells")
+    off = _shared_spec(shared_batches="off")
+    a, b = training.train(prob, off), training.train(plain, off)
+    assert not a.shared_batches and a.layout == "instance-first"
+    assert np.array_equal(a.params["W"], b.params["W"]) and np.array_equal(a.final_loss, b.final_loss)
+    on = training.train(prob, _shared_spec())
+    assert not np.allclose(on.params["W"], a.params["W"])  # sharing changes the batches a restart sees
+
+
+def test_shared_batches_decision_is_logged_and_auto_follows_the_rule(caplog, monkeypatch):
+    prob = _cells_problem(C=2, R=40, n=10, m=5, density=(0.1, 0.05))
+    with caplog.at_level(logging.INFO, logger="tms.training"):
+        training.train(prob, _shared_spec(steps=3, shared_batches="off"))
+        assert "cells: every instance draws its own batches (train.shared_batches = off)" in caplog.text
+        res = training.train(prob, _shared_spec(steps=3, shared_batches="auto", compile=True))
+        assert not res.shared_batches and "would not repay the longer compile" in caplog.text  # too small a job
+        monkeypatch.setattr(training, "SHARED_MIN_WORK", 0)
+        res = training.train(prob, _shared_spec(steps=3, shared_batches="auto", compile=True))
+        assert res.shared_batches and res.layout == "cell-shared"
+        assert ("cells: the restarts of each cell share its batches (train.shared_batches = auto: 40 restarts per cell"
+                in caplog.text)
+        res = training.train(prob, _shared_spec(steps=3, shared_batches="auto"))  # eager: per instance
+        assert not res.shared_batches and "shared_batches = auto: the step runs eagerly" in caplog.text
+    monkeypatch.undo()
+    cpu = torch.device("cpu")
+    spec = TrainSpec(steps=6000, batch_size=128, compile=True)  # the default config's privileged basis recipe
+    rule = training.use_shared_batches
+    assert rule(ModelKind.RELU_HIDDEN, 10, 5, 7000, 7, spec, cpu, True)[0]  # 1000 restarts per cell
+    assert not rule(ModelKind.RELU_HIDDEN, 10, 5, 7000, 7, spec, cpu, False)[0]  # eager
+    assert not rule(ModelKind.RELU_HIDDEN, 10, 5, 70, 7, spec, cpu, True)[0]  # 10 restarts per cell
+    assert not rule(ModelKind.RELU_HIDDEN, 10, 5, 7 * 16, 7, spec, cpu, True)[0]  # too little work
+    assert not rule(ModelKind.RELU_OUTPUT, 400, 30, 48, 48, spec, cpu, True)[0]  # one restart per cell
+    assert not rule(ModelKind.COMPUTATION, 10, 10, 150, 6, spec, cpu, True)[0]  # n*m = 100: no measured gain
+    assert not rule(ModelKind.RELU_OUTPUT, 2, 1, 100_000, 10_000, spec, cpu, True)[0]  # phase diagrams
+
+
+def test_shared_batches_bad_values_and_mismatched_cells():
+    with pytest.raises(ValueError, match="train.shared_batches must be off, on or auto, got 'maybe'"):
+        TrainSpec(shared_batches="maybe")
+    assert TrainSpec(shared_batches=True).shared_batches == "on"  # YAML's bare on
+    with pytest.raises(ValueError, match="train.matmul_precision must be fp32 or bf16, got 'fp16'"):
+        TrainSpec(matmul_precision="fp16")
+    prob = _cells_problem(C=2, R=3, density=(0.1, 0.2))
+    prob.density[4] = 0.3  # one restart of cell 1 with another distribution
+    with pytest.raises(ValueError, match=r"shared_batches = 'on': cells: instance 4 shares a batch key with "
+                                         r"instance 3 but not its feature densities"):
+        training.train(prob, _shared_spec())
+    res = training.train(prob, _shared_spec(shared_batches="auto", compile=True))
+    assert not res.shared_batches
+
+
+def test_shared_divergence_names_the_instance():
+    prob = _cells_problem(C=2, R=3)
+    prob.describe = lambda i: f"restart {i % 3} of cell {i // 3}"
+    with pytest.raises(training.TrainingDiverged, match=r"cells: training loss of restart 0 of cell 0"):
+        training.train(prob, _shared_spec(init_std=1e25, check_every=5))
+
+
+# ---- matmul precision ---------------------------------------------------------------------------
+
+
+def test_bf16_matmuls_train_to_the_same_verdict_and_leave_settings_as_they_were():
+    """The dense linear model learns exactly its top m features with bf16 products as with float32, and
+    the losses agree within a few parts in a thousand (fp32 weights, accumulation and evaluation)."""
+    knob = torch.backends.mkldnn.matmul
+    before = knob.fp32_precision
+    prob = _problem(kind=ModelKind.LINEAR, N=3, n=8, m=3, density=1.0, decay=0.7)
+    out = {}
+    for prec in ("fp32", "bf16"):
+        spec = _spec(steps=3000, batch_size=256, optimizer=optim.OptimizerSpec("adam", lr=3e-3), eval_batch=4096,
+                     matmul_precision=prec)
+        out[prec] = training.train(prob, spec)
+        assert out[prec].matmul_precision == prec and knob.fp32_precision == before
+        norms = np.linalg.norm(out[prec].params["W"], axis=1)
+        assert (norms[:, :3] > 0.9).all() and (norms[:, 3:] < 0.1).all(), (prec, norms)
+    np.testing.assert_allclose(out["bf16"].final_loss, out["fp32"].final_loss, rtol=5e-3)
+    assert not np.array_equal(out["bf16"].params["W"], out["fp32"].params["W"])  # it did change the products
+
+
+def test_bf16_casting_products_are_float32_results_of_rounded_inputs():
+    """The cast form (devices without oneDNN's switch): float32 results of bf16-rounded inputs."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(3, 16, 40, generator=g), torch.randn(3, 40, 5, generator=g)
+    out = training._bmm(a, b, True)
+    assert out.dtype == torch.float32
+    exact = torch.bmm(a.bfloat16().float(), b.bfloat16().float())
+    torch.testing.assert_close(out, exact, rtol=1e-2, atol=1e-2)
+    assert (out - torch.bmm(a, b)).abs().max() > 0
+
+
+
+def test_config_keys_reach_the_trainer():
+    """train.shared_batches / train.matmul_precision from a config: validated, defaulted off/fp32, and the
+    privileged basis's 1000 restarts per sparsity form its 7 cells."""
+    from tms import config, experiments
+
+    cfg = config.load(config.REPO_ROOT / "workflow" / "config" / "default.yaml")
+    exp = config.experiment(cfg, "privileged_basis")
+    assert exp["train"]["shared_batches"] == "off" and exp["train"]["matmul_precision"] == "fp32"
+    prob, spec, cells = experiments.build("privileged_basis", exp, 0)
+    assert (spec.shared_batches, spec.matmul_precision) == ("off", "fp32")
+    assert [len(c) for c in training.cells_of(prob)] == [1000] * 7
+    cfg["experiments"]["privileged_basis"]["train"].update(shared_batches="auto", matmul_precision="bf16")
+    config.validate(cfg)
+    _, spec, _ = experiments.build("privileged_basis", config.experiment(cfg, "privileged_basis"), 0)
+    assert (spec.shared_batches, spec.matmul_precision) == ("auto", "bf16")
+    cfg["experiments"]["privileged_basis"]["train"]["matmul_precision"] = "fp16"
+    with pytest.raises(config.ConfigError, match="matmul_precision"):
+        config.validate(cfg)

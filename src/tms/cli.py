@@ -275,7 +275,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from tms import bench
 
     _set_threads(args.threads)
-    return bench.main(quick=args.quick, seeds=args.seeds, out=Path(args.out) if args.out else None, device=args.device)
+    return bench.main(quick=args.quick, seeds=args.seeds, out=Path(args.out) if args.out else None, device=args.device,
+                      shapes=args.shapes, rounds=args.rounds, bf16_check=args.bf16_check)
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -429,6 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int)
     s.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     s.add_argument("--out", help="write the results as JSON here")
+    s.add_argument("--shapes", help="comma-separated subset of the shapes: n20, n400, phase, privileged (default: all)")
+    s.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds per shape (the median is reported)")
+    s.add_argument("--bf16-check", action="store_true",
+                   help="instead: fp32 vs bf16 products on the uniform_n400_m30 shape, per density level over seeds")
     s.set_defaults(func=cmd_bench)
     return p
 

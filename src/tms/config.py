@@ -43,6 +43,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "max_chunk_mb": 512,
     "condition_nonempty": "off",  # train on non-empty inputs only (tms.training); off keeps every result
     "select_by": "auto",  # restart selection on the exact expected loss where tms.exact covers the model
+    "shared_batches": "off",  # the restarts of a cell share its batches (tms.training); off keeps every result
+    "matmul_precision": "fp32",  # bf16: matrix products on bf16 inputs (tms.training); opt-in only
 }
 
 

@@ -113,6 +113,8 @@ def build(name: str, exp: dict[str, Any], seed: int, device: str = "auto") -> tu
         device=device,
         compile=t.get("compile", "auto"),
         condition_nonempty=t.get("condition_nonempty", "off"),
+        shared_batches=t.get("shared_batches", "off"),
+        matmul_precision=t.get("matmul_precision", "fp32"),
     )
     return problem, spec, cells
 

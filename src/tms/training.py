@@ -21,6 +21,7 @@ are unchanged; their variance drops by about ``1 - P0``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -63,6 +64,11 @@ class TrainSpec:
     check_every: int = 1000
     # "off", "on" (every instance) or "auto" (instances with P0 > AUTO_CONDITION_P0); see the module docstring
     condition_nonempty: bool | str = "off"
+    # "off" (every instance draws its own batches), "on" (the restarts of a cell share the cell's batches) or
+    # "auto" (shared where it is measured to be faster: use_shared_batches); see "Shared batches" below
+    shared_batches: bool | str = "off"
+    # "fp32", or "bf16": matrix products take bf16 inputs (fp32 weights, accumulation and outputs)
+    matmul_precision: str = "fp32"
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "eval_batch"):
@@ -75,6 +81,13 @@ class TrainSpec:
             object.__setattr__(self, "condition_nonempty", "on" if cond else "off")
         elif cond not in ("off", "on", "auto"):
             raise ValueError(f"train.condition_nonempty must be off, on or auto, got {cond!r}")
+        shared = self.shared_batches
+        if isinstance(shared, bool):
+            object.__setattr__(self, "shared_batches", "on" if shared else "off")
+        elif shared not in ("off", "on", "auto"):
+            raise ValueError(f"train.shared_batches must be off, on or auto, got {shared!r}")
+        if self.matmul_precision not in ("fp32", "bf16"):
+            raise ValueError(f"train.matmul_precision must be fp32 or bf16, got {self.matmul_precision!r}")
 
 
 @dataclass
@@ -90,6 +103,9 @@ class Problem:
     sets: FeatureSets | None = None
     l1: torch.Tensor | float = 0.0  # [N] L1 penalty on hidden activations, per instance
     eval_keys: torch.Tensor | None = None  # [N] keys of the evaluation stream (default: keys)
+    # [N] keys of the training stream a cell's restarts share under train.shared_batches (default: eval_keys;
+    # training uses counters 0..steps-1 and evaluation EVAL_COUNTER.., so the two streams never meet)
+    batch_keys: torch.Tensor | None = None
     name: str = "experiment"
     describe: Callable[[int], str] | None = None  # instance index -> words, for error messages
 
@@ -124,6 +140,10 @@ class Problem:
             self.eval_keys = self.keys
         elif self.eval_keys.shape != self.keys.shape:
             raise ValueError(f"eval_keys has shape {tuple(self.eval_keys.shape)}, keys {tuple(self.keys.shape)}")
+        if self.batch_keys is None:
+            self.batch_keys = self.eval_keys
+        elif self.batch_keys.shape != self.keys.shape:
+            raise ValueError(f"batch_keys has shape {tuple(self.batch_keys.shape)}, keys {tuple(self.keys.shape)}")
 
     @property
     def n_instances(self) -> int:
@@ -164,6 +184,8 @@ class TrainResult:
     compile_time: float
     layout: str
     compiled: bool = True
+    shared_batches: bool = False  # whether the restarts of each cell shared its batches
+    matmul_precision: str = "fp32"
 
     @property
     def model_steps_per_second(self) -> float:
@@ -211,48 +233,54 @@ def resolve_device(requested: str = "auto") -> torch.device:
 
 def loss_and_grads(
     kind: ModelKind, params: list[torch.Tensor], x: torch.Tensor, imp: torch.Tensor,
-    l1: torch.Tensor | None = None,
+    l1: torch.Tensor | None = None, bf16_cast: bool = False,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Per-instance loss ``[N]`` and gradients of its sum, for ``x [N, B, n]``, ``imp [N, 1, n]``
     and an optional per-instance L1 coefficient ``l1 [N]`` on the hidden activations.
 
     The backward pass is written out by hand (it is short for these models) so the compiler sees
-    one plain tensor program with no autograd machinery.
+    one plain tensor program with no autograd machinery. ``bf16_cast``: the products take bf16
+    inputs and return float32 (see :func:`_bmm`).
     """
+    if bf16_cast:
+        def bmm(a, b):
+            return _bmm(a, b, True)
+    else:
+        bmm = torch.bmm
     B, n = x.shape[1], x.shape[2]
     c = 2.0 / (B * n)
     if kind is ModelKind.COMPUTATION:
         W1, W2, b = params
-        a = torch.bmm(x, W1.transpose(1, 2))
+        a = bmm(x, W1.transpose(1, 2))
         h = torch.relu(a)
-        z = torch.bmm(h, W2.transpose(1, 2)) + b[:, None, :]
+        z = bmm(h, W2.transpose(1, 2)) + b[:, None, :]
         y = torch.relu(z)
         r = y - x.abs()
         loss = (imp * r * r).mean(dim=(1, 2))
         e = torch.where(z > 0, (c * imp) * r, 0.0)
-        gh = torch.bmm(e, W2)
+        gh = bmm(e, W2)
         if l1 is not None:
             loss = loss + l1 * h.sum(-1).mean(-1)
             gh = gh + (l1 / B)[:, None, None] * (h > 0).to(h.dtype)
         ga = torch.where(a > 0, gh, 0.0)
-        return loss, [torch.bmm(ga.transpose(1, 2), x), torch.bmm(e.transpose(1, 2), h), e.sum(1)]
+        return loss, [bmm(ga.transpose(1, 2), x), bmm(e.transpose(1, 2), h), e.sum(1)]
     W, b = params
-    a = torch.bmm(x, W.transpose(1, 2))
+    a = bmm(x, W.transpose(1, 2))
     h = torch.relu(a) if kind is ModelKind.RELU_HIDDEN else a
-    z = torch.bmm(h, W) + b[:, None, :]
+    z = bmm(h, W) + b[:, None, :]
     y = z if kind is ModelKind.LINEAR else torch.relu(z)
     r = y - x
     loss = (imp * r * r).mean(dim=(1, 2))
     e = (c * imp) * r
     if kind is not ModelKind.LINEAR:
         e = torch.where(z > 0, e, 0.0)
-    gh = torch.bmm(e, W.transpose(1, 2))
+    gh = bmm(e, W.transpose(1, 2))
     if l1 is not None:
         loss = loss + l1 * h.abs().sum(-1).mean(-1)
         gh = gh + (l1 / B)[:, None, None] * torch.sign(h)
     if kind is ModelKind.RELU_HIDDEN:
         gh = torch.where(a > 0, gh, 0.0)
-    gW = torch.bmm(h.transpose(1, 2), e) + torch.bmm(gh.transpose(1, 2), x)
+    gW = bmm(h.transpose(1, 2), e) + bmm(gh.transpose(1, 2), x)
     return loss, [gW, e.sum(1)]
 
 
@@ -416,8 +444,8 @@ def _draw_instance_last(tiny: bool, sets: FeatureSets) -> bool:
 
 
 def _build_step(kind: ModelKind, sets: FeatureSets, B: int, n: int, tiny: bool, use_l1: bool,
-                spec: TrainSpec, compile_: bool, condition: bool = False) -> Callable:
-    key = (kind, sets, B, n, tiny, use_l1, spec.optimizer, spec.steps, compile_, condition)
+                spec: TrainSpec, compile_: bool, condition: bool = False, bf16_cast: bool = False) -> Callable:
+    key = (kind, sets, B, n, tiny, use_l1, spec.optimizer, spec.steps, compile_, condition, bf16_cast)
     if key in _STEP_CACHE:
         return _STEP_CACHE[key]
     signed = kind.signed_inputs
@@ -449,7 +477,7 @@ def _build_step(kind: ModelKind, sets: FeatureSets, B: int, n: int, tiny: bool, 
             loss, grads = loss_and_grads_tiny(kind, params, x.permute(1, 2, 0), importance,
                                               l1 if use_l1 else None)
         else:
-            loss, grads = loss_and_grads(kind, params, x, importance, l1 if use_l1 else None)
+            loss, grads = loss_and_grads(kind, params, x, importance, l1 if use_l1 else None, bf16_cast)
         if condition:
             loss, grads = _add_empty_input(kind, loss, grads, params[-1], importance, p0, w, tiny)
         mean_buf.index_add_(0, t.view(1), (loss * weights).sum().view(1).to(mean_buf.dtype))
@@ -461,6 +489,178 @@ def _build_step(kind: ModelKind, sets: FeatureSets, B: int, n: int, tiny: bool, 
     fn = torch.compile(step, fullgraph=True, dynamic=False) if compile_ else step
     _STEP_CACHE[key] = fn
     return fn
+
+
+# --------------------------------------------------------------------------------------------
+# Shared batches: the restarts of a cell train on the cell's batches
+#
+# With ``shared_batches`` every restart of a cell (the instances with one ``batch_key``) trains on the
+# same examples at each step: the cell's stream, a hash of (batch key, step, element). Each restart keeps
+# its own initialisation and is otherwise an independent model, so a cell trains exactly as it would
+# alone; what changes against ``off`` is which random examples a restart sees (common random numbers
+# across restarts, as restart selection already uses for evaluation). Drawing one batch per cell instead
+# of one per restart removes most of the random-number work, and the products with the shared batch
+# become one GEMM per cell over all its restarts ([m*R, n] x [n, B]). Tensors put the restart axis
+# before the batch axis, which is last: W [G, m, R, n] (W1 [G, m, R, n], W2 [G, n, R, m]), b and
+# importance [G, n, R], x [G, n, B], activations [G, m, R, B], for G cells of R restarts.
+
+#: Above this n*m the per-restart products run as batched matmuls over (cell, restart) instead of
+#: unrolled multiply-adds (whose compiled kernel grows, and compiles slower, with n*m).
+SHARED_UNROLL_MAX = 64
+
+
+def _bmm(a: torch.Tensor, b: torch.Tensor, bf16: bool = False) -> torch.Tensor:
+    """``torch.bmm``, or with ``bf16`` inputs and a float32 result where the device has no global switch
+    for it (CUDA); on CPU bf16 products use oneDNN's float32-precision switch instead (see
+    :func:`matmul_precision`), so this is then a plain ``bmm``."""
+    if bf16:
+        return torch.bmm(a.to(torch.bfloat16), b.to(torch.bfloat16)).to(torch.float32)
+    return torch.bmm(a, b)
+
+
+def loss_and_grads_shared(
+    kind: ModelKind, params: list[torch.Tensor], x: torch.Tensor, imp: torch.Tensor,
+    l1: torch.Tensor | None = None, unrolled: bool = True, bf16_cast: bool = False,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Per-instance loss ``[G, R]`` and gradients of its sum for G cells of R restarts that share each
+    cell's batch ``x [G, n, B]``; ``imp [G, n, R]``, ``l1 [G, R]``, parameters in the shared layout
+    (see the section comment). The same function as :func:`loss_and_grads` applied to every restart
+    with its cell's batch.
+
+    The two products with the shared batch (the hidden pre-activations and the input term of the
+    first-layer gradient) are one GEMM per cell. The per-restart products (output, hidden gradient,
+    output-layer gradient) are unrolled into multiply-adds vectorised along the batch (``unrolled``,
+    small n*m) or run as matmuls batched over (cell, restart).
+    """
+    G, n, B = x.shape
+    c = 2.0 / (B * n)
+    comp = kind is ModelKind.COMPUTATION
+    if comp:
+        Wa, Wo, b = params  # W1 [G, m, R, n], W2 [G, n, R, m]
+    else:
+        Wa, b = params
+        Wo = Wa
+    m, R = Wa.shape[1], Wa.shape[2]
+    a = _bmm(Wa.reshape(G, m * R, n), x, bf16_cast).view(G, m, R, B)
+    h = torch.relu(a) if kind in (ModelKind.RELU_HIDDEN, ModelKind.COMPUTATION) else a
+    tgt = x.abs() if comp else x
+
+    def w_out(i: int, j: int) -> torch.Tensor:  # the weight from hidden j to output i, [G, R, 1]
+        return (Wo[:, i, :, j] if comp else Wo[:, j, :, i]).unsqueeze(-1)
+
+    if unrolled:
+        hs = [h[:, j] for j in range(m)]  # [G, R, B]
+        loss = 0.0
+        es, gbs = [], []
+        for i in range(n):
+            z = sum(hs[j] * w_out(i, j) for j in range(m)) + b[:, i, :, None]
+            y = z if kind is ModelKind.LINEAR else torch.relu(z)
+            r = y - tgt[:, i, None, :]
+            loss = loss + (imp[:, i, :, None] * r * r).sum(-1)
+            e = (c * imp[:, i, :, None]) * r
+            if kind is not ModelKind.LINEAR:
+                e = torch.where(z > 0, e, 0.0)
+            es.append(e)
+            gbs.append(e.sum(-1))
+        loss = loss / (B * n)
+        gh = torch.stack([sum(es[i] * w_out(i, j) for i in range(n)) for j in range(m)], 1)
+        if comp:  # dL/dW2[i, j] = sum_b e_i h_j, [G, n, R, m]
+            g_out = torch.stack([torch.stack([(es[i] * hs[j]).sum(-1) for j in range(m)], -1) for i in range(n)], 1)
+        else:  # dL/dW[j, i] through the output, [G, m, R, n]
+            g_out = torch.stack([torch.stack([(hs[j] * es[i]).sum(-1) for i in range(n)], -1) for j in range(m)], 1)
+        gb = torch.stack(gbs, 1)
+    else:
+        if comp:
+            z = torch.einsum("gjrb,girj->girb", h, Wo)
+        else:
+            z = torch.einsum("gjrb,gjri->girb", h, Wo)
+        z = z + b[..., None]
+        y = z if kind is ModelKind.LINEAR else torch.relu(z)
+        r = y - tgt[:, :, None, :]
+        loss = (imp[..., None] * r * r).sum((1, 3)) / (B * n)
+        e = (c * imp[..., None]) * r
+        if kind is not ModelKind.LINEAR:
+            e = torch.where(z > 0, e, 0.0)
+        if comp:
+            gh = torch.einsum("girb,girj->gjrb", e, Wo)
+            g_out = torch.einsum("girb,gjrb->girj", e, h)
+        else:
+            gh = torch.einsum("girb,gjri->gjrb", e, Wo)
+            g_out = torch.einsum("gjrb,girb->gjri", h, e)
+        gb = e.sum(-1)
+    if l1 is not None:
+        lb = (l1 / B)[:, None, :, None]
+        if comp:  # h >= 0
+            loss = loss + l1 * h.sum((1, 3)) / B
+            gh = gh + lb * (h > 0).to(h.dtype)
+        else:
+            loss = loss + l1 * h.abs().sum((1, 3)) / B
+            gh = gh + lb * torch.sign(h)
+    if kind in (ModelKind.RELU_HIDDEN, ModelKind.COMPUTATION):
+        gh = torch.where(a > 0, gh, 0.0)
+    g_in = _bmm(gh.reshape(G, m * R, B), x.transpose(1, 2), bf16_cast).view(G, m, R, n)
+    if comp:
+        return loss, [g_in, g_out, gb]
+    return loss, [g_in + g_out, gb]
+
+
+def _add_empty_input_shared(kind: ModelKind, loss: torch.Tensor, grads: list[torch.Tensor], b: torch.Tensor,
+                            imp: torch.Tensor, p0: torch.Tensor, w: torch.Tensor
+                            ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """:func:`_add_empty_input` in the shared layout (``b``, ``imp`` [G, n, R]; ``p0``, ``w`` [G], per cell)."""
+    n = b.shape[1]
+    fb = b if kind is ModelKind.LINEAR else torch.relu(b)
+    l0 = (imp * fb * fb).sum(1) / n
+    g0 = (2.0 / n) * imp * fb
+    G = b.shape[0]
+    grads = [g * w.view(G, *([1] * (g.dim() - 1))) for g in grads]
+    grads[-1] = grads[-1] + p0.view(G, 1, 1) * g0
+    return w.view(G, 1) * loss + p0.view(G, 1) * l0, grads
+
+
+def _build_shared_step(kind: ModelKind, B: int, n: int, K: int, use_l1: bool, spec: TrainSpec, compile_: bool,
+                       condition: bool, unrolled: bool, bf16_cast: bool) -> Callable:
+    key = ("shared", kind, B, n, K, use_l1, spec.optimizer, spec.steps, compile_, condition, unrolled, bf16_cast)
+    if key in _STEP_CACHE:
+        return _STEP_CACHE[key]
+    opt = spec.optimizer
+    steps = spec.steps
+
+    def step(params, state, t, xblock, importance, l1, weights, mean_buf, cond=None):
+        # the cells' batches come drawn in blocks of K steps (_draw_shared_block): drawn here, the compiler
+        # would fuse the draw into every restart's loop and repeat it R times
+        x = xblock.index_select(0, torch.remainder(t, K).view(1))[0]
+        loss, grads = loss_and_grads_shared(kind, params, x, importance, l1 if use_l1 else None, unrolled, bf16_cast)
+        if condition:
+            p0, w = cond
+            loss, grads = _add_empty_input_shared(kind, loss, grads, params[-1], importance, p0, w)
+        mean_buf.index_add_(0, t.view(1), (loss * weights).sum().view(1).to(mean_buf.dtype))
+        lr = opt.lr * optim.lr_scale(opt.schedule, t, steps)
+        t.add_(1)
+        optim.apply(opt, params, grads, state, t, lr)
+        return loss
+
+    fn = torch.compile(step, fullgraph=True, dynamic=False) if compile_ else step
+    _STEP_CACHE[key] = fn
+    return fn
+
+
+def _draw_shared_block(gkeys: torch.Tensor, start: int, K: int, B: int, density: torch.Tensor, inv: torch.Tensor,
+                       sets: FeatureSets, signed: bool, cond: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    """The batches of steps ``start .. start+K-1`` of cells ``gkeys [G]``, ``[K, G, n, B]``: the examples
+    :func:`tms.data.draw` (or :func:`tms.data.draw_nonempty`, for conditioned cells) gives the cell's
+    batch key at those counters. ``density``, ``inv`` [G, 1, n]; ``cond``: (lo, hi) [G, 1, n] or None."""
+    n = sets.n_features
+    G = gkeys.shape[0]
+    s = rng.stream_keys(gkeys, torch.arange(start, start + K, device=gkeys.device)).reshape(-1)  # [K*G]
+    u = rng.uniform_from_stream(s, (B, n)).view(K, G, B, n)
+    if cond is None:
+        x = data_mod.sample(u, density[None], sets, signed, inv[None])
+    else:
+        lo, hi = cond
+        v = rng.uniform_from_stream(s, (B,), offset=B * n).view(K, G, B, 1)
+        x = data_mod.sample_nonempty(u, v, density[None], lo[None], hi[None], sets, signed, inv[None])
+    return x.transpose(2, 3).contiguous()
 
 
 # --------------------------------------------------------------------------------------------
@@ -621,7 +821,14 @@ def train(problem: Problem, spec: TrainSpec) -> TrainResult:
     device = resolve_device(spec.device)
     N, n, m, B = problem.n_instances, problem.n, problem.m, spec.batch_size
     kind = problem.kind
+    shared, why = shared_batches_decision(problem, spec, device)
+    log.info("%s: %s", problem.name, why)
+    if shared:
+        return _train_shared(problem, spec, device)
     tiny = use_tiny_layout(kind, n, m, N) if spec.layout == "auto" else spec.layout == "instance-last"
+    if spec.matmul_precision != "fp32":
+        log.info("%s: matmul_precision %s%s", problem.name, spec.matmul_precision,
+                 " has no effect in the instance-last layout (no matrix products)" if tiny else "")
     chunk = auto_chunk_size(problem, spec)
     spans = _chunks(N, chunk)
     # pad every chunk to the same size so one compiled step serves them all
@@ -639,11 +846,14 @@ def train(problem: Problem, spec: TrainSpec) -> TrainResult:
     use_l1 = bool((problem.l1 > 0).any())
     compiled = should_compile(spec, N, n, m, device)
     condition, _, clo, chi, cp0, cw = condition_tables(problem, spec.condition_nonempty)
-    step_fn = _build_step(kind, problem.sets, B, n, tiny, use_l1, spec, compiled, condition)
+    step_fn = _build_step(kind, problem.sets, B, n, tiny, use_l1, spec, compiled, condition,
+                          _bf16_cast(spec, device))
     progress = _Progress(spec.steps * len(spans), problem.name)
     t_start = time.perf_counter()
     compile_time = 0.0
+    precision = contextlib.ExitStack()  # training only: the evaluation below is float32
     try:
+        precision.enter_context(matmul_precision(spec.matmul_precision, device))
         for s, e in spans:
             idx = torch.arange(s, e)
             if e - s < width:  # pad with copies of the last instance, dropped afterwards
@@ -709,6 +919,7 @@ def train(problem: Problem, spec: TrainSpec) -> TrainResult:
                 snaps[k].append(sn[:, : e - s].detach().cpu().numpy().copy())
             history.append(hist[:, : e - s].cpu().numpy())
     finally:
+        precision.close()
         progress.close()
     params_np = {k: np.concatenate(v, axis=0) for k, v in final.items()}
     eval_params = {k: torch.from_numpy(v).to(device) for k, v in params_np.items()}
@@ -731,6 +942,7 @@ def train(problem: Problem, spec: TrainSpec) -> TrainResult:
         compile_time=compile_time,
         layout="instance-last" if tiny else "instance-first",
         compiled=compiled,
+        matmul_precision=spec.matmul_precision,
     )
 
 
@@ -740,5 +952,261 @@ def _check_finite(loss: torch.Tensor, problem: Problem, offset: int, step: int) 
         i = offset + int(torch.nonzero(~finite)[0, 0])
         raise TrainingDiverged(
             f"{problem.name}: training loss of {problem.label(i)} became {float(loss[i - offset])} "
+            f"by step {step + 1}; lower the learning rate or check the config"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Matrix-product precision
+
+
+@contextlib.contextmanager
+def matmul_precision(precision: str, device: torch.device):
+    """Within the block, ``bf16``: float32 matrix products on CPU take bf16 inputs (oneDNN, float32
+    accumulation and result; parameters, optimiser state and everything element-wise stay float32).
+    ``fp32`` leaves torch's settings untouched. On CUDA the products cast their inputs instead
+    (:func:`_bmm`), so this does nothing there."""
+    if precision == "fp32" or device.type != "cpu":
+        yield
+        return
+    knob = getattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision", None)
+    if knob is None or not torch.backends.mkldnn.is_available():
+        raise RuntimeError(f"train.matmul_precision = {precision!r} needs oneDNN's fp32_precision switch "
+                           f"(torch >= 2.9 with mkldnn); this is torch {torch.__version__}")
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        log.warning("this CPU has no native bf16 support: bf16 matrix products are emulated (slower)")
+    prev = torch.backends.mkldnn.matmul.fp32_precision
+    torch.backends.mkldnn.matmul.fp32_precision = "bf16"
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.matmul.fp32_precision = prev
+
+
+def _bf16_cast(spec: TrainSpec, device: torch.device) -> bool:
+    """Whether the step's products cast to bf16 themselves (devices without a global switch)."""
+    return spec.matmul_precision == "bf16" and device.type != "cpu"
+
+
+# --------------------------------------------------------------------------------------------
+# Shared batches: which instances form a cell, when sharing pays, and the driver
+
+# Calibration of use_shared_batches (2-core CPU, one thread, model-steps/s of train() shared against
+# per-instance, interleaved; docs/measurements/shared-batches.md): 1000 restarts per cell (the privileged
+# basis) 3.3x, 128: 1.9x, 16-32: 1.6-1.8x, 8-10: 0.9-1.1x (n = 5-10, m = 2-5, compiled). The shared step
+# compiles ~20 s longer (unrolled products), so the job must be large enough for the gain to pay for it:
+# at ~3e8 element-updates/s and a 1.5x gain, 2e10 element-updates save ~20 s.
+SHARED_MIN_RESTARTS = 16
+SHARED_MIN_WORK = 2e10
+
+
+def cells_of(problem: Problem) -> list[np.ndarray]:
+    """The instances of each cell (equal ``batch_keys``), cells in order of first appearance."""
+    groups: dict[int, list[int]] = {}
+    for i, k in enumerate(problem.batch_keys.tolist()):
+        groups.setdefault(k, []).append(i)
+    return [np.asarray(v, dtype=np.int64) for v in groups.values()]
+
+
+def _cells_share_a_distribution(problem: Problem, cells: list[np.ndarray]) -> str | None:
+    """None, or why the instances of some cell cannot share batches (they differ in density)."""
+    first = np.empty(problem.n_instances, dtype=np.int64)
+    for idx in cells:
+        first[idx] = idx[0]
+    differ = (problem.density != problem.density[torch.from_numpy(first)]).any(1)
+    if bool(differ.any()):
+        i = int(torch.nonzero(differ)[0, 0])
+        return (f"{problem.label(i)} shares a batch key with {problem.label(int(first[i]))} but not its feature "
+                "densities, so they cannot train on the same batches")
+    return None
+
+
+def use_shared_batches(kind: ModelKind, n: int, m: int, n_instances: int, n_cells: int, spec: TrainSpec,
+                       device: torch.device, compiled: bool) -> tuple[bool, str]:
+    """``shared_batches: auto``: whether sharing each cell's batches among its restarts is faster
+    overall, and why (a phrase for the job log). Measured on the 2-core CPU (see the calibration
+    above): with many restarts per cell the shared step is several times cheaper (one batch per cell
+    instead of one per restart, the batch products as GEMMs); with fewer than ~16 it is not, and the
+    longer compile must be repaid by a large enough job."""
+    restarts = n_instances / n_cells
+    work = float(spec.steps) * n_instances * spec.batch_size * (n + m)
+    if not compiled:
+        return False, "the step runs eagerly"
+    if restarts < SHARED_MIN_RESTARTS:
+        return False, f"{restarts:g} restarts per cell (< {SHARED_MIN_RESTARTS})"
+    if n * m > SHARED_UNROLL_MAX:
+        return False, f"n*m = {n * m} (> {SHARED_UNROLL_MAX}): no measured gain"
+    if work < SHARED_MIN_WORK:
+        return False, f"{work:.2g} element-updates (< {SHARED_MIN_WORK:.0e}) would not repay the longer compile"
+    return True, f"{restarts:g} restarts per cell, {work:.2g} element-updates"
+
+
+def shared_batches_decision(problem: Problem, spec: TrainSpec, device: torch.device) -> tuple[bool, str]:
+    """Whether the restarts of each cell share its batches, and a line for the job log saying why."""
+    mode = spec.shared_batches
+    if mode == "off":
+        return False, "every instance draws its own batches (train.shared_batches = off)"
+    cells = cells_of(problem)
+    bad = _cells_share_a_distribution(problem, cells)
+    if bad is not None:
+        if mode == "on":
+            raise ValueError(f"train.shared_batches = 'on': {problem.name}: {bad}")
+        return False, f"every instance draws its own batches (train.shared_batches = auto: {bad})"
+    if mode == "on":
+        return True, (f"the restarts of each cell share its batches (train.shared_batches = on; "
+                      f"{len(cells)} cells, {problem.n_instances} instances)")
+    N, n, m = problem.n_instances, problem.n, problem.m
+    compiled = should_compile(spec, N, n, m, device)
+    ok, reason = use_shared_batches(problem.kind, n, m, N, len(cells), spec, device, compiled)
+    if ok:
+        return True, (f"the restarts of each cell share its batches (train.shared_batches = auto: {reason}; "
+                      f"{len(cells)} cells, {N} instances)")
+    return False, f"every instance draws its own batches (train.shared_batches = auto: {reason})"
+
+
+#: Memory for a chunk's block of pre-drawn batches (and the draw's temporaries), bytes
+SHARED_BLOCK_BYTES = 64 * 2**20
+
+
+def _shared_units(problem: Problem, spec: TrainSpec) -> tuple[list[np.ndarray], int, int]:
+    """Units (restarts of one cell trained together), their padded width R and units per chunk G."""
+    n, m, B = problem.n, problem.m, spec.batch_size
+    per_instance = 4 * (B * (6 * n + 6 * m) + 12 * n * m + 8 * n)
+    cap = int(spec.chunk_size) if spec.chunk_size else max(1, int(spec.max_chunk_mb * 2**20 // per_instance))
+    units: list[np.ndarray] = []
+    for idx in cells_of(problem):
+        q = math.ceil(len(idx) / cap)
+        size = math.ceil(len(idx) / q)
+        units += [idx[s:s + size] for s in range(0, len(idx), size)]
+    R = max(len(u) for u in units)
+    return units, R, max(1, cap // R)
+
+
+def _train_shared(problem: Problem, spec: TrainSpec, device: torch.device) -> TrainResult:
+    """:func:`train` with shared batches: chunks of G units of R restarts (padded with copies of a unit's
+    last restart, and of the last unit, that carry no weight and are dropped)."""
+    N, n, m, B = problem.n_instances, problem.n, problem.m, spec.batch_size
+    kind = problem.kind
+    names = kind.param_names
+    units, R, per_chunk = _shared_units(problem, spec)
+    spans = _chunks(len(units), per_chunk)
+    G = max(e - s for s, e in spans)
+    K = int(max(1, min(STREAM_BLOCK, SHARED_BLOCK_BYTES // (16 * G * n * B))))
+    unrolled = n * m <= SHARED_UNROLL_MAX
+    loss_at = log_steps(spec.steps, spec.loss_points)
+    snap_at = log_steps(spec.steps, spec.snapshots, include_end=True) if spec.snapshots else np.zeros(0, np.int64)
+    loss_slot = {int(s): i for i, s in enumerate(loss_at)}
+    snap_slot = {int(s): i for i, s in enumerate(snap_at)}
+    shapes = models.param_shapes(kind, n, m)
+    final = {k: np.zeros((N, *shapes[k]), dtype=np.float32) for k in names}
+    snaps = {k: np.zeros((len(snap_at), N, *shapes[k]), dtype=np.float32) for k in names}
+    history = np.zeros((len(loss_at), N), dtype=np.float32)
+    mean_loss = torch.zeros(spec.steps, dtype=torch.float64, device=device)
+    use_l1 = bool((problem.l1 > 0).any())
+    compiled = should_compile(spec, N, n, m, device)
+    condition, _, clo, chi, cp0, cw = condition_tables(problem, spec.condition_nonempty)
+    step_fn = _build_shared_step(kind, B, n, K, use_l1, spec, compiled, condition, unrolled, _bf16_cast(spec, device))
+    signed = kind.signed_inputs
+
+    def to_shared(p: torch.Tensor) -> torch.Tensor:  # [G*R, d0, ...] -> [G, d0, R, ...]
+        return p.reshape(G, R, *p.shape[1:]).transpose(1, 2)
+
+    progress = _Progress(spec.steps * len(spans), problem.name)
+    t_start = time.perf_counter()
+    compile_time = 0.0
+    precision = contextlib.ExitStack()
+    try:
+        precision.enter_context(matmul_precision(spec.matmul_precision, device))
+        for s, e in spans:
+            chunk = list(units[s:e]) + [units[e - 1]] * (G - (e - s))  # padded units weigh 0
+            idx = np.stack([np.concatenate([u, np.repeat(u[-1:], R - len(u))]) for u in chunk])  # [G, R]
+            real = np.stack([np.arange(R) < len(u) for u in chunk])
+            real[e - s:] = False
+            flat = torch.from_numpy(idx.reshape(-1))
+            lead = torch.from_numpy(idx[:, 0])
+            gkeys = problem.batch_keys[lead].to(device)
+            dens = problem.density[lead].to(device)[:, None, :]
+            inv = torch.reciprocal(dens)
+            imp = problem.importance[flat].view(G, R, n).transpose(1, 2).contiguous().to(device)
+            l1 = problem.l1[flat].view(G, R).to(device)
+            weights = torch.from_numpy(real.astype(np.float32) / N).to(device)
+            draw_cond, extra = None, ()
+            if condition:
+                draw_cond = (clo[lead][:, None, :].to(device), chi[lead][:, None, :].to(device))
+                extra = ((cp0[lead].to(device), cw[lead].to(device)),)
+            p0 = models.init_params(kind, n, m, problem.keys[flat].to(device), spec.init_std)
+            params = [to_shared(p0[k]).contiguous().clone() for k in names]
+            state = optim.init_state(spec.optimizer, params)
+            t = torch.zeros((), dtype=torch.int64, device=device)
+            hist = torch.zeros(len(loss_at), G, R, dtype=torch.float32, device=device)
+            snap = {k: torch.zeros(len(snap_at), *params[j].shape, device=device) for j, k in enumerate(names)}
+            xblock = None
+            for i in range(spec.steps):
+                if i % K == 0:
+                    xblock = _draw_shared_block(gkeys, i, K, B, dens, inv, problem.sets, signed, draw_cond)
+                if i in snap_slot:
+                    for j, k in enumerate(names):
+                        snap[k][snap_slot[i]].copy_(params[j])
+                if i == 0:
+                    t0 = time.perf_counter()
+                    loss = step_fn(params, state, t, xblock, imp, l1, weights, mean_loss, *extra)
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    compile_time += time.perf_counter() - t0
+                else:
+                    loss = step_fn(params, state, t, xblock, imp, l1, weights, mean_loss, *extra)
+                if i in loss_slot:
+                    hist[loss_slot[i]].copy_(loss)
+                if (i + 1) % spec.check_every == 0 or i + 1 == spec.steps:
+                    _check_finite_shared(loss, real, idx, problem, i)
+                    progress.update(min(spec.check_every, (i % spec.check_every) + 1))
+            if spec.steps in snap_slot:
+                for j, k in enumerate(names):
+                    snap[k][snap_slot[spec.steps]].copy_(params[j])
+            keep = real.reshape(-1)
+            where = idx.reshape(-1)[keep]
+            keep_t = torch.from_numpy(keep).to(device)
+            for j, k in enumerate(names):
+                p = params[j].transpose(1, 2).reshape(G * R, *shapes[k])
+                final[k][where] = p[keep_t].cpu().numpy()
+                if len(snap_at):
+                    sn = snap[k].transpose(2, 3).reshape(len(snap_at), G * R, *shapes[k])
+                    snaps[k][:, where] = sn[:, keep_t].cpu().numpy()
+            history[:, where] = hist.reshape(len(loss_at), G * R)[:, keep_t].cpu().numpy()
+    finally:
+        precision.close()
+        progress.close()
+    eval_params = {k: torch.from_numpy(v).to(device) for k, v in final.items()}
+    final_loss = evaluate(problem, eval_params, spec.eval_batch, batch=min(B, 4096), device=device,
+                          compile_=spec.compile)
+    bad = ~np.isfinite(final_loss)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise TrainingDiverged(f"{problem.name}: {problem.label(i)} has a non-finite evaluation loss")
+    return TrainResult(
+        params=final,
+        final_loss=final_loss,
+        loss_steps=loss_at,
+        loss_history=history,
+        mean_loss=mean_loss.cpu().numpy(),
+        snapshot_steps=snap_at,
+        snapshots=snaps,
+        device=str(device),
+        wall_time=time.perf_counter() - t_start,
+        compile_time=compile_time,
+        layout="cell-shared" + ("" if unrolled else " (batched products)"),
+        compiled=compiled,
+        shared_batches=True,
+        matmul_precision=spec.matmul_precision,
+    )
+
+
+def _check_finite_shared(loss: torch.Tensor, real: np.ndarray, idx: np.ndarray, problem: Problem, step: int) -> None:
+    finite = torch.isfinite(loss).cpu().numpy() | ~real
+    if not finite.all():
+        g, r = np.argwhere(~finite)[0]
+        i = int(idx[g, r])
+        raise TrainingDiverged(
+            f"{problem.name}: training loss of {problem.label(i)} became {float(loss[g, r])} "
             f"by step {step + 1}; lower the learning rate or check the config"
         )
