@@ -586,15 +586,19 @@ def test_bf16_casting_products_are_float32_results_of_rounded_inputs():
 
 
 def test_config_keys_reach_the_trainer():
-    """train.shared_batches / train.matmul_precision from a config: validated, defaulted off/fp32, and the
-    privileged basis's 1000 restarts per sparsity form its 7 cells."""
+    """train.shared_batches / train.matmul_precision from a config: validated, defaulted off/fp32 (the
+    default config turns sharing to auto on the privileged basis only), and the privileged basis's 1000
+    restarts per sparsity form its 7 cells."""
     from tms import config, experiments
 
     cfg = config.load(config.REPO_ROOT / "workflow" / "config" / "default.yaml")
+    assert config.TRAIN_DEFAULTS["shared_batches"] == "off" and config.TRAIN_DEFAULTS["matmul_precision"] == "fp32"
+    assert all(config.experiment(cfg, name)["train"]["matmul_precision"] == "fp32" for name in cfg["experiments"])
+    assert {name for name in cfg["experiments"]
+            if config.experiment(cfg, name)["train"]["shared_batches"] != "off"} == {"privileged_basis"}
     exp = config.experiment(cfg, "privileged_basis")
-    assert exp["train"]["shared_batches"] == "off" and exp["train"]["matmul_precision"] == "fp32"
     prob, spec, cells = experiments.build("privileged_basis", exp, 0)
-    assert (spec.shared_batches, spec.matmul_precision) == ("off", "fp32")
+    assert (spec.shared_batches, spec.matmul_precision) == ("auto", "fp32")
     assert [len(c) for c in training.cells_of(prob)] == [1000] * 7
     cfg["experiments"]["privileged_basis"]["train"].update(shared_batches="auto", matmul_precision="bf16")
     config.validate(cfg)
