@@ -2,6 +2,8 @@
 #
 #   make replicate   set up, then run the whole replication: snakemake --cores all
 #   make test        set up, then run the test suite (fast and slow tests)
+#   make robustness  the replication and its robustness run (two more seeds, twice the steps; ~4x the
+#                    training): results/robustness.json, and the report labels each verdict robust/fragile
 #   make release     after `make replicate` at a clean commit: copy report/build/'s archive into
 #                    report/release/ (the committed, cited one), rewrite CITATION.cff and the README's
 #                    release block, and print what to commit (a build never touches report/release/)
@@ -14,10 +16,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: replicate test release setup venv system quick bench lint clean
+.PHONY: replicate robustness test release setup venv system quick bench lint clean
 
 replicate: setup
 	snakemake --cores all
+
+robustness: setup
+	snakemake --cores all --configfile workflow/config/default.yaml workflow/config/robustness.yaml
 
 test: setup
 	pytest -q

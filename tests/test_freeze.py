@@ -240,7 +240,8 @@ def _forge_findings(entries) -> list:
     found[0]["verdict"] = "reproduced" if found[0]["verdict"] != "reproduced" else "not reproduced"
     files["findings.json"] = json.dumps(found).encode()
     files["MANIFEST.sha256"] = freeze.manifest(files)
-    files["MANIFEST.sha256.sha256"] = f"{hashlib.sha256(files['MANIFEST.sha256']).hexdigest()}  MANIFEST.sha256\n".encode()
+    digest = hashlib.sha256(files["MANIFEST.sha256"]).hexdigest()
+    files["MANIFEST.sha256.sha256"] = f"{digest}  MANIFEST.sha256\n".encode()
     return [(m, files[m.name.split("/", 1)[1]] if d is not None else None) for m, d in entries]
 
 
@@ -586,10 +587,19 @@ def test_release_copies_the_archive_cites_it_and_names_the_commit(frozen, tmp_pa
     text = readme.read_text()
     assert text.startswith("# x\n\nbefore\n\n") and text.endswith("\n\nafter\n") and "old" not in text
     assert digest in text and f"git checkout {rel.commit[:12]}" in text and "@misc{lovelace2023test," in text
+    assert rel.command == "make replicate" and f"{rel.commit[:12]} && make replicate`" in text  # no robustness run
     assert freeze.verify(rel.archive, citation=rel.citation) is True  # the released copy verifies against it
     out = rel.instructions(repo=tmp_path)
     assert "git add release/tms-findings-testcfg.tar.gz release/tms-findings-testcfg.tar.gz.sha256 CITATION.cff" in out
     assert f"built from commit {rel.commit}" in out
+
+
+def test_rebuild_command_follows_the_robustness_run():
+    """An archive with the robustness run's labels is rebuilt by the build with the robustness overlay."""
+    assert freeze.rebuild_command({"findings.json": b"[]"}) == "make replicate"
+    assert freeze.rebuild_command({"findings.json": b"[]", "robustness.json": b"{}"}) == "make robustness"
+    block = freeze.readme_block("a.tar.gz", "0" * 64, "c" * 40, "2026-12-01", "@misc{x,}", True, "make robustness")
+    assert "`git checkout cccccccccccc && make robustness` rebuilds it byte for byte" in block
 
 
 def test_release_refuses_a_dirty_or_damaged_archive(frozen, tmp_path):
@@ -630,5 +640,6 @@ def test_builds_write_their_archive_under_report_build():
     assert "--out report/build" in freeze_rule and "report/release" not in rules
     assert 'FROZEN_ARCHIVE = f"report/build/' in (repo / "workflow" / "rules" / "common.smk").read_text()
     assert cli.build_parser().parse_args(["freeze", "--config", "x"]).out == "report/build"
-    assert subprocess.run(["git", "check-ignore", "-q", "report/build/tms-findings-default.tar.gz"], cwd=repo).returncode == 0
+    ignored = ["git", "check-ignore", "-q", "report/build/tms-findings-default.tar.gz"]
+    assert subprocess.run(ignored, cwd=repo).returncode == 0
     assert subprocess.run(["git", "check-ignore", "-q", "report/release/x.tar.gz"], cwd=repo).returncode == 1

@@ -198,6 +198,7 @@ class Release:
     commit: str
     date: str
     reproducible: bool = True
+    command: str = "make replicate"
 
     def instructions(self, repo: Path = REPO_ROOT) -> str:
         """What to commit, and how to reproduce the release."""
@@ -212,7 +213,7 @@ class Release:
             f"released {rel(self.archive)}",
             f"  sha256 {self.sha256}",
             f"  built from commit {self.commit} (dated {self.date}): `git checkout {self.commit[:12]}` and "
-            f"`make replicate` rebuild it " + ("byte for byte" if self.reproducible else
+            f"`{self.command}` rebuild it " + ("byte for byte" if self.reproducible else
                                               "(its findings; not its bytes: it records wall times)"),
             "commit the release:",
             f"  git add {' '.join(files)}",
@@ -226,14 +227,21 @@ def byte_reproducible(files: dict[str, bytes]) -> bool:
     return not any(b'"wall_time' in data for name, data in files.items() if name.endswith(".json"))
 
 
-def readme_block(archive_rel: str, sha256: str, commit: str, date: str, bib: str, reproducible: bool = True) -> str:
+def rebuild_command(files: dict[str, bytes]) -> str:
+    """The make target that rebuilds an archive: with the robustness run's labels (``robustness.json``)
+    only the build with the robustness overlay gives the same files."""
+    return "make robustness" if "robustness.json" in files else "make replicate"
+
+
+def readme_block(archive_rel: str, sha256: str, commit: str, date: str, bib: str, reproducible: bool = True,
+                 command: str = "make replicate") -> str:
     """The README's release block: which archive is cited, its hash, the commit that rebuilds it, its BibTeX."""
     if reproducible:
-        rebuild = [f"`git checkout {commit[:12]} && make replicate` rebuilds it byte for byte, as",
+        rebuild = [f"`git checkout {commit[:12]} && {command}` rebuilds it byte for byte, as",
                    f"`report/build/{Path(archive_rel).name}` (a build at another commit records that commit, so its "
                    "bytes", "differ; `tms verify ARCHIVE --build results/findings.json` compares the findings)."]
     else:
-        rebuild = [f"`git checkout {commit[:12]} && make replicate` rebuilds its findings (compare with",
+        rebuild = [f"`git checkout {commit[:12]} && {command}` rebuilds its findings (compare with",
                    "`tms verify ARCHIVE --build results/findings.json`) but not its bytes: it was frozen before",
                    "archives left out wall times, which differ between runs."]
     return "\n".join([
@@ -302,12 +310,14 @@ def release(archive: Path, dest: Path | None = None, citation_out: Path | None =
                 archive_rel = str(target)
             head, rest = text.split(README_BEGIN, 1)
             tail = rest.split(README_END, 1)[1]
-            block = readme_block(archive_rel, digest, commit, date, info["bibtex"], byte_reproducible(files))
+            block = readme_block(archive_rel, digest, commit, date, info["bibtex"], byte_reproducible(files),
+                                 rebuild_command(files))
             atomic_write_text(Path(readme), head + block + tail)
             written = Path(readme)
         else:
             log.warning("%s has no release block (%s ... %s): not updated", readme, README_BEGIN, README_END)
-    return Release(target, sidecar, citation_out, written, digest, commit, date, byte_reproducible(files))
+    return Release(target, sidecar, citation_out, written, digest, commit, date, byte_reproducible(files),
+                   rebuild_command(files))
 
 
 def _package_version() -> str:
