@@ -104,3 +104,19 @@ def test_a_share_moves_by_whole_items_even_off_the_grid():
     # 23/25 passes by 0.02; one item fewer (22/25 = 0.88) fails: 0.04, 4.4% of the bar: near
     assert Bar("agreement", 23 / 25, ">=", 0.9, step=1 / 25).near
     assert Bar("agreement", 23 / 25, ">=", 0.9, step=1 / 25).distance_to_flip == pytest.approx(0.04)
+
+
+def test_strict_readings_explain_themselves():
+    """Every ``*_strict`` claim (a first reading an audit revised) names the reading that counts; its base
+    claim is registered, and an authored explanation is kept as written."""
+    from tms.figures import load_all
+
+    load_all()  # registers every claim
+
+    strict = [c for c in findings.CLAIMS.values() if c.id.endswith(findings.STRICT_SUFFIX)]
+    assert strict
+    for c in strict:
+        base = c.id[: -len(findings.STRICT_SUFFIX)]
+        assert base in findings.CLAIMS, c.id
+        assert f"see {base} for the reading that counts" in c.explanation, c.id
+    assert "pentagon survives" in findings.CLAIMS["pentagon_perturbation.phase_change_ratio"].explanation

@@ -201,6 +201,7 @@ class Finding:
 
 
 CLAIMS: dict[str, ClaimSpec] = {}
+STRICT_SUFFIX = "_strict"  # a criterion's first reading, kept as its own claim when an audit revised it
 
 
 def claim(
@@ -216,6 +217,9 @@ def claim(
     """
     if section not in SECTIONS:
         raise ValueError(f"claim {id}: unknown section {section!r}; expected one of {list(SECTIONS)}")
+    if id.endswith(STRICT_SUFFIX) and not explanation:
+        explanation = (f"The first, stricter reading of this claim, kept visible after the audit revised its "
+                       f"criterion (see {id[:-len(STRICT_SUFFIX)]} for the reading that counts and why).")
 
     def deco(fn: Callable[[Any], Measurement]) -> Callable[[Any], Measurement]:
         if id in CLAIMS:

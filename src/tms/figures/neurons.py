@@ -612,7 +612,14 @@ def _(ctx) -> Measurement:
                  "than it has neurons.",
        expected="some sparse cell has > m = 40 features with at least one side computed (x_i = +1 or -1 alone "
                 "raises y_i by >= 0.5)",
-       tolerance="none")
+       tolerance="none",
+       explanation=("At most 22 of the 100 features are computed on the 40 neurons in any cell (1-S = 0.1). The "
+                    "sparse cells where the paper's count exceeds m (1-S <= 0.01) end at 85-88% of the loss of "
+                    "computing nothing. That is not a shortage of examples: trained on non-empty inputs only "
+                    "(train.condition_nonempty, same expected loss, every example informative) the pilot's sparse "
+                    "cells still ended at 85-98% of it. At this initialisation and budget the sparse models stay "
+                    "near the trivial solution; the paper gives no recipe for this figure, so which setting lets "
+                    "them leave it is open."))
 def _(ctx) -> Measurement:
     an = _abs_super(ctx)
     return sparse_computes_more(an.cells, "represented", an.m, "features with at least one side computed")
