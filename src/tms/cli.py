@@ -10,7 +10,7 @@
     tms cite ARCHIVE                          the top-level CITATION.cff naming a frozen artifact
     tms release [ARCHIVE]                     copy a build's archive to report/release/, cite it, say what to commit
     tms verify ARCHIVE [--build FINDINGS]     check an artifact against its trusted hash and manifest
-                                              (and a rebuild against it; --rerun: retrain a sample)
+                                              (and a rebuild against it; --rerun: retrain, re-evaluate)
     tms summary                               the README's figure table from a build
     tms where ID                              where a figure or claim lives (code, test, target, config keys)
     tms robustness --config RESOLVED          every verdict across seed and budget variants: robust or fragile
@@ -34,6 +34,8 @@ log = logging.getLogger("tms")
 
 # tms.freeze.MAX_UNPACKED_BYTES in MiB (equal by a test; importing tms.freeze here would slow every command)
 VERIFY_MAX_UNPACKED_MB = 512.0
+# tms.rerun.FULL_BUDGET, for the help text (equal by a test; importing tms.rerun would import torch)
+RERUN_FULL_BUDGET = 1e9
 
 # glibc returns every array of 32 MB or more to the OS after use and faults it back in on the next
 # step; keeping them mapped is worth 1.3-2.3x on the larger training shapes (see perf notes).
@@ -128,7 +130,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from tms import config as config_mod
     from tms import findings, io, provenance
-    from tms.figures import FigureContext, load_all, save, validate_options
+    from tms.figures import load_all, plot
 
     t0 = time.perf_counter()
     registry = load_all()
@@ -143,13 +145,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
     else:
         fspec = json.loads(args.figure_spec)
         cfg_name = args.config_name or os.environ.get("TMS_CONFIG_NAME", "")
-    validate_options({args.figure: fspec})
     spec = registry[args.figure]
-    ctx = FigureContext(args.figure, fspec["experiments"], fspec.get("options"), args.results)
-    out = spec.build(ctx)
     stem = Path(args.out) / args.figure
-    save(out, stem)
-    found = findings.evaluate(args.figure, ctx, fspec["experiments"], cfg_name)
+    found = plot(args.figure, fspec, args.results, args.out, cfg_name)
     findings.write(found, Path(args.results) / "claims" / f"{args.figure}.json")
     runs = {}
     for name in fspec["experiments"]:
@@ -260,7 +258,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     ok = freeze.verify(Path(args.archive), build_findings=Path(args.build) if args.build else None,
                        sha256=args.sha256, citation=Path(args.citation) if args.citation else None,
                        allow_unverified=args.allow_unverified, max_unpacked=int(args.max_unpacked_mb * 2**20),
-                       rerun=args.rerun, device=args.device)
+                       rerun=args.rerun, device=args.device, rerun_full_budget=args.rerun_full_budget)
     return 0 if ok else 1
 
 
@@ -404,7 +402,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refuse an archive that unpacks to more than this (default: %(default)g)")
     s.add_argument("--rerun", nargs="?", type=float, const=0.01, metavar="FRACTION",
                    help="retrain a seeded sample (FRACTION of each experiment's cells, default 0.01, at least one) "
-                        "from the archived config and compare it with the archived metrics")
+                        "from the archived config and compare it with the archived metrics; experiments "
+                        "within --rerun-full-budget are retrained in full instead, and the claims of every "
+                        "figure whose experiments all were are re-evaluated and their verdicts compared")
+    s.add_argument("--rerun-full-budget", type=float, default=RERUN_FULL_BUDGET, metavar="UPDATES",
+                   help="with --rerun: retrain in full every experiment whose estimated training cost (models x "
+                        "steps x batch x (n_features + n_hidden)) is at most this; 0 retrains samples only "
+                        "(default: %(default)g, about 2-3 minutes for the default config on 2 cores)")
     s.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="device of --rerun")
     s.set_defaults(func=cmd_verify)
 

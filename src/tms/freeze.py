@@ -694,42 +694,45 @@ def check_sidecar(archive: Path, digest: str) -> Check:
     return out
 
 
-def check_rerun(archive: Path, top: str, fraction: float, device: str = "cpu") -> Check:
-    """Retrain a sample of every experiment and compare with the archive; per claim, whether the
-    experiments it reads reproduced (its verdict is not re-evaluated: see :mod:`tms.rerun`)."""
-    import time
-
+def check_rerun(archive: Path, top: str, fraction: float, device: str = "cpu",
+                full_budget: float | None = None) -> Check:
+    """Retrain every experiment (in full within ``full_budget`` element-updates, default
+    :data:`tms.rerun.FULL_BUDGET`; else a sample) and compare with the archive; per claim, its
+    re-evaluated verdict or whether the experiments it reads reproduced (see :mod:`tms.rerun`)."""
     from tms import rerun as rerun_mod
 
     out = Check()
-    t0 = time.perf_counter()
+    budget = rerun_mod.FULL_BUDGET if full_budget is None else float(full_budget)
     try:
-        runs, found = rerun_mod.rerun(archive, top, fraction=fraction, device=device)
+        done = rerun_mod.rerun(archive, top, fraction=fraction, device=device, full_budget=budget)
     except (ValueError, KeyError) as err:
         out.problems.append(f"cannot rerun from this archive: {err}")
         return out
-    for r in runs:
+    for r in done.experiments:
         if r.ok:
-            out.notes.append(f"{r.name}: {len(r.instances)} models of {len(r.cells)} cells retrained, losses within "
+            how = "retrained in full" if r.full else "retrained"
+            out.notes.append(f"{r.name}: {len(r.instances)} models of {len(r.cells)} cells {how}, losses within "
                              f"{r.max_rel:.1e} (relative) of the archived ones ({r.seconds:.1f} s)")
         else:
             out.problems += r.mismatches
-    ok = {r.name: r.ok for r in runs}
-    inputs_ok = 0
-    for f in found:
-        exps = list(f.get("experiments") or [])
-        if not exps:
-            out.notes.append(f"claim {f['id']} ({f.get('verdict')}): analytic, nothing to retrain")
-            inputs_ok += 1
-        elif all(ok.get(e, False) for e in exps):
-            out.notes.append(f"claim {f['id']} ({f.get('verdict')}): its experiments reproduced on the sample")
-            inputs_ok += 1
-        else:
-            bad = ", ".join(e for e in exps if not ok.get(e, False))
-            out.notes.append(f"claim {f['id']} ({f.get('verdict')}): NOT reproduced on the sample ({bad})")
-    out.notes.append(f"{inputs_ok} of {len(found)} claims rest on training that reproduced (their verdicts are "
-                     f"not re-evaluated from a sample; a full rebuild with --build does that); rerun took "
-                     f"{time.perf_counter() - t0:.0f} s")
+    for c in done.claims:
+        line = f"claim {c.id} ({c.archived}): {c.text}"
+        (out.notes if c.ok else out.problems).append(line)
+    if any(c.rerun_verdict is not None for c in done.claims) and not done.same_code():
+        # a claim revised since the archive was built (a criterion, a new measure) changes its verdict
+        # with no change in training: say so, or a DIFFERS reads as a training that did not reproduce
+        def commit(code: dict[str, Any]) -> str:
+            return str(code.get("commit", "unknown"))[:12] + (" with uncommitted changes" if code.get("dirty") else "")
+
+        out.notes.append(f"verdicts re-evaluated with this code (commit {commit(done.code)}); the archive was built "
+                         f"at commit {commit(done.archive_code)}: a verdict or measured value that differs may come "
+                         f"from a claim revised since (check out that commit to tell)")
+    count = {k: sum(c.status == k for c in done.claims) for k in ("reproduced", "inputs", "analytic")}
+    failed = sum(not c.ok or c.status == "not reproduced" for c in done.claims)
+    out.notes.append(f"{len(done.claims)} claims: {count['reproduced']} re-evaluated with the same verdict, "
+                     f"{count['inputs']} resting on inputs that reproduced (verdict not re-evaluated), "
+                     f"{count['analytic']} analytic, {failed} failed; experiments up to {budget:.3g} "
+                     f"element-updates retrained in full; rerun took {done.seconds:.0f} s")
     return out
 
 
@@ -789,12 +792,15 @@ def compare_findings(frozen: list[dict[str, Any]], built: list[dict[str, Any]], 
 
 def verify(archive: Path, build_findings: Path | None = None, *, sha256: str | None = None,
            citation: Path | None = None, allow_unverified: bool = False, max_unpacked: int = MAX_UNPACKED_BYTES,
-           rerun: float | None = None, device: str = "cpu", rtol: float = RTOL, atol: float = ATOL) -> bool:
+           rerun: float | None = None, device: str = "cpu", rtol: float = RTOL, atol: float = ATOL,
+           rerun_full_budget: float | None = None) -> bool:
     """Verify a frozen artifact (see the module docstring); print a report; True if it passes.
 
     ``citation`` defaults to the repository's CITATION.cff. UNVERIFIED (no trusted hash) fails unless
     ``allow_unverified``. ``rerun`` (a fraction of cells) retrains a seeded sample of every
-    experiment from the archived config and compares it with the archived metrics (:mod:`tms.rerun`).
+    experiment from the archived config and compares it with the archived metrics; experiments up to
+    ``rerun_full_budget`` element-updates (default :data:`tms.rerun.FULL_BUDGET`, 0: none) are
+    retrained in full and their figures' verdicts re-evaluated (:mod:`tms.rerun`).
     """
     archive = Path(archive)
     print(f"verifying {archive}")
@@ -825,7 +831,7 @@ def verify(archive: Path, build_findings: Path | None = None, *, sha256: str | N
         sections.append((f"findings vs {build_findings}", check, ""))
     if rerun is not None and scan.check.ok:
         sections.append((f"rerun ({rerun:.0%} of each experiment's cells)", check_rerun(archive, scan.top, rerun,
-                                                                                      device), ""))
+                                                                                      device, rerun_full_budget), ""))
     for title, check, state in sections:
         label = "UNVERIFIED" if state == "unverified" else ("OK" if check.ok else "FAIL")
         print(f"[{label}] {title}")

@@ -4,6 +4,8 @@ their claims; a module that fails to import fails loudly (a broken figure must n
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
+from typing import Any, Mapping
 
 from tms.figures.base import (FIGURES, FigureContext, FigureOutput, FigureSpec, analysis, figure,  # noqa: F401
                               save, validate_options)
@@ -24,3 +26,29 @@ def load_all() -> dict[str, FigureSpec]:
     for mod in FAMILIES:
         importlib.import_module(mod)
     return FIGURES
+
+
+def plot(figure_id: str, fspec: Mapping[str, Any], results_dir: str | Path, out_dir: str | Path | None = None,
+         config_name: str = "") -> list[Any]:
+    """What ``tms plot`` does with one figure: build it from the results under ``results_dir`` (saved as
+    ``out_dir/<figure_id>.{pdf,png,csv}`` when ``out_dir`` is given, else only drawn), then evaluate its
+    claims with the same context; returns the :class:`tms.findings.Finding` s.
+
+    ``fspec`` is the figure's config entry (``experiments`` and ``options``). The build runs even when
+    nothing is saved: the claims read the analyses it computes, in the order it computes them.
+    """
+    import matplotlib.pyplot as plt
+
+    from tms import findings
+
+    registry = load_all()
+    if figure_id not in registry:
+        raise KeyError(f"unknown figure {figure_id!r}; registered: {', '.join(sorted(registry))}")
+    validate_options({figure_id: fspec})
+    ctx = FigureContext(figure_id, fspec["experiments"], fspec.get("options"), results_dir)
+    out = registry[figure_id].build(ctx)
+    if out_dir is None:
+        plt.close(out.figure)
+    else:
+        save(out, Path(out_dir) / figure_id)
+    return findings.evaluate(figure_id, ctx, fspec["experiments"], config_name)
