@@ -1,4 +1,3 @@
-import copy
 import re
 from pathlib import Path
 

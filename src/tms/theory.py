@@ -26,7 +26,6 @@ Candidates (names are the phase-diagram labels; integer labels index these tuple
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
