@@ -1,43 +1,34 @@
-from pathlib import Path
+"""`tms summary`: the README's figure table from a build, with near misses and robustness labels."""
+
+from __future__ import annotations
+
+import json
 
 import yaml
 
-from tms import findings, summary, timings
+from tms import findings, summary
 
 
-def _bench(root: Path, rule: str, job: str, seconds: float, rss: float) -> None:
-    path = root / rule / f"{job}.tsv" if job else root / f"{rule}.tsv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
-                    f"{seconds}\t0:00:01\t{rss}\t1\t1\t1\t0\t0\t50\t{seconds}\n")
+def _finding(cid: str, verdict: str, near: bool | None) -> findings.Finding:
+    return findings.Finding(id=cid, figure=cid.split(".")[0], section="introduction", claim="c", expected="e",
+                            tolerance="", measured=1.0, verdict=verdict, detail="", experiments=[], near_miss=near)
 
 
-def test_timings_per_rule_and_markdown(tmp_path):
-    _bench(tmp_path, "train", "a", 10.0, 500)
-    _bench(tmp_path, "train", "b", 30.0, 900)
-    _bench(tmp_path, "findings", "", 1.0, 80)
-    df = timings.read_benchmarks(tmp_path)
-    assert len(df) == 3
-    per = timings.per_rule(df).set_index("rule")
-    assert per.loc["train", "jobs"] == 2 and per.loc["train", "total_wall_s"] == 40.0
-    assert per.loc["train", "max_rss_mb"] == 900
-    assert "| train | 2 | 40.0 | 30.0 | 900 |" in timings.markdown(df)
-    assert "| train | b | 30.0 | 900 |" in timings.markdown(df, per_job=True)
-
-
-def test_summary_rows_count_verdicts_and_times(tmp_path):
-    cfg = {"figures": {"intro_pentagon": {"experiments": ["a", "b"]}, "nonlinear_compression": {"experiments": []}}}
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    f = [findings.Finding("intro_pentagon.x", "intro_pentagon", "introduction", "c", "e", "t", 1.0,
-                          v, "", ["a"]) for v in ("reproduced", "not reproduced", "reproduced")]
-    findings.write(f, tmp_path / "findings.json")
-    _bench(tmp_path / "bench", "train", "a", 10.0, 1)
-    _bench(tmp_path / "bench", "train", "b", 5.0, 1)
-    _bench(tmp_path / "bench", "figure", "intro_pentagon", 3.0, 1)
-    rows = summary.figure_rows(tmp_path / "c.yaml", tmp_path / "findings.json", tmp_path / "bench")
-    r = {row["id"]: row for row in rows}
-    assert r["intro_pentagon"]["reproduced"] == 2 and r["intro_pentagon"]["not_reproduced"] == 1
-    assert r["intro_pentagon"]["train_s"] == 15.0 and r["intro_pentagon"]["plot_s"] == 3.0
-    md = summary.markdown(rows)
-    assert "| `intro_pentagon` | Introduction | `figure` ← `train` ×2 |" in md and "2/3 (1 not reproduced)" in md
-    assert "(analytic)" in md
+def test_summary_counts_near_misses_and_robust_verdicts(tmp_path):
+    fig = "interference_worked_example"
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump({"figures": {fig: {"experiments": []}}}))
+    found = [_finding(f"{fig}.a", "reproduced", True), _finding(f"{fig}.b", "not reproduced", False),
+             _finding(f"{fig}.c", "reproduced", None)]
+    findings.write(found, tmp_path / "findings.json")
+    rob = {"claims": {f"{fig}.a": {"label": "fragile"}, f"{fig}.b": {"label": "robust"},
+                      f"{fig}.c": {"label": "robust"}}}
+    (tmp_path / "robustness.json").write_text(json.dumps(rob))
+    (tmp_path / "bench").mkdir()
+    args = (tmp_path / "cfg.yaml", tmp_path / "findings.json", tmp_path / "bench")
+    rows = summary.figure_rows(*args, tmp_path / "robustness.json")
+    assert rows[0]["near_misses"] == 1 and rows[0]["robust"] == 2 and rows[0]["fragile"] == ["a"]
+    table = summary.markdown(rows)
+    assert "| robust (fragile) |" in table.splitlines()[0]
+    assert "2/3 (1 not reproduced); 1 near miss | 2/3 (a) |" in table
+    plain = summary.markdown(summary.figure_rows(*args))  # no robustness run: no column
+    assert "robust" not in plain.splitlines()[0] and "2/3 (1 not reproduced); 1 near miss |" in plain

@@ -280,7 +280,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_summary(args: argparse.Namespace) -> int:
     from tms import summary
 
-    rows = summary.figure_rows(Path(args.config), Path(args.findings), Path(args.benchmarks))
+    rows = summary.figure_rows(Path(args.config), Path(args.findings), Path(args.benchmarks),
+                               Path(args.robustness) if args.robustness else None)
     print(summary.markdown(rows), end="")
     return 0
 
@@ -416,6 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", default="workflow/config/default.yaml")
     s.add_argument("--findings", default="results/findings.json")
     s.add_argument("--benchmarks", default="benchmarks")
+    s.add_argument("--robustness", default=None,
+                   help="results/robustness.json of a robustness run: a column of robust / fragile verdicts")
     s.set_defaults(func=cmd_summary)
 
     s = sub.add_parser("where", help="where a figure or claim lives: code, analysis, test, target, config keys")

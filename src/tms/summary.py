@@ -1,12 +1,14 @@
 """The README's figure table, generated from a build: ``tms summary`` prints it as Markdown.
 
 One row per figure: its id (the Snakemake target), paper section, the rule and config key that build
-it, its code and test module, the verdicts of its claims, and the wall time of the jobs that made it
-on this machine (the figure job plus the training jobs of its experiments, from Snakemake's
-benchmark files).
+it, its code and test module, the verdicts of its claims (with their near misses and, after a
+robustness run, how many are robust), and the wall time of the jobs that made it on this machine (the
+figure job plus the training jobs of its experiments, from Snakemake's benchmark files).
 """
 
 from __future__ import annotations
+
+import json
 
 from collections import Counter
 from pathlib import Path
@@ -18,7 +20,8 @@ from tms import findings as findings_mod
 from tms.timings import read_benchmarks
 
 
-def figure_rows(config_path: Path, findings_path: Path, benchmarks: Path) -> list[dict[str, Any]]:
+def figure_rows(config_path: Path, findings_path: Path, benchmarks: Path,
+                robustness_path: Path | None = None) -> list[dict[str, Any]]:
     from tms.figures import load_all
     from tms.where import function_location, test_module
 
@@ -26,11 +29,15 @@ def figure_rows(config_path: Path, findings_path: Path, benchmarks: Path) -> lis
     registry = load_all()
     found = findings_mod.read(findings_path) if Path(findings_path).exists() else []
     bench = read_benchmarks(benchmarks)
+    labels: dict[str, str] = {}
+    if robustness_path is not None and Path(robustness_path).exists():
+        labels = {cid: row["label"] for cid, row in json.loads(Path(robustness_path).read_text())["claims"].items()}
     wall = {(r.rule, r.job): r.wall_s for r in bench.itertuples()}
     rows = []
     for fid, spec in cfg["figures"].items():
         reg = registry.get(fid)
-        verdicts = Counter(f.verdict for f in found if f.figure == fid)
+        mine = [f for f in found if f.figure == fid]
+        verdicts = Counter(f.verdict for f in mine)
         train_s = sum(wall.get(("train", e), 0.0) for e in spec["experiments"])
         rows.append({
             "id": fid,
@@ -42,6 +49,9 @@ def figure_rows(config_path: Path, findings_path: Path, benchmarks: Path) -> lis
             "reproduced": verdicts.get("reproduced", 0),
             "not_reproduced": verdicts.get("not reproduced", 0),
             "inconclusive": verdicts.get("inconclusive", 0),
+            "near_misses": sum(bool(f.near_miss) for f in mine),
+            "robust": sum(labels.get(f.id) == "robust" for f in mine) if labels else None,
+            "fragile": sorted(f.id.split(".", 1)[1] for f in mine if labels.get(f.id) == "fragile"),
             "train_s": train_s,
             "plot_s": wall.get(("figure", fid), float("nan")),
         })
@@ -49,8 +59,10 @@ def figure_rows(config_path: Path, findings_path: Path, benchmarks: Path) -> lis
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
+    robust = any(r.get("robust") is not None for r in rows)
     head = ("| figure id (target) | paper section | rules | config keys | code | test | claims reproduced "
-            "| training (s) | plotting (s) |\n| --- | --- | --- | --- | --- | --- | --- | ---: | ---: |\n")
+            + ("| robust (fragile) " if robust else "") + "| training (s) | plotting (s) |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | " + ("--- | " if robust else "") + "---: | ---: |\n")
     body = ""
     for r in rows:
         exps = ", ".join(f"`experiments.{e}`" for e in r["experiments"]) or "(analytic)"
@@ -59,10 +71,15 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             claims += f" ({r['not_reproduced']} not reproduced)"
         if r["inconclusive"]:
             claims += f" ({r['inconclusive']} inconclusive)"
+        if r.get("near_misses"):
+            claims += f"; {r['near_misses']} near miss" + ("es" if r["near_misses"] > 1 else "")
+        rob = ""
+        if robust:
+            rob = f"{r['robust']}/{r['claims']}" + (f" ({', '.join(r['fragile'])})" if r["fragile"] else "") + " | "
         k = len(r["experiments"])
         rules = "`figure`" + (f" ← `train` ×{k}" if k > 1 else " ← `train`" if k else "")
         code = f"`{r['code'].split('/')[-1]}`" if r.get("code") else ""
         test = f"`{r['test'].split('/')[-1]}`" if r.get("test") else ""
         body += (f"| `{r['id']}` | {r['section']} | {rules} | `figures.{r['id']}`; {exps} | {code} | {test} | "
-                 f"{claims} | {r['train_s']:.0f} | {r['plot_s']:.0f} |\n")
+                 f"{claims} | {rob}{r['train_s']:.0f} | {r['plot_s']:.0f} |\n")
     return head + body
