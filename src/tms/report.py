@@ -518,7 +518,8 @@ class FigureEntry:
             near = sum(bool(r["near_miss"]) for r in self.findings)
             head = "The claim reproduced" if len(self.findings) == 1 else f"All {len(self.findings)} claims reproduced"
             return head + (f" ({near} within 5 % of a threshold)." if near else ".")
-        first = failed[0]
+        # a strict first reading an audit revised says only that it was revised: lead with a reading that counts
+        first = next((r for r in failed if not r["id"].endswith(findings_mod.STRICT_SUFFIX)), failed[0])
         more = f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""
         if first["explanation"]:  # the authors' own reason, its first sentence
             return re.split(r"(?<=[.!?])\s", first["explanation"], maxsplit=1)[0] + more
