@@ -30,7 +30,8 @@ rule figure:
         "../../environment.yml"
     threads: 1
     resources:
-        mem_mb=2000,
+        # the largest figure job peaks at 2.0 GB (energy_level_jumps at n = 400, m = 30: D_i of 150 snapshots)
+        mem_mb=3000,
         runtime=20,
     # the config name (provenance, not a rerun trigger) comes from TMS_CONFIG_NAME: see common.smk
     shell:

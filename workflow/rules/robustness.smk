@@ -55,7 +55,8 @@ if ROBUSTNESS:
             "../../environment.yml"
         threads: 1
         resources:
-            mem_mb=2000,
+            # the largest figure job peaks at 2.0 GB (energy_level_jumps at n = 400, m = 30: D_i of 150 snapshots)
+            mem_mb=3000,
             runtime=20,
         shell:
             "tms plot {wildcards.figure:q} --figure-spec {params.spec:q} "
