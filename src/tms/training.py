@@ -922,13 +922,7 @@ def train(problem: Problem, spec: TrainSpec) -> TrainResult:
         precision.close()
         progress.close()
     params_np = {k: np.concatenate(v, axis=0) for k, v in final.items()}
-    eval_params = {k: torch.from_numpy(v).to(device) for k, v in params_np.items()}
-    final_loss = evaluate(problem, eval_params, spec.eval_batch, batch=min(B, 4096), device=device,
-                          compile_=spec.compile)
-    bad = ~np.isfinite(final_loss)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise TrainingDiverged(f"{problem.name}: {problem.label(i)} has a non-finite evaluation loss")
+    final_loss = _final_loss(problem, spec, params_np, B, device)
     return TrainResult(
         params=params_np,
         final_loss=final_loss,
@@ -944,6 +938,19 @@ def train(problem: Problem, spec: TrainSpec) -> TrainResult:
         compiled=compiled,
         matmul_precision=spec.matmul_precision,
     )
+
+
+def _final_loss(problem: Problem, spec: TrainSpec, params: dict[str, np.ndarray], batch: int,
+                device: torch.device) -> np.ndarray:
+    """Every instance's loss on its evaluation stream after training; a non-finite one is divergence."""
+    eval_params = {k: torch.from_numpy(v).to(device) for k, v in params.items()}
+    final_loss = evaluate(problem, eval_params, spec.eval_batch, batch=min(batch, 4096), device=device,
+                          compile_=spec.compile)
+    bad = ~np.isfinite(final_loss)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise TrainingDiverged(f"{problem.name}: {problem.label(i)} has a non-finite evaluation loss")
+    return final_loss
 
 
 def _check_finite(loss: torch.Tensor, problem: Problem, offset: int, step: int) -> None:
@@ -1176,13 +1183,7 @@ def _train_shared(problem: Problem, spec: TrainSpec, device: torch.device) -> Tr
     finally:
         precision.close()
         progress.close()
-    eval_params = {k: torch.from_numpy(v).to(device) for k, v in final.items()}
-    final_loss = evaluate(problem, eval_params, spec.eval_batch, batch=min(B, 4096), device=device,
-                          compile_=spec.compile)
-    bad = ~np.isfinite(final_loss)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise TrainingDiverged(f"{problem.name}: {problem.label(i)} has a non-finite evaluation loss")
+    final_loss = _final_loss(problem, spec, final, B, device)
     return TrainResult(
         params=final,
         final_loss=final_loss,
