@@ -585,6 +585,20 @@ def test_bf16_casting_products_are_float32_results_of_rounded_inputs():
 
 
 
+def test_bf16_products_are_rounded_on_every_cpu():
+    """bf16 is never a silent no-op: where oneDNN's switch leaves products in float32 (CPUs without
+    native bf16), the step casts instead; either way a bf16 product differs from the float32 one."""
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(2, 32, 200, generator=g), torch.randn(2, 200, 8, generator=g)
+    spec = _spec(matmul_precision="bf16")
+    cpu = torch.device("cpu")
+    assert training._bf16_cast(spec, cpu) is (not training.cpu_bf16_switch_works())
+    with training.matmul_precision("bf16", cpu):
+        out = training._bmm(a, b, training._bf16_cast(spec, cpu))
+    assert (out - torch.bmm(a, b)).abs().max() > 1e-4
+    assert not training._bf16_cast(_spec(), cpu)
+
+
 def test_config_keys_reach_the_trainer():
     """train.shared_batches / train.matmul_precision from a config: validated, defaulted off/fp32 (the
     default config turns sharing to auto on the privileged basis only), and the privileged basis's 1000

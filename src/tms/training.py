@@ -22,6 +22,7 @@ are unchanged; their variance drops by about ``1 - P0``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -510,9 +511,9 @@ SHARED_UNROLL_MAX = 64
 
 
 def _bmm(a: torch.Tensor, b: torch.Tensor, bf16: bool = False) -> torch.Tensor:
-    """``torch.bmm``, or with ``bf16`` inputs and a float32 result where the device has no global switch
-    for it (CUDA); on CPU bf16 products use oneDNN's float32-precision switch instead (see
-    :func:`matmul_precision`), so this is then a plain ``bmm``."""
+    """``torch.bmm``, or with ``bf16`` inputs and a float32 result where no global switch does it (CUDA,
+    and CPUs on which oneDNN's float32-precision switch leaves products in float32: see
+    :func:`cpu_bf16_switch_works`)."""
     if bf16:
         return torch.bmm(a.to(torch.bfloat16), b.to(torch.bfloat16)).to(torch.float32)
     return torch.bmm(a, b)
@@ -967,21 +968,38 @@ def _check_finite(loss: torch.Tensor, problem: Problem, offset: int, step: int) 
 # Matrix-product precision
 
 
+@functools.lru_cache(maxsize=None)
+def cpu_bf16_switch_works() -> bool:
+    """Whether oneDNN's float32-precision switch really gives CPU matrix products bf16 inputs here: tried
+    once on a small ``bmm``. On CPUs without native bf16 (no AVX512-BF16 or AMX) torch leaves the
+    products in float32 under the switch, so bf16 there must cast (:func:`_bmm`) or it is a silent no-op."""
+    mkl = getattr(torch.backends.mkldnn, "matmul", None)
+    if getattr(mkl, "fp32_precision", None) is None or not torch.backends.mkldnn.is_available():
+        return False
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, 16, 64, generator=g), torch.randn(2, 64, 16, generator=g)
+    exact = torch.bmm(a, b)
+    prev = mkl.fp32_precision
+    try:
+        mkl.fp32_precision = "bf16"
+        rounded = torch.bmm(a, b)
+    finally:
+        mkl.fp32_precision = prev
+    return not torch.equal(rounded, exact)
+
+
 @contextlib.contextmanager
 def matmul_precision(precision: str, device: torch.device):
-    """Within the block, ``bf16``: float32 matrix products on CPU take bf16 inputs (oneDNN, float32
-    accumulation and result; parameters, optimiser state and everything element-wise stay float32).
-    ``fp32`` leaves torch's settings untouched. On CUDA the products cast their inputs instead
-    (:func:`_bmm`), so this does nothing there."""
-    if precision == "fp32" or device.type != "cpu":
+    """Within the block, ``bf16`` on a CPU whose oneDNN honours it: float32 matrix products take bf16
+    inputs (float32 accumulation and result; parameters, optimiser state and everything element-wise
+    stay float32). Elsewhere (``fp32``, CUDA, CPUs without native bf16) it leaves torch's settings
+    untouched: there the products cast their inputs themselves (:func:`_bf16_cast`)."""
+    if precision == "fp32" or device.type != "cpu" or not cpu_bf16_switch_works():
+        if precision == "bf16" and device.type == "cpu":
+            log.warning("this CPU has no native bf16 support: bf16 matrix products are emulated by casting "
+                        "(several times slower than float32; bf16 pays on GPUs and CPUs with AVX512-BF16/AMX)")
         yield
         return
-    knob = getattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision", None)
-    if knob is None or not torch.backends.mkldnn.is_available():
-        raise RuntimeError(f"train.matmul_precision = {precision!r} needs oneDNN's fp32_precision switch "
-                           f"(torch >= 2.9 with mkldnn); this is torch {torch.__version__}")
-    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        log.warning("this CPU has no native bf16 support: bf16 matrix products are emulated (slower)")
     prev = torch.backends.mkldnn.matmul.fp32_precision
     torch.backends.mkldnn.matmul.fp32_precision = "bf16"
     try:
@@ -991,8 +1009,8 @@ def matmul_precision(precision: str, device: torch.device):
 
 
 def _bf16_cast(spec: TrainSpec, device: torch.device) -> bool:
-    """Whether the step's products cast to bf16 themselves (devices without a global switch)."""
-    return spec.matmul_precision == "bf16" and device.type != "cpu"
+    """Whether the step's products cast to bf16 themselves (no global switch that does it here)."""
+    return spec.matmul_precision == "bf16" and (device.type != "cpu" or not cpu_bf16_switch_works())
 
 
 # --------------------------------------------------------------------------------------------
