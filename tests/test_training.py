@@ -102,7 +102,8 @@ def test_compiled_step_matches_eager(kind):
 @pytest.mark.parametrize("kind, N, n, m", [  # (300, 3, 2): the instance-last (tiny) layout; (5, 6, 3): instance-first
     (ModelKind.RELU_OUTPUT, 300, 3, 2), (ModelKind.COMPUTATION, 300, 3, 2), (ModelKind.RELU_HIDDEN, 5, 6, 3)])
 def test_compiled_evaluation_matches_eager(kind, N, n, m):
-    sets = FeatureSets.independent(n) if n < 6 else FeatureSets.parse([{"kind": "correlated", "size": 3, "count": 2}], n)
+    corr = [{"kind": "correlated", "size": 3, "count": 2}]
+    sets = FeatureSets.independent(n) if n < 6 else FeatureSets.parse(corr, n)
     prob = _problem(kind=kind, N=N, n=n, m=m, l1=torch.linspace(0, 0.05, N), sets=sets)
     assert training.use_tiny_layout(kind, n, m, N) == (N == 300)
     p = models.init_params(kind, n, m, prob.keys)
@@ -328,8 +329,8 @@ def test_condition_auto_conditions_only_sparse_instances():
     assert not np.allclose(runs["on"].params["W"][:2], runs["off"].params["W"][:2])
     # the evaluation loss is the plain, unconditional estimate whatever training used
     p = {k: torch.from_numpy(v) for k, v in runs["on"].params.items()}
-    np.testing.assert_array_equal(runs["on"].final_loss, training.evaluate(_problem(N=4, n=2, m=1, density=dens), p, 256,
-                                                                            batch=32, compile_=False))
+    plain = training.evaluate(_problem(N=4, n=2, m=1, density=dens), p, 256, batch=32, compile_=False)
+    np.testing.assert_array_equal(runs["on"].final_loss, plain)
 
 
 def test_condition_helps_sparse_training():

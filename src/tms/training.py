@@ -365,7 +365,8 @@ def use_tiny_layout(kind: ModelKind, n: int, m: int, n_instances: int) -> bool:
 AUTO_CONDITION_P0 = 0.5
 
 
-def empty_input_loss(kind: ModelKind, b: torch.Tensor, imp: torch.Tensor, tiny: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def empty_input_loss(kind: ModelKind, b: torch.Tensor, imp: torch.Tensor,
+                     tiny: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss of the all-zero input, ``mean_i I_i f(b_i)^2`` (f = ReLU, or the identity for the linear
     model: every model's hidden layer is 0 there and the target is 0), and its gradient in b.
 
