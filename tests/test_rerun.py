@@ -176,6 +176,31 @@ def test_rerun_catches_a_doctored_metric(archive, tmp_path, capsys, budget):
                 f"re-evaluated: reproduced (same verdict: {f['verdict']})") in out
 
 
+def test_sample_of_an_experiment_trained_with_shared_batches(tmp_path):
+    """An archive whose restarts shared their cell's batches (meta layout 'cell-shared', as the default
+    privileged basis, whose config says ``auto``) is resampled with shared batches, not refused and not
+    fed per-restart batches (``auto`` decides again from the sample's size, here: off)."""
+    def exp(mode: str) -> dict:
+        cfg = {"name": "tiny", "seed": 3,
+               "experiments": {"tiny": dict(EXP, restarts=4, train=dict(EXP["train"], shared_batches=mode))}}
+        return cfg_mod.experiment(cfg, "tiny")
+
+    out = tmp_path / "tiny"
+    experiments.run("tiny", exp("on"), seed=3, out_dir=out, config_name="tiny")
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["training"]["layout"].startswith("cell-shared")
+    archived = pd.read_csv(out / "metrics.csv")
+    res = rerun._sampled("tiny", exp("auto"), 3, "cpu", meta, archived, fraction=0.5, max_restarts=2,
+                         rtol=rerun.RTOL, atol=rerun.ATOL)
+    assert len(res.instances) == 4 and len(res.cells) == 2
+    assert res.ok, res.mismatches
+    # fed per-restart batches instead, the same models land elsewhere: the check has teeth
+    unshared = dict(meta, training=dict(meta["training"], layout="instance-first"))
+    off = rerun._sampled("tiny", exp("auto"), 3, "cpu", unshared, archived, fraction=0.5, max_restarts=2,
+                         rtol=rerun.RTOL, atol=rerun.ATOL)
+    assert not off.ok
+
+
 def test_judge_claims_reports_a_moved_value_and_a_failed_figure():
     runs = [rerun.ExperimentRerun("a", [0], [0], full=True, cost=1.0)]
     found = [{"id": "f.x", "figure": "f", "verdict": "reproduced", "measured": 1.0, "experiments": ["a"]},

@@ -229,7 +229,14 @@ def _sampled(name: str, exp: dict[str, Any], seed: int, device: str, meta: dict[
     # the same ones, so the sample differs from it only by the batch it is trained in
     done = meta.get("training", {})
     if "compiled" in done and "layout" in done:
-        spec = dataclasses.replace(spec, compile=bool(done["compiled"]), layout=str(done["layout"]))
+        layout = str(done["layout"])
+        spec = dataclasses.replace(spec, compile=bool(done["compiled"]))
+        if layout.startswith("cell-shared"):
+            # its restarts shared their cell's batches: so must the sample's (``auto`` would decide
+            # again from the sample's size, and a restart fed its own batches is another model)
+            spec = dataclasses.replace(spec, shared_batches="on")
+        else:
+            spec = dataclasses.replace(spec, layout=layout)
     result = train(_subproblem(problem, idx), spec)
     summary = metrics.instance_summary(problem.kind, result.params)
     res.mismatches = _compare(name, idx, archived, result.final_loss,
