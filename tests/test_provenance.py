@@ -45,3 +45,12 @@ def test_environment_override(monkeypatch):
     monkeypatch.setenv("TMS_CODE_VERSION", "abc123")
     v = provenance.code_version.__wrapped__()
     assert v == {"commit": "abc123", "dirty": False, "source": "TMS_CODE_VERSION"}
+
+
+def test_cpu_device_names_the_cpu_and_the_kernels_instruction_set():
+    """Another CPU's kernels round differently: the record says which CPU and which instructions."""
+    import torch
+
+    desc = provenance.device_description("cpu")
+    assert desc.startswith("cpu (") and provenance.cpu_name() in desc
+    assert f"torch kernels {torch.backends.cpu.get_cpu_capability()}" in desc and "logical cores" in desc

@@ -169,7 +169,13 @@ def test_rerun_catches_a_doctored_metric(archive, tmp_path, capsys, budget):
     assert f"tiny model {idx[0]} (cell {idx[0] // 3}, restart {idx[0] % 3}): loss" in out
     if budget == 0:
         assert "claim test_fig.trained (reproduced): NOT reproduced on the sample (tiny)" in out
-    else:  # the verdicts were still re-evaluated, and say so
+        # where it was trained and where retrained, so a reader can tell a machine's rounding from the code
+        assert "sampled models that differ: trained for the archive tiny on cpu (" in out
+        assert "retrained here on cpu (" in out and "torch kernels" in out
+    else:
+        assert "sampled models that differ" not in out  # retrained in full: the same machine's comparison
+    if budget != 0:
+        # the verdicts were still re-evaluated, and say so
         assert "claim test_fig.trained (reproduced): NOT reproduced by the rerun (tiny retrained in full)" in out
         f = _real_claims(archive)[0]
         assert (f"claim {f['id']} ({f['verdict']}): NOT reproduced by the rerun (tiny retrained in full); verdict "

@@ -715,6 +715,19 @@ def check_rerun(archive: Path, top: str, fraction: float, device: str = "cpu",
                              f"{r.max_rel:.1e} (relative) of the archived ones ({r.seconds:.1f} s)")
         else:
             out.problems += r.mismatches
+    differ = [r for r in done.experiments if not r.ok and not r.full and r.instances]
+    if differ:
+        from tms.provenance import device_description
+        from tms.training import resolve_device
+
+        here = device_description(str(resolve_device(device)))
+        where = "; ".join(f"{r.name} on {r.trained_on or 'an unrecorded device'}" for r in differ)
+        out.notes.append(
+            f"sampled models that differ: trained for the archive {where}; retrained here on {here}. Another CPU "
+            "(other vector instructions, other kernels) rounds differently, and models whose training amplifies "
+            "rounding (the sparse cells of the ReLU phase maps) then end elsewhere: such differences judge the "
+            "machine, not the code; on a machine like the archive's, or with a full rebuild and --build, they are "
+            "judged properly (README, 'What tms verify proves')")
     for c in done.claims:
         line = f"claim {c.id} ({c.archived}): {c.text}"
         (out.notes if c.ok else out.problems).append(line)

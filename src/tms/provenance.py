@@ -64,12 +64,27 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def device_description(device: str) -> str:
-    if device.startswith("cuda"):
-        import torch
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
+
+def device_description(device: str) -> str:
+    """The device in words. On CPU also its model and the vector instructions torch's kernels use:
+    two CPUs with other ones round differently, which a retrain on another machine can show."""
+    import torch
+
+    if device.startswith("cuda"):
         return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
-    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} logical cores)"
+    isa = torch.backends.cpu.get_cpu_capability()
+    return f"cpu ({cpu_name()}, {platform.machine()}, torch kernels {isa}, {os.cpu_count()} logical cores)"
 
 
 def record(*, config: Any, device: str | None = None, wall_time: float | None = None, **extra: Any) -> dict[str, Any]:

@@ -79,6 +79,7 @@ class ExperimentRerun:
     seconds: float = 0.0
     full: bool = False  # retrained in full (every model), not a sample
     cost: float = 0.0  # training_cost of the whole experiment
+    trained_on: str = ""  # the device the archive's models were trained on (its meta.json), where recorded
 
     @property
     def ok(self) -> bool:
@@ -347,6 +348,7 @@ def rerun(archive: Path, top: str, fraction: float = 0.01, max_restarts: int = 1
             else:
                 meta = json.loads(tables.get(f"results/{name}/meta.json", b"{}"))
                 res = _sampled(name, exp, seed, device, meta, archived, fraction, max_restarts, rtol, atol)
+                res.trained_on = str((meta.get("provenance") or {}).get("device", ""))
             res.cost = cost
             log.info("rerun %s: %d models of %d cells%s, %d differ (%.1f s)", name, len(res.instances),
                      len(res.cells), " (in full)" if res.full else "", len(res.mismatches), res.seconds)
