@@ -75,3 +75,21 @@ def test_disk_full_is_one_line_naming_the_file_and_keeps_nothing(tmp_path, full_
     assert errors[0].endswith(f"{out}: No space left on device (free space on that filesystem and rerun; the "
                               f"interrupted output was not kept)")
     assert list(full_disk.iterdir()) == []  # no partial output, no stray temporary
+
+
+def test_library_chatter_stays_out_of_job_logs(caplog):
+    """fontTools logs ~130 INFO lines per PDF figure: a figure job's log keeps its warnings and our lines."""
+    import logging
+
+    try:
+        cli._setup_logging()
+        with caplog.at_level(logging.INFO):
+            logging.getLogger("fontTools.subset").info("glyf pruned")
+            logging.getLogger("fontTools.subset").warning("a real problem")
+            logging.getLogger("tms").info("figure written")
+        assert [r.getMessage() for r in caplog.records] == ["a real problem", "figure written"]
+        cli._setup_logging(verbose=True)  # -v shows everything
+        assert logging.getLogger("fontTools.subset").isEnabledFor(logging.DEBUG)
+    finally:
+        for name in cli.QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.NOTSET)

@@ -54,9 +54,16 @@ def _ensure_malloc_env() -> None:
     os.execve(sys.executable, [sys.executable, "-m", "tms", *sys.argv[1:]], env)
 
 
+#: Libraries that log every step of their work at INFO (fontTools: ~130 lines per PDF figure, the
+#: whole of a figure job's log but one line); their warnings still show, and all of it with -v.
+QUIET_LOGGERS = ("fontTools", "matplotlib")
+
+
 def _setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def _set_threads(threads: int | None) -> None:
