@@ -94,6 +94,8 @@ def test_build_writes_tex_html_and_figures(built, inputs):
     assert tex.index(r"\section{Introduction}") < tex.index(r"\section{Superposition as a Phase Change}")
     assert "Sections of the paper without a figure in this build" in tex
     assert r"\section{All claims}" in tex and r"\begin{longtable}" in tex
+    # one device for every experiment: said once, not repeated (and wrapped) in every row of the table
+    assert "Every experiment was trained on cpu (" in tex and r"\textbf{Device}" not in tex
 
 
 def test_no_wall_times_in_the_report(built, inputs):
