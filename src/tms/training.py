@@ -995,7 +995,7 @@ def matmul_precision(precision: str, device: torch.device):
     inputs (float32 accumulation and result; parameters, optimiser state and everything element-wise
     stay float32). Elsewhere (``fp32``, CUDA, CPUs without native bf16) it leaves torch's settings
     untouched: there the products cast their inputs themselves (:func:`_bf16_cast`)."""
-    if precision == "fp32" or device.type != "cpu" or not cpu_bf16_switch_works():
+    if not _bf16_switch(precision, device):
         if precision == "bf16" and device.type == "cpu":
             log.warning("this CPU has no native bf16 support: bf16 matrix products are emulated by casting "
                         "(several times slower than float32; bf16 pays on GPUs and CPUs with AVX512-BF16/AMX)")
@@ -1009,9 +1009,14 @@ def matmul_precision(precision: str, device: torch.device):
         torch.backends.mkldnn.matmul.fp32_precision = prev
 
 
+def _bf16_switch(precision: str, device: torch.device) -> bool:
+    """Whether bf16 products come from oneDNN's switch (:func:`matmul_precision`) here."""
+    return precision == "bf16" and device.type == "cpu" and cpu_bf16_switch_works()
+
+
 def _bf16_cast(spec: TrainSpec, device: torch.device) -> bool:
-    """Whether the step's products cast to bf16 themselves (no global switch that does it here)."""
-    return spec.matmul_precision == "bf16" and (device.type != "cpu" or not cpu_bf16_switch_works())
+    """Whether the step's products cast to bf16 themselves (no switch that does it here)."""
+    return spec.matmul_precision == "bf16" and not _bf16_switch(spec.matmul_precision, device)
 
 
 # --------------------------------------------------------------------------------------------
